@@ -1,0 +1,328 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"github.com/kthena/kthena/internal/sim/perfmodel"
+)
+
+// item is one request's share of a step.
+type item struct {
+	r       *Request
+	n       int
+	prefill bool
+}
+
+type plan struct {
+	items       []item
+	batch       perfmodel.Batch
+	preempted   int
+	scheduled   []RequestStats
+	prefixQuery int
+	prefixHit   int
+	failed      []*Request
+}
+
+// schedule picks the work of the next step: running sequences first (one
+// token each when decoding, a chunk when prefilling), preempting from the
+// back when blocks run out, then waiting requests while the token budget,
+// max-num-seqs, LoRA slots and free blocks allow. It mirrors vLLM V1's
+// scheduler with chunked prefill and recompute preemption.
+func (e *Engine) schedule() *plan {
+	p := &plan{}
+	e.sweepCancelled()
+	budget := e.o.MaxNumBatchedTokens
+	fixedPrefill := e.o.FixedTTFT > 0
+
+	for i := 0; i < len(e.running) && budget > 0; i++ {
+		r := e.running[i]
+		s := &r.state
+		need := s.numTokens(r) - s.computed
+		n := min(need, budget)
+		if fixedPrefill && need > 1 {
+			n = need
+		}
+		for !e.cache.Grow(&s.table, s.computed+n) {
+			victim := e.running[len(e.running)-1]
+			e.preempt(victim)
+			p.preempted++
+			if victim == r {
+				n = 0
+				break
+			}
+		}
+		if n == 0 {
+			break
+		}
+		e.addItem(p, r, n)
+		budget -= n
+	}
+
+	if p.preempted == 0 {
+		e.admitWaiting(p, budget)
+	}
+	if len(p.items) == 0 && len(e.running) == 0 && len(e.waiting) > 0 {
+		// Nothing fits even on an empty engine: fail the head instead of
+		// spinning.
+		r := e.waiting[0]
+		e.waiting = e.waiting[1:]
+		p.failed = append(p.failed, r)
+	}
+	return p
+}
+
+func (e *Engine) admitWaiting(p *plan, budget int) {
+	loras := map[string]bool{}
+	for _, r := range e.running {
+		if r.LoRA != "" {
+			loras[r.LoRA] = true
+		}
+	}
+	bs := e.o.BlockSize
+	for idx := 0; idx < len(e.waiting) && budget > 0 && len(e.running) < e.o.MaxNumSeqs; {
+		r := e.waiting[idx]
+		s := &r.state
+		if r.LoRA != "" && !loras[r.LoRA] && len(loras) >= max(e.o.MaxLoRAs, 1) {
+			idx++ // keep its place; later requests may still fit
+			continue
+		}
+		numTokens := s.numTokens(r)
+		switch {
+		case r.RemotePrefill && s.generated == 0:
+			s.computed = len(r.Prompt) - 1
+		case e.o.PrefixCaching:
+			hashes := s.table.Hashes
+			hashes = hashes[:min(len(hashes), (numTokens-1)/bs)]
+			hit := e.cache.MatchPrefix(hashes)
+			e.cache.AcquirePrefix(&s.table, hashes, hit)
+			s.computed = hit * bs
+		default:
+			s.computed = 0
+		}
+		if !s.scheduledOnce {
+			p.prefixQuery += len(r.Prompt)
+			if !r.RemotePrefill {
+				s.cached = s.computed
+				p.prefixHit += s.computed
+			}
+		}
+		need := numTokens - s.computed
+		n := min(need, budget)
+		if e.o.FixedTTFT > 0 {
+			n = need
+		}
+		if !e.cache.Grow(&s.table, s.computed+n) {
+			e.cache.Release(&s.table)
+			s.computed = 0
+			if !s.scheduledOnce {
+				p.prefixQuery -= len(r.Prompt)
+				p.prefixHit -= s.cached
+			}
+			break
+		}
+		e.waiting = append(e.waiting[:idx], e.waiting[idx+1:]...)
+		e.running = append(e.running, r)
+		if r.LoRA != "" {
+			loras[r.LoRA] = true
+		}
+		if !s.scheduledOnce {
+			s.scheduledOnce = true
+			s.firstSched = e.clock
+			p.scheduled = append(p.scheduled, RequestStats{LoRA: r.LoRA, QueueTime: e.clock - s.arrival})
+			cached := s.cached
+			r.stream.update(func(pr *Progress) { pr.FirstScheduled, pr.CachedTokens = e.clock, cached })
+		}
+		e.addItem(p, r, n)
+		budget -= n
+	}
+}
+
+func (e *Engine) addItem(p *plan, r *Request, n int) {
+	s := &r.state
+	prefill := !(n == 1 && s.generated > 0) && !(n == 1 && r.RemotePrefill && s.generated == 0)
+	if prefill {
+		p.batch.PrefillTokens += n
+		p.batch.PrefillContext += perfmodel.ContextSum(s.computed, n)
+		p.batch.PrefillKVRead += s.computed
+	} else {
+		p.batch.DecodeSeqs++
+		p.batch.DecodeContext += s.computed + 1
+	}
+	p.items = append(p.items, item{r: r, n: n, prefill: prefill})
+}
+
+// preempt frees a running request's blocks and puts it back at the head of
+// the queue; it will recompute its prompt and output so far (its blocks stay
+// cached until evicted, so the recompute often hits).
+func (e *Engine) preempt(r *Request) {
+	for i, x := range e.running {
+		if x == r {
+			e.running = append(e.running[:i], e.running[i+1:]...)
+			break
+		}
+	}
+	e.cache.Release(&r.state.table)
+	r.state.computed = 0
+	e.waiting = append([]*Request{r}, e.waiting...)
+}
+
+func (e *Engine) sweepCancelled() {
+	keep := e.running[:0]
+	for _, r := range e.running {
+		if r.cancelled.Load() {
+			e.finish(r, FinishAbort, e.clock)
+			continue
+		}
+		keep = append(keep, r)
+	}
+	e.running = keep
+	w := e.waiting[:0]
+	for _, r := range e.waiting {
+		if r.cancelled.Load() {
+			e.finish(r, FinishAbort, e.clock)
+			continue
+		}
+		w = append(w, r)
+	}
+	e.waiting = w
+}
+
+// stepDuration prices the plan with the roofline or the fixed overrides.
+func (e *Engine) stepDuration(p *plan) time.Duration {
+	if len(p.items) == 0 {
+		return 0
+	}
+	hasPrefill, hasDecode := p.batch.PrefillTokens > 0, p.batch.DecodeSeqs > 0
+	roofline := e.o.Profile.StepTime(p.batch)
+	var d time.Duration
+	if hasPrefill {
+		d = roofline
+		if e.o.FixedTTFT > 0 {
+			d = e.o.FixedTTFT
+		}
+	}
+	if hasDecode {
+		dec := roofline
+		if e.o.FixedITL > 0 {
+			dec = e.o.FixedITL
+		}
+		d = max(d, dec)
+	}
+	return d
+}
+
+// complete applies a finished step at simulated time end.
+func (e *Engine) complete(p *plan, end, dur float64) StepStats {
+	e.clock = end
+	stats := StepStats{StepDuration: dur, PrefixQueries: p.prefixQuery, PrefixHits: p.prefixHit,
+		Preemptions: p.preempted, ScheduledRequests: p.scheduled}
+	for _, r := range p.failed {
+		r.stream.update(func(pr *Progress) { pr.Done, pr.Finish, pr.Err = true, FinishAbort, ErrTooLarge })
+	}
+	bs := e.o.BlockSize
+	finished := false
+	for _, it := range p.items {
+		r, s := it.r, &it.r.state
+		if r.cancelled.Load() {
+			continue // swept at the next step
+		}
+		s.computed += it.n
+		if it.prefill {
+			stats.PromptTokens += it.n
+		}
+		if s.computed/bs > s.table.Committed {
+			e.cache.Commit(&s.table, s.computed, tokenAt(r), s.extra, r.LoRA)
+		}
+		if s.computed < s.numTokens(r) {
+			continue // a prefill chunk; no token yet
+		}
+		s.generated++
+		stats.GenerationTokens++
+		if s.generated == 1 {
+			s.firstToken = end
+		} else {
+			e.obs.Token(end - s.lastToken)
+		}
+		s.lastToken = end
+		if s.generated >= len(r.Output) {
+			e.finish(r, r.Finish, end)
+			finished = true
+			continue
+		}
+		gen := s.generated
+		first := s.firstToken
+		r.stream.update(func(pr *Progress) { pr.Generated, pr.FirstToken = gen, first })
+	}
+	if finished {
+		keep := e.running[:0]
+		for _, r := range e.running {
+			if !r.stream.isDone() {
+				keep = append(keep, r)
+			}
+		}
+		e.running = keep
+	}
+	e.totals.Steps++
+	e.totals.Preemptions += int64(p.preempted)
+	e.totals.PromptTokens += int64(stats.PromptTokens)
+	e.totals.GenerationTokens += int64(stats.GenerationTokens)
+	e.totals.PrefixQueries += int64(p.prefixQuery)
+	e.totals.PrefixHits += int64(p.prefixHit)
+	stats.Running, stats.Waiting = len(e.running), len(e.waiting)
+	stats.KVUsage, stats.UsedBlocks = e.cache.Usage(), e.cache.NumBlocks()-e.cache.NumFree()
+	stats.RunningLoRAs, stats.WaitingLoRAs = loraNames(e.running), loraNames(e.waiting)
+	return stats
+}
+
+// finish ends a request: releases or holds its blocks, reports its stats
+// and wakes its consumer.
+func (e *Engine) finish(r *Request, reason FinishReason, end float64) {
+	s := &r.state
+	if r.HoldBlocks && reason != FinishAbort {
+		e.held[r.ID] = r
+	} else {
+		e.cache.Release(&s.table)
+	}
+	if reason != FinishAbort {
+		e.totals.FinishedRequests++
+		st := RequestStats{LoRA: r.LoRA, PromptTokens: len(r.Prompt), GenerationTokens: s.generated,
+			CachedTokens: s.cached, MaxTokens: r.MaxTokens, Finish: reason,
+			QueueTime: s.firstSched - s.arrival, TTFT: s.firstToken - s.arrival,
+			PrefillTime: s.firstToken - s.firstSched, DecodeTime: end - s.firstToken, E2E: end - s.arrival}
+		e.obs.Finished(st)
+	}
+	var heldIDs []int
+	if r.HoldBlocks && reason != FinishAbort {
+		for _, b := range s.table.Blocks {
+			heldIDs = append(heldIDs, int(b))
+		}
+	}
+	gen, first := s.generated, s.firstToken
+	var err error
+	if reason == FinishAbort {
+		err = errors.New("request aborted")
+	}
+	r.stream.update(func(pr *Progress) {
+		pr.Generated, pr.FirstToken, pr.Finished, pr.Done, pr.Finish, pr.HeldBlocks, pr.Err =
+			gen, first, end, true, reason, heldIDs, err
+	})
+}
+
+func (s *Stream) isDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.progress.Done
+}
+
+func loraNames(rs []*Request) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r.LoRA != "" && !seen[r.LoRA] {
+			seen[r.LoRA] = true
+			out = append(out, r.LoRA)
+		}
+	}
+	return out
+}

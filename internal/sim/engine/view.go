@@ -1,0 +1,41 @@
+package engine
+
+// Stats is a read-only snapshot of the engine.
+type Stats struct {
+	Running, Waiting, Held int
+	KVUsage                float64
+	UsedBlocks, NumBlocks  int
+	BlockSize              int
+	SimTime                float64
+	Totals                 Totals
+}
+
+// Stats returns the current state.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Stats{
+		Running: len(e.running), Waiting: len(e.waiting), Held: len(e.held),
+		KVUsage: e.cache.Usage(), UsedBlocks: e.cache.NumBlocks() - e.cache.NumFree(),
+		NumBlocks: e.cache.NumBlocks(), BlockSize: e.o.BlockSize,
+		SimTime: max(e.clock, e.simNow()), Totals: e.totals,
+	}
+}
+
+// CachedPrefixTokens is how many tokens of a prompt would be served from
+// this engine's prefix cache right now (whole blocks, leaving the last token
+// to compute, as the scheduler does). lora is the adapter name or "".
+func (e *Engine) CachedPrefixTokens(prompt []int, lora string) int {
+	if !e.o.PrefixCaching || len(prompt) == 0 {
+		return 0
+	}
+	var extra []string
+	if lora != "" {
+		extra = []string{lora}
+	}
+	hashes := e.cache.Hasher().Chain(prompt, e.o.BlockSize, extra)
+	hashes = hashes[:min(len(hashes), (len(prompt)-1)/e.o.BlockSize)]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cache.MatchPrefix(hashes) * e.o.BlockSize
+}

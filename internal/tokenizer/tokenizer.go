@@ -1,0 +1,107 @@
+// Package tokenizer is a real byte-pair-encoding tokenizer for token counts,
+// prefix-cache block hashes and simulated outputs.
+//
+// It wraps the cl100k_base BPE ranks, embedded in the binary so that no
+// network is needed. Llama 3's 128k vocabulary extends cl100k_base (its first
+// 100,256 ranks are the same merges), so counts for Llama-3-family prompts
+// match closely; for other families (Qwen, Mistral) counts are within a few
+// percent, which is what token budgets, block hashing and routing estimates
+// need.
+package tokenizer
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pkoukk/tiktoken-go"
+	tiktokenloader "github.com/pkoukk/tiktoken-go-loader"
+)
+
+// DefaultEncoding is the BPE used when none is named.
+const DefaultEncoding = "cl100k_base"
+
+// Tokenizer encodes text into token IDs and back. It is safe for concurrent
+// use; build one per process and share it (loading the ranks takes ~100 ms).
+type Tokenizer struct {
+	bpe      *tiktoken.Tiktoken
+	specials specialTokens
+}
+
+// loaderOnce guards the library's process-wide BPE loader hook: it must point
+// at the embedded files before any encoding is loaded, and setting it again
+// would race with concurrent loads.
+var loaderOnce sync.Once
+
+// New loads the named encoding ("cl100k_base" or "o200k_base") from the
+// embedded rank files.
+func New(encoding string) (*Tokenizer, error) {
+	if encoding == "" {
+		encoding = DefaultEncoding
+	}
+	loaderOnce.Do(func() { tiktoken.SetBpeLoader(tiktokenloader.NewOfflineLoader()) })
+	bpe, err := tiktoken.GetEncoding(encoding)
+	if err != nil {
+		return nil, fmt.Errorf("load BPE encoding %q: %w", encoding, err)
+	}
+	return &Tokenizer{bpe: bpe, specials: llama3Specials()}, nil
+}
+
+// Encode returns the token IDs of text. Chat-template markers produced by
+// ApplyChatTemplate (such as "<|eot_id|>") map to their single special IDs;
+// everything else is ordinary BPE.
+func (t *Tokenizer) Encode(text string) []int {
+	if !strings.Contains(text, "<|") {
+		return t.bpe.EncodeOrdinary(text)
+	}
+	var ids []int
+	for text != "" {
+		at, marker, id := t.specials.next(text)
+		if at < 0 {
+			ids = append(ids, t.bpe.EncodeOrdinary(text)...)
+			break
+		}
+		if at > 0 {
+			ids = append(ids, t.bpe.EncodeOrdinary(text[:at])...)
+		}
+		ids = append(ids, id)
+		text = text[at+len(marker):]
+	}
+	return ids
+}
+
+// Count returns the number of tokens of text.
+func (t *Tokenizer) Count(text string) int { return len(t.Encode(text)) }
+
+// Decode turns token IDs back into text. Unknown IDs are skipped, so Decode
+// never fails on client-provided input.
+func (t *Tokenizer) Decode(ids []int) string {
+	var b strings.Builder
+	start := 0
+	flush := func(end int) {
+		if end > start {
+			b.WriteString(t.bpe.Decode(ids[start:end]))
+		}
+	}
+	for i, id := range ids {
+		if marker, ok := t.specials.byID[id]; ok {
+			flush(i)
+			b.WriteString(marker)
+			start = i + 1
+			continue
+		}
+		if id < 0 || id >= t.specials.firstID {
+			flush(i)
+			start = i + 1
+		}
+	}
+	flush(len(ids))
+	return b.String()
+}
+
+// DecodeBytes is Decode without the UTF-8 string conversion, for callers that
+// stream token pieces and must not split multi-byte characters.
+func (t *Tokenizer) DecodeBytes(ids []int) []byte { return []byte(t.Decode(ids)) }
+
+// VocabSize is the size of the ID space Encode can return.
+func (t *Tokenizer) VocabSize() int { return t.specials.lastID + 1 }

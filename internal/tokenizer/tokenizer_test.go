@@ -1,0 +1,54 @@
+package tokenizer
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEncodeIsRealBPE(t *testing.T) {
+	tok, err := New("")
+	require.NoError(t, err)
+	// "hello world" is two cl100k_base tokens; a whitespace splitter would
+	// also say two, so check a word that BPE splits and one it merges.
+	assert.Equal(t, []int{15339, 1917}, tok.Encode("hello world"))
+	assert.Greater(t, tok.Count("antidisestablishmentarianism"), 1)
+	assert.Equal(t, 1, tok.Count(" the"))
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	tok, err := New("")
+	require.NoError(t, err)
+	for _, s := range []string{"", "Kubernetes-native LLM serving.", "naïve café ☕ 東京", "a\n\nb\tc"} {
+		assert.Equal(t, s, tok.Decode(tok.Encode(s)), "round trip of %q", s)
+	}
+}
+
+func TestDecodeSkipsUnknownIDs(t *testing.T) {
+	tok, err := New("")
+	require.NoError(t, err)
+	assert.Equal(t, "hello", tok.Decode([]int{-5, 15339, 120000, 999999999}))
+}
+
+func TestChatTemplateUsesSpecialIDs(t *testing.T) {
+	tok, err := New("")
+	require.NoError(t, err)
+	ids := tok.EncodeChat([]Message{{Role: "user", Content: "hi"}}, true)
+	require.NotEmpty(t, ids)
+	assert.Equal(t, 128000, ids[0], "begins with <|begin_of_text|>")
+	assert.Contains(t, ids, 128009, "turn ends with <|eot_id|>")
+	assert.Equal(t, 2, countOf(ids, 128006), "two headers: user and assistant")
+	text := ApplyChatTemplate([]Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi"}}, false)
+	assert.Equal(t, text, tok.Decode(tok.Encode(text)))
+}
+
+func countOf(ids []int, id int) int {
+	n := 0
+	for _, x := range ids {
+		if x == id {
+			n++
+		}
+	}
+	return n
+}
