@@ -28,7 +28,8 @@ func (r *recorder) Step(s StepStats) {
 	r.maxRun = max(r.maxRun, s.Running)
 	r.preempt += s.Preemptions
 }
-func (r *recorder) Token(float64) {}
+func (r *recorder) Token(float64)      {}
+func (r *recorder) FirstToken(float64) {}
 func (r *recorder) Finished(s RequestStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -54,6 +54,8 @@ func (o *Options) validate() error {
 type Observer interface {
 	// Step reports the state after each step.
 	Step(StepStats)
+	// FirstToken reports a request's first token, with its TTFT.
+	FirstToken(ttft float64)
 	// Token reports one output token after the first, with its gap.
 	Token(itl float64)
 	// Finished reports a finished request.
@@ -95,4 +97,5 @@ type nopObserver struct{}
 
 func (nopObserver) Step(StepStats)        {}
 func (nopObserver) Token(float64)         {}
+func (nopObserver) FirstToken(float64)    {}
 func (nopObserver) Finished(RequestStats) {}

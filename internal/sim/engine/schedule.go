@@ -241,6 +241,7 @@ func (e *Engine) complete(p *plan, end, dur float64) StepStats {
 		stats.GenerationTokens++
 		if s.generated == 1 {
 			s.firstToken = end
+			e.obs.FirstToken(end - s.arrival)
 		} else {
 			e.obs.Token(end - s.lastToken)
 		}

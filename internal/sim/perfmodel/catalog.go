@@ -73,7 +73,7 @@ func Builtin() Catalog {
 			Description: "Qwen2.5-7B-Instruct, bf16, one A10G 24GB (AWS g5)",
 			Model:       qwen25_7B, GPU: a10G, TensorParallel: 1,
 			ComputeEfficiency: 0.45, BandwidthEfficiency: 0.80,
-			StepOverhead: 1500 * time.Microsecond,
+			StepOverhead:         1500 * time.Microsecond,
 			GPUMemoryUtilization: 0.9, ActivationReserveGiB: 1.5,
 			MaxModelLen: 32768, MaxNumSeqs: 128, MaxNumBatchedTokens: 2048,
 			KVLinkGBps: 12.5, KVTransferOverhead: 3 * time.Millisecond,

@@ -1,0 +1,78 @@
+// Command kthena-sim runs one simulated vLLM or SGLang engine.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/go-logr/zapr"
+	"github.com/kthena/kthena/internal/sim"
+	"go.uber.org/zap"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	zl, err := zap.NewProduction()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = zl.Sync() }()
+	log := zapr.NewLogger(zl)
+
+	for _, a := range args {
+		if a == "-h" || a == "--help" {
+			var c sim.Config
+			fs, _ := sim.FlagSet(&c)
+			fs.SetOutput(os.Stdout)
+			fmt.Println("Usage: kthena-sim [flags]")
+			fs.PrintDefaults()
+			return 0
+		}
+	}
+	cfg, ignored, err := sim.ParseArgs(args)
+	if err != nil {
+		log.Error(err, "bad arguments")
+		return 2
+	}
+	if len(ignored) > 0 {
+		log.Info("ignoring flags this simulator does not use", "flags", ignored)
+	}
+	if cfg.HashSeed == "" {
+		cfg.HashSeed = os.Getenv("PYTHONHASHSEED")
+	}
+	cfg = cfg.WithDefaults()
+	engine, err := sim.New(cfg, sim.WithLogger(log))
+	if err != nil {
+		log.Error(err, "cannot start engine")
+		return 1
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		engine.Close()
+		log.Error(err, "cannot listen")
+		return 1
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "engine", cfg.Engine, "profile", cfg.Profile)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := engine.Serve(ctx, ln); err != nil {
+		if errors.Is(err, sim.ErrCrashed) {
+			log.Info("exiting after injected crash")
+			return 3
+		}
+		log.Error(err, "server failed")
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,320 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kthena/kthena/internal/sim/engine"
+)
+
+// pdState is the prefill side of the disaggregation handshakes: KV held for
+// vLLM decode engines to pull, and SGLang bootstrap rooms.
+type pdState struct {
+	mu    sync.Mutex
+	holds map[string]int // request ID -> prompt tokens held
+	rooms map[int64]*room
+	http  *http.Client
+}
+
+type room struct {
+	done   chan struct{}
+	tokens int
+	err    error
+}
+
+func newPDState() *pdState {
+	return &pdState{holds: map[string]int{}, rooms: map[int64]*room{}, http: &http.Client{Timeout: 5 * time.Minute}}
+}
+
+func (p *pdState) room(id int64) *room {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.rooms[id]
+	if !ok {
+		r = &room{done: make(chan struct{})}
+		p.rooms[id] = r
+	}
+	return r
+}
+
+func (p *pdState) dropRoom(id int64) {
+	p.mu.Lock()
+	delete(p.rooms, id)
+	p.mu.Unlock()
+}
+
+func (e *Engine) advertiseHost() string {
+	if e.cfg.AdvertiseHost != "" {
+		return e.cfg.AdvertiseHost
+	}
+	if h, _, err := net.SplitHostPort(e.Addr()); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		return h
+	}
+	if e.cfg.Host != "" && e.cfg.Host != "0.0.0.0" && e.cfg.Host != "::" {
+		return e.cfg.Host
+	}
+	return "127.0.0.1"
+}
+
+func (e *Engine) advertisePort() int {
+	if _, p, err := net.SplitHostPort(e.Addr()); err == nil {
+		if n, err := strconv.Atoi(p); err == nil {
+			return n
+		}
+	}
+	return e.cfg.Port
+}
+
+// preparePD applies the disaggregation handshake a request asks for. On a
+// prefill engine it makes the request prefill-only and keeps its KV for the
+// decode side; on a decode engine it fetches the KV (paying the transfer
+// time) so the prompt is not recomputed.
+func (e *Engine) preparePD(ctx context.Context, j *job, req *engine.Request, kvParams *map[string]any, after *func(engine.Progress)) *apiError {
+	if e.cfg.Engine == SGLang {
+		return e.prepareSGLangPD(ctx, j, req, after)
+	}
+	params := j.raw.KVTransferParams
+	if params == nil {
+		return nil
+	}
+	remoteDecode, _ := params["do_remote_decode"].(bool)
+	remotePrefill, _ := params["do_remote_prefill"].(bool)
+	switch {
+	case remoteDecode && remotePrefill:
+		return kvParamsError("do_remote_decode and do_remote_prefill are mutually exclusive")
+	case remoteDecode:
+		if e.cfg.KVRole == RoleDecode {
+			return kvParamsError("this engine has kv-role decode and cannot serve a prefill (do_remote_decode)")
+		}
+		if j.stream {
+			return kvParamsError("a prefill request (do_remote_decode) must not stream")
+		}
+		req.Output, req.Finish, req.HoldBlocks = req.Output[:1], engine.FinishLength, true
+		j.plan.tokens, j.plan.pieces = j.plan.tokens[:1], j.plan.pieces[:1]
+		*kvParams = map[string]any{"do_remote_prefill": true, "do_remote_decode": false,
+			"remote_engine_id": e.id, "remote_host": e.advertiseHost(), "remote_port": e.advertisePort(),
+			"remote_request_id": req.ID, "tp_size": e.profile.TensorParallel}
+		e.pd.mu.Lock()
+		e.pd.holds[req.ID] = len(req.Prompt)
+		e.pd.mu.Unlock()
+		*after = func(engine.Progress) {
+			// vLLM frees unclaimed KV after a timeout.
+			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() { e.releaseHold(req.ID) })
+		}
+		return nil
+	case remotePrefill:
+		if e.cfg.KVRole == RolePrefill {
+			return kvParamsError("this engine has kv-role prefill and cannot decode a remote prefill (do_remote_prefill)")
+		}
+		return e.pullKV(ctx, params, req)
+	}
+	return nil
+}
+
+func kvParamsError(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: "BadRequestError", Param: "kv_transfer_params", Message: "invalid kv_transfer_params: " + msg}
+}
+
+func (e *Engine) releaseHold(id string) bool {
+	e.pd.mu.Lock()
+	_, ok := e.pd.holds[id]
+	delete(e.pd.holds, id)
+	e.pd.mu.Unlock()
+	if ok {
+		e.core.ReleaseHeld(id)
+	}
+	return ok
+}
+
+type kvPullRequest struct {
+	EngineID  string `json:"remote_engine_id"`
+	RequestID string `json:"remote_request_id"`
+	BlockIDs  []int  `json:"remote_block_ids"`
+}
+
+// pullKV is the decode side of vLLM's handshake: read the KV the prefill
+// engine holds, then wait the modelled transfer time.
+func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.Request) *apiError {
+	host, _ := params["remote_host"].(string)
+	port, portOK := params["remote_port"].(float64)
+	engineID, _ := params["remote_engine_id"].(string)
+	requestID, _ := params["remote_request_id"].(string)
+	rawBlocks, _ := params["remote_block_ids"].([]any)
+	switch {
+	case host == "" || !portOK:
+		return kvParamsError("remote_host and remote_port are required with do_remote_prefill")
+	case engineID == "":
+		return kvParamsError("remote_engine_id is required with do_remote_prefill")
+	case len(rawBlocks) == 0:
+		return kvParamsError("remote_block_ids must list the prefilled blocks")
+	}
+	pull := kvPullRequest{EngineID: engineID, RequestID: requestID}
+	for _, b := range rawBlocks {
+		f, ok := b.(float64)
+		if !ok {
+			return kvParamsError("remote_block_ids must be integers")
+		}
+		pull.BlockIDs = append(pull.BlockIDs, int(f))
+	}
+	body, _ := json.Marshal(pull)
+	url := fmt.Sprintf("http://%s/sim/v1/kv_pull", net.JoinHostPort(host, strconv.Itoa(int(port))))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return kvParamsError(err.Error())
+	}
+	resp, err := e.pd.http.Do(hreq)
+	if err != nil {
+		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d failed: %v", host, int(port), err))
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Tokens int    `json:"num_tokens"`
+		Error  string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d refused: %s", host, int(port), out.Error))
+	}
+	if out.Tokens != len(req.Prompt) {
+		return kvParamsError(fmt.Sprintf("remote KV covers %d tokens but the prompt has %d", out.Tokens, len(req.Prompt)))
+	}
+	transfer := e.profile.KVTransferTime(out.Tokens)
+	if err := e.core.Sleep(ctx, transfer); err != nil {
+		return unavailable("client went away during KV transfer")
+	}
+	req.RemotePrefill, req.QueuedBefore = true, transfer.Seconds()
+	return nil
+}
+
+// handleKVPull is the prefill side: hand over held KV once.
+func (e *Engine) handleKVPull(w http.ResponseWriter, r *http.Request) {
+	var req kvPullRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad pull request: " + err.Error()})
+		return
+	}
+	if req.EngineID != e.id {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "engine id " + req.EngineID + " is not this engine"})
+		return
+	}
+	e.pd.mu.Lock()
+	tokens, ok := e.pd.holds[req.RequestID]
+	e.pd.mu.Unlock()
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no KV held for request " + req.RequestID + " (expired or already pulled)"})
+		return
+	}
+	e.releaseHold(req.RequestID)
+	writeJSON(w, http.StatusOK, map[string]int{"num_tokens": tokens})
+}
+
+// prepareSGLangPD handles the bootstrap handshake: the router sends the same
+// request to both engines with a shared bootstrap_room; the decode engine
+// waits on the prefill engine's bootstrap endpoint for that room.
+func (e *Engine) prepareSGLangPD(ctx context.Context, j *job, req *engine.Request, after *func(engine.Progress)) *apiError {
+	raw := j.raw
+	switch e.cfg.KVRole {
+	case RolePrefill:
+		if raw.BootstrapRoom == nil {
+			return &apiError{Status: http.StatusBadRequest, Type: "BadRequestError", Param: "bootstrap_room",
+				Message: "bootstrap_room is required by an engine in prefill disaggregation mode"}
+		}
+		roomID := *raw.BootstrapRoom
+		req.Output, req.Finish = req.Output[:1], engine.FinishLength
+		j.plan.tokens, j.plan.pieces = j.plan.tokens[:1], j.plan.pieces[:1]
+		rm := e.pd.room(roomID)
+		prompt := len(req.Prompt)
+		*after = func(p engine.Progress) {
+			if p.Err != nil {
+				rm.err = p.Err
+			}
+			rm.tokens = prompt
+			close(rm.done)
+			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() { e.pd.dropRoom(roomID) })
+		}
+	case RoleDecode:
+		if raw.BootstrapRoom == nil || raw.BootstrapHost == nil || *raw.BootstrapHost == "" {
+			return &apiError{Status: http.StatusBadRequest, Type: "BadRequestError", Param: "bootstrap_room",
+				Message: "bootstrap_host and bootstrap_room are required by an engine in decode disaggregation mode"}
+		}
+		port := e.cfg.BootstrapPort
+		if raw.BootstrapPort != nil {
+			port = *raw.BootstrapPort
+		}
+		if port == 0 {
+			port = 8998 // SGLang's default bootstrap port
+		}
+		return e.waitBootstrap(ctx, *raw.BootstrapHost, port, *raw.BootstrapRoom, req)
+	}
+	return nil
+}
+
+func (e *Engine) waitBootstrap(ctx context.Context, host string, port int, roomID int64, req *engine.Request) *apiError {
+	url := fmt.Sprintf("http://%s/sim/v1/bootstrap/%d", net.JoinHostPort(host, strconv.Itoa(port)), roomID)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return badRequest(err.Error())
+	}
+	resp, err := e.pd.http.Do(hreq)
+	if err != nil {
+		return &apiError{Status: http.StatusBadGateway, Type: "BadGatewayError",
+			Message: fmt.Sprintf("bootstrap server %s:%d unreachable for room %d: %v", host, port, roomID, err)}
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Tokens int    `json:"num_tokens"`
+		Error  string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		return &apiError{Status: http.StatusBadGateway, Type: "BadGatewayError",
+			Message: fmt.Sprintf("bootstrap room %d on %s:%d failed: %s", roomID, host, port, out.Error)}
+	}
+	if out.Tokens != len(req.Prompt) {
+		return badRequest(fmt.Sprintf("bootstrap room %d prefilled %d tokens but this request has %d", roomID, out.Tokens, len(req.Prompt)))
+	}
+	transfer := e.profile.KVTransferTime(out.Tokens)
+	if err := e.core.Sleep(ctx, transfer); err != nil {
+		return unavailable("client went away during KV transfer")
+	}
+	req.RemotePrefill, req.QueuedBefore = true, transfer.Seconds()
+	return nil
+}
+
+// handleBootstrap blocks until the room's prefill completes or the transfer
+// timeout passes.
+func (e *Engine) handleBootstrap(w http.ResponseWriter, r *http.Request) {
+	roomID, err := strconv.ParseInt(r.PathValue("room"), 10, 64)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "room must be an integer"})
+		return
+	}
+	if e.cfg.KVRole != RolePrefill {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "this engine is not in prefill mode"})
+		return
+	}
+	rm := e.pd.room(roomID)
+	timeout := time.NewTimer(time.Duration(float64(e.cfg.KVTransferTimeout) * e.cfg.TimeScale))
+	defer timeout.Stop()
+	select {
+	case <-rm.done:
+	case <-timeout.C:
+		writeJSON(w, http.StatusGatewayTimeout, map[string]string{"error": fmt.Sprintf("no prefill arrived for the room within %s", e.cfg.KVTransferTimeout)})
+		return
+	case <-r.Context().Done():
+		return
+	}
+	if rm.err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": rm.err.Error()})
+		return
+	}
+	e.pd.dropRoom(roomID)
+	writeJSON(w, http.StatusOK, map[string]int{"num_tokens": rm.tokens})
+}
