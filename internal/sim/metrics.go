@@ -160,21 +160,21 @@ type sglangMetrics struct {
 func newSGLangMetrics(reg prometheus.Registerer, model string, blockSize int) *sglangMetrics {
 	f := promauto{reg: reg, labels: prometheus.Labels{"model_name": model}}
 	return &sglangMetrics{
-		running:     f.gauge("sglang:num_running_reqs", "The number of running requests."),
-		queue:       f.gauge("sglang:num_queue_reqs", "The number of requests in the waiting queue."),
-		usage:       f.gauge("sglang:token_usage", "The token usage."),
-		usedTokens:  f.gauge("sglang:num_used_tokens", "The number of used tokens."),
-		hitRate:     f.gauge("sglang:cache_hit_rate", "The prefix cache hit rate."),
-		genTput:     f.gauge("sglang:gen_throughput", "The generation throughput (token/s)."),
-		promptTok:   f.counter("sglang:prompt_tokens", "Number of prefill tokens processed."),
-		genTok:      f.counter("sglang:generation_tokens", "Number of generation tokens processed."),
-		cachedTok:   f.counter("sglang:cached_tokens", "Number of cached prompt tokens."),
-		requests:    f.counter("sglang:num_requests", "Number of requests processed."),
-		ttft:        f.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttftBuckets),
-		itl:         f.histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itlBuckets),
-		e2e:         f.histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", requestBuckets),
-		queueTime:   f.histogram("sglang:queue_time_seconds", "Histogram of queueing time in seconds.", requestBuckets),
-		blockSize:   blockSize,
+		running:    f.gauge("sglang:num_running_reqs", "The number of running requests."),
+		queue:      f.gauge("sglang:num_queue_reqs", "The number of requests in the waiting queue."),
+		usage:      f.gauge("sglang:token_usage", "The token usage."),
+		usedTokens: f.gauge("sglang:num_used_tokens", "The number of used tokens."),
+		hitRate:    f.gauge("sglang:cache_hit_rate", "The prefix cache hit rate."),
+		genTput:    f.gauge("sglang:gen_throughput", "The generation throughput (token/s)."),
+		promptTok:  f.counter("sglang:prompt_tokens", "Number of prefill tokens processed."),
+		genTok:     f.counter("sglang:generation_tokens", "Number of generation tokens processed."),
+		cachedTok:  f.counter("sglang:cached_tokens", "Number of cached prompt tokens."),
+		requests:   f.counter("sglang:num_requests", "Number of requests processed."),
+		ttft:       f.histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttftBuckets),
+		itl:        f.histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itlBuckets),
+		e2e:        f.histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", requestBuckets),
+		queueTime:  f.histogram("sglang:queue_time_seconds", "Histogram of queueing time in seconds.", requestBuckets),
+		blockSize:  blockSize,
 	}
 }
 
