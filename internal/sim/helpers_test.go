@@ -105,3 +105,12 @@ func postJSON(t *testing.T, url string, body any) (int, map[string]any) {
 	}
 	return resp.StatusCode, out
 }
+
+func labelOf(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}

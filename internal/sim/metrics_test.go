@@ -1,0 +1,119 @@
+package sim
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/option"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
+	// 4 sequences per batch, a small cache: a burst of 12 must queue.
+	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 400 }))
+	// The text parser names counter families without the _total suffix the
+	// exposition carries.
+	fams := scrape(t, f.URL(0))
+	for _, name := range []string{"vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:num_requests_running",
+		"vllm:inter_token_latency_seconds", "vllm:time_to_first_token_seconds", "vllm:e2e_request_latency_seconds",
+		"vllm:request_queue_time_seconds", "vllm:prefix_cache_hits", "vllm:prefix_cache_queries",
+		"vllm:cache_config_info", "vllm:lora_requests_info", "vllm:prompt_tokens", "vllm:generation_tokens"} {
+		assert.Contains(t, fams, name)
+	}
+	assert.Equal(t, "400", labelOf(fams["vllm:cache_config_info"].GetMetric()[0], "num_gpu_blocks"))
+
+	c := client(f, 0)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{Model: DefaultModel,
+				Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("load ", 50+i))},
+				MaxTokens: openai.Int(400)}, option.WithJSONSet("ignore_eos", true))
+			assert.NoError(t, err)
+		}()
+	}
+	var sawWaiting, sawRunning, sawUsage bool
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && !(sawWaiting && sawRunning && sawUsage) {
+		fams := scrape(t, f.URL(0))
+		sawWaiting = sawWaiting || value(t, fams, "vllm:num_requests_waiting") > 0
+		sawRunning = sawRunning || value(t, fams, "vllm:num_requests_running") == 4
+		sawUsage = sawUsage || value(t, fams, "vllm:kv_cache_usage_perc") > 0.05
+		time.Sleep(2 * time.Millisecond) // polling interval, not an assertion
+	}
+	wg.Wait()
+	assert.True(t, sawWaiting, "requests queued beyond max-num-seqs")
+	assert.True(t, sawRunning, "batch filled to max-num-seqs")
+	assert.True(t, sawUsage, "KV cache usage rose")
+
+	fams = scrape(t, f.URL(0))
+	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:e2e_request_latency_seconds"))
+	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:time_to_first_token_seconds"))
+	assert.Equal(t, uint64(12*399), histCount(t, fams, "vllm:inter_token_latency_seconds"))
+	assert.Equal(t, 12*400.0, value(t, fams, "vllm:generation_tokens"))
+	assert.Greater(t, value(t, fams, "vllm:request_queue_time_seconds"), 0.0)
+	assert.Zero(t, value(t, fams, "vllm:num_requests_running"))
+	assert.Zero(t, value(t, fams, "vllm:kv_cache_usage_perc"))
+	// Mean ITL in simulated seconds stays near the modelled decode step,
+	// whatever the time scale.
+	itl := value(t, fams, "vllm:inter_token_latency_seconds") / float64(12*399)
+	assert.InDelta(t, 0.0072, itl, 0.002)
+}
+
+func TestPrefixHitsCountedAndLowerTTFT(t *testing.T) {
+	f := startFleet(t, fastConfig(nil))
+	c := client(f, 0)
+	system := strings.Repeat("You are a careful assistant who answers in one line. ", 150)
+	ask := func(q string) {
+		_, err := c.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{Model: DefaultModel,
+			Messages:  []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system), openai.UserMessage(q)},
+			MaxTokens: openai.Int(1)})
+		require.NoError(t, err)
+	}
+	ask("first question")
+	fams := scrape(t, f.URL(0))
+	coldTTFT := value(t, fams, "vllm:time_to_first_token_seconds")
+	assert.Zero(t, value(t, fams, "vllm:prefix_cache_hits"))
+	queries1 := value(t, fams, "vllm:prefix_cache_queries")
+
+	ask("second question")
+	fams = scrape(t, f.URL(0))
+	warmTTFT := value(t, fams, "vllm:time_to_first_token_seconds") - coldTTFT
+	hits := value(t, fams, "vllm:prefix_cache_hits")
+	queries2 := value(t, fams, "vllm:prefix_cache_queries") - queries1
+	assert.Greater(t, hits, 0.9*queries2, "nearly all of the repeated prompt hit")
+
+	// The modelled difference: prefill of the whole prompt vs of the
+	// uncached tail only.
+	e := f.Engines[0]
+	prof := e.Profile()
+	prompt := int(queries2)
+	cached := int(hits)
+	wantCold := prof.PrefillTime(0, int(queries1), e.Config().MaxNumBatchedTokens).Seconds()
+	wantWarm := prof.PrefillTime(cached, prompt-cached, e.Config().MaxNumBatchedTokens).Seconds()
+	assert.InDelta(t, wantCold, coldTTFT, 1e-6)
+	assert.InDelta(t, wantWarm, warmTTFT, 1e-6)
+	assert.Less(t, warmTTFT, coldTTFT/3)
+}
+
+func TestSGLangMetricNames(t *testing.T) {
+	f := startFleet(t, fastConfig(func(c *Config) { c.Engine = SGLang }))
+	c := client(f, 0)
+	_, err := c.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{Model: DefaultModel,
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello sglang")}, MaxTokens: openai.Int(5)})
+	require.NoError(t, err)
+	fams := scrape(t, f.URL(0))
+	for _, name := range []string{"sglang:token_usage", "sglang:num_queue_reqs", "sglang:num_running_reqs",
+		"sglang:inter_token_latency_seconds", "sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds",
+		"sglang:prompt_tokens", "sglang:generation_tokens", "sglang:cache_hit_rate"} {
+		assert.Contains(t, fams, name)
+	}
+	assert.Equal(t, uint64(1), histCount(t, fams, "sglang:time_to_first_token_seconds"))
+	assert.NotContains(t, fams, "vllm:num_requests_running")
+}
