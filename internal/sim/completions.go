@@ -45,7 +45,7 @@ func (e *Engine) serveCompletion(w http.ResponseWriter, r *http.Request, chat bo
 		return
 	}
 	if f := e.failures.pick(j.model); f != nil {
-		e.countRequest()
+		defer e.countRequest()
 		e.writeError(w, f)
 		return
 	}
@@ -62,7 +62,7 @@ func (e *Engine) serveCompletion(w http.ResponseWriter, r *http.Request, chat bo
 		e.writeError(w, badRequest(err.Error()))
 		return
 	}
-	e.countRequest()
+	defer e.countRequest() // after the response, so --crash-after N answers N requests
 	log := e.log.WithValues("requestId", req.ID)
 	log.V(4).Info("request admitted", "promptTokens", len(j.prompt), "outputTokens", len(j.plan.tokens), "lora", j.lora)
 	if j.stream {

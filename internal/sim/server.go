@@ -212,6 +212,11 @@ func (e *Engine) Serve(ctx context.Context, ln net.Listener) error {
 		e.Close()
 		return err
 	case <-e.crashed:
+		// Let the request that triggered the crash finish writing, then
+		// drop everything else.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(cctx)
+		cancel()
 		_ = srv.Close()
 		if extra != nil {
 			_ = extra.Close()

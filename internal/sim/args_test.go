@@ -1,0 +1,54 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseArgsLLMDCompatible(t *testing.T) {
+	cfg, ignored, err := ParseArgs([]string{
+		"--model", "Qwen/Qwen2.5-1.5B-Instruct", "--served-model-name", "a", "--served-model-name=b",
+		"--port", "8001", "--mode=echo", "--time-to-first-token", "150", "--inter-token-latency=20",
+		"--max-num-seqs", "5", "--enable-kvcache", "--kv-cache-size", "1024", "--block-size", "16",
+		"--max-loras", "2", "--lora-modules", `{"name":"sql","path":"/a"}`, "--lora-modules", "chat=/b tools=/c",
+		"--kv-role=decode", "--kv-events-endpoint", "tcp://*:5557", "--startup-delay", "3s",
+		"--failure-injection-rate", "10", "--failure-types", "rate_limit,server_error", "--crash-after", "9",
+		"--prefill-time-per-token", "2", "--force-dummy-tokenizer", "--seed", "7",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"--prefill-time-per-token", "2", "--force-dummy-tokenizer"}, ignored)
+	assert.Equal(t, "Qwen/Qwen2.5-1.5B-Instruct", cfg.Model)
+	assert.Equal(t, []string{"a", "b"}, cfg.ServedModelNames)
+	assert.Equal(t, 150*time.Millisecond, cfg.TimeToFirstToken)
+	assert.Equal(t, 20*time.Millisecond, cfg.InterTokenLatency)
+	assert.Equal(t, []LoRAModule{{"sql", "/a"}, {"chat", "/b"}, {"tools", "/c"}}, cfg.LoRAModules)
+	assert.Equal(t, RoleDecode, cfg.KVRole)
+	assert.Equal(t, []string{FailureRateLimit, FailureServerError}, cfg.FailureTypes)
+	assert.Equal(t, int64(7), cfg.Seed)
+	full := cfg.WithDefaults()
+	require.NoError(t, full.Validate())
+	assert.Equal(t, "kv-events", full.KVEventsTopic)
+
+	_, _, err = ParseArgs([]string{"--lora-modules", "bad"})
+	assert.Error(t, err)
+	bad, _, err := ParseArgs([]string{"--engine", "tgi", "--kv-role", "x", "--failure-types", "nope"})
+	require.NoError(t, err)
+	err = bad.WithDefaults().Validate()
+	assert.ErrorContains(t, err, "engine must be")
+	assert.ErrorContains(t, err, "kv-role")
+	assert.ErrorContains(t, err, "unknown failure type")
+}
+
+func TestDefaultsAreRealistic(t *testing.T) {
+	c := Config{}.WithDefaults()
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "llama-3.1-8b-h100", c.Profile)
+	assert.Equal(t, 32768, c.MaxModelLen)
+	assert.True(t, c.prefixCaching())
+	assert.Equal(t, 1.0, c.TimeScale)
+	assert.Equal(t, 8000, c.Port)
+	assert.Equal(t, 30000, Config{Engine: SGLang}.WithDefaults().Port)
+}
