@@ -156,6 +156,9 @@ func (e *Engine) signal() {
 
 // simNow maps wall time to simulated seconds.
 func (e *Engine) simNow() float64 {
+	if e.o.Virtual {
+		return e.clock
+	}
 	return time.Since(e.start).Seconds() / e.o.TimeScale
 }
 
@@ -172,7 +175,7 @@ func (e *Engine) Now() float64 {
 
 // Sleep waits for a simulated duration, scaled to wall time.
 func (e *Engine) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
+	if d <= 0 || e.o.Virtual {
 		return ctx.Err()
 	}
 	t := time.NewTimer(time.Duration(float64(d) * e.o.TimeScale))
@@ -217,7 +220,7 @@ func (e *Engine) Run(ctx context.Context) {
 		end := e.stepEnd
 		e.mu.Unlock()
 
-		if d := time.Until(e.wallAt(end)); d > 0 {
+		if d := time.Until(e.wallAt(end)); d > 0 && !e.o.Virtual {
 			timer.Reset(d)
 			select {
 			case <-timer.C:

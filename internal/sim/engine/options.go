@@ -22,6 +22,10 @@ type Options struct {
 	// TimeScale multiplies every simulated duration into wall time; 0.01
 	// runs a hundred times faster than real time.
 	TimeScale float64
+	// Virtual decouples the engine from the wall clock: simulated time
+	// advances only with steps, and steps run back to back without
+	// waiting. For offline measurement (the fidelity bench), not serving.
+	Virtual bool
 	// FixedTTFT and FixedITL, when positive, replace the roofline: a
 	// prompt is prefilled in one step of FixedTTFT, a decode step takes
 	// FixedITL.
@@ -43,7 +47,7 @@ func (o *Options) validate() error {
 		return errors.New("engine: KV cache needs blocks")
 	case o.MaxNumSeqs <= 0 || o.MaxNumBatchedTokens <= 0:
 		return errors.New("engine: max-num-seqs and the token budget must be positive")
-	case o.TimeScale <= 0:
+	case o.TimeScale <= 0 && !o.Virtual:
 		return errors.New("engine: time scale must be positive")
 	}
 	return nil
