@@ -1,0 +1,177 @@
+// Package config is the router configuration file, in upstream's format
+// (`scheduler.pluginConfig`, `scheduler.plugins`), decoded strictly: unknown
+// fields fail instead of being ignored.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"sigs.k8s.io/yaml"
+)
+
+// RouterConfiguration is the whole file.
+type RouterConfiguration struct {
+	Scheduler SchedulerConfig `json:"scheduler"`
+	// Auth is accepted for upstream compatibility; JWT authentication is not
+	// implemented yet, so a configured jwksUri is rejected rather than
+	// silently not enforced.
+	Auth *AuthConfig `json:"auth,omitempty"`
+	// Tokenizer turns on real token counting of prompts (Kthena extension).
+	Tokenizer *TokenizerConfig `json:"tokenizer,omitempty"`
+}
+
+// AuthConfig is upstream's JWT section.
+type AuthConfig struct {
+	Issuer    string   `json:"issuer,omitempty"`
+	Audiences []string `json:"audiences,omitempty"`
+	JWKSURI   string   `json:"jwksUri,omitempty"`
+}
+
+// TokenizerConfig selects a BPE encoding for input-token estimates.
+type TokenizerConfig struct {
+	// Encoding is cl100k_base or o200k_base.
+	Encoding string `json:"encoding"`
+}
+
+// SchedulerConfig lists plugins and their args.
+type SchedulerConfig struct {
+	PluginConfig []PluginConfig `json:"pluginConfig,omitempty"`
+	Plugins      Plugins        `json:"plugins"`
+	// TopN is how many ranked candidates the director may fail over across
+	// (Kthena extension; default 5 as upstream).
+	TopN int `json:"topN,omitempty"`
+}
+
+// PluginConfig carries one plugin's args.
+type PluginConfig struct {
+	Name string          `json:"name"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// Plugins are the enabled filters and scorers, in order.
+type Plugins struct {
+	Filter PluginSet `json:"Filter"`
+	Score  PluginSet `json:"Score"`
+}
+
+// PluginSet is an enabled and a disabled list.
+type PluginSet struct {
+	Enabled  []PluginRef `json:"enabled,omitempty"`
+	Disabled []PluginRef `json:"disabled,omitempty"`
+}
+
+// PluginRef names a plugin, with a weight for scorers. In YAML it is either
+// a bare name or {name, weight}.
+type PluginRef struct {
+	Name   string   `json:"name"`
+	Weight *float64 `json:"weight,omitempty"`
+}
+
+// UnmarshalJSON accepts "name" or {"name": ..., "weight": ...}.
+func (p *PluginRef) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &p.Name)
+	}
+	type plain PluginRef
+	var v plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	*p = PluginRef(v)
+	return nil
+}
+
+// Parse decodes a configuration strictly.
+func Parse(data []byte) (*RouterConfiguration, error) {
+	var c RouterConfiguration
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("decode router configuration: %w", err)
+	}
+	if c.Auth != nil && c.Auth.JWKSURI != "" {
+		return nil, fmt.Errorf("auth.jwksUri is set but JWT authentication is not supported by this router yet")
+	}
+	if c.Scheduler.TopN < 0 {
+		return nil, fmt.Errorf("scheduler.topN must be >= 0, got %d", c.Scheduler.TopN)
+	}
+	return &c, nil
+}
+
+// Load reads and parses a file.
+func Load(path string) (*RouterConfiguration, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read router configuration: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, data, nil
+}
+
+// Default is Kthena's default scheduler configuration, the one the quality
+// benchmark shows best: keep engines with a short queue, then prefer the
+// engine that already caches the prompt's prefix, balanced by load.
+const Default = `scheduler:
+  pluginConfig:
+  - name: least-request
+    args:
+      maxWaitingRequests: 10
+  - name: prefix-cache
+    args:
+      blockSizeToHash: 64
+      maxBlocksToMatch: 128
+      maxHashCacheSize: 50000
+      topKMatches: 5
+  plugins:
+    Filter:
+      enabled:
+      - least-request
+    Score:
+      enabled:
+      - name: prefix-cache
+        weight: 3
+      - name: least-request
+        weight: 1
+      - name: gpu-usage
+        weight: 1
+`
+
+// UpstreamDefault is upstream's Helm default blend, for comparisons.
+const UpstreamDefault = `scheduler:
+  pluginConfig:
+  - name: least-request
+    args:
+      maxWaitingRequests: 10
+  - name: least-latency
+    args:
+      TTFTTPOTWeightFactor: 0.5
+  - name: prefix-cache
+    args:
+      blockSizeToHash: 64
+      maxBlocksToMatch: 128
+      maxHashCacheSize: 50000
+      topKMatches: 5
+  plugins:
+    Filter:
+      enabled:
+      - least-request
+      disabled:
+      - lora-affinity
+    Score:
+      enabled:
+      - name: least-request
+        weight: 1
+      - name: gpu-usage
+        weight: 1
+      - name: least-latency
+        weight: 1
+      - name: prefix-cache
+        weight: 1
+`

@@ -1,0 +1,156 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func join(segs [][]byte) []byte { return bytes.Join(segs, nil) }
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		name, body string
+		wantErr    string
+		model      string
+		stream     bool
+		usage      bool
+		prompt     string
+	}{
+		{name: "chat", body: `{"model":"m","messages":[{"role":"system","content":"be nice"},{"role":"user","content":"hi"}]}`, model: "m", prompt: "system: be nice\nuser: hi\n"},
+		{name: "parts", body: `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}`, model: "m", prompt: "user: ab\n"},
+		{name: "completion stream", body: `{"prompt":"once upon","stream":true,"stream_options":{"include_usage":true},"model":"x"}`, model: "x", stream: true, usage: true, prompt: "once upon"},
+		{name: "escaped", body: `{"model":"m\u00e9","prompt":"a\nb"}`, model: "mé", prompt: "a\nb"},
+		{name: "empty", body: ``, wantErr: "empty"},
+		{name: "not json", body: `{"model":`, wantErr: "not valid JSON"},
+		{name: "array", body: `[{"model":"m"}]`, wantErr: "JSON object"},
+		{name: "two objects", body: `{"model":"m"}{"model":"n"}`, wantErr: "not valid JSON"},
+		{name: "no model", body: `{"prompt":"x"}`, wantErr: `no "model"`},
+		{name: "model not string", body: `{"model":3}`, wantErr: "must be a string"},
+		{name: "duplicate model", body: `{"model":"a","model":"b"}`, wantErr: "duplicate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Parse([]byte(c.body), 1024)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Model != c.model || r.Stream != c.stream || r.IncludeUsage != c.usage || string(r.Prompt) != c.prompt {
+				t.Fatalf("got model=%q stream=%v usage=%v prompt=%q", r.Model, r.Stream, r.IncludeUsage, r.Prompt)
+			}
+		})
+	}
+}
+
+func TestPromptLimit(t *testing.T) {
+	big := strings.Repeat("x", 200<<10)
+	r, err := Parse([]byte(`{"model":"m","messages":[{"role":"user","content":"`+big+`"}]}`), 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Prompt) != 8192 || r.PromptBytes < 200<<10 {
+		t.Fatalf("prompt %d bytes, raw %d", len(r.Prompt), r.PromptBytes)
+	}
+}
+
+func TestSplice(t *testing.T) {
+	cases := []struct {
+		name, body string
+		rw         Rewrite
+		want       map[string]any
+	}{
+		{"model only", `{"model":"route","prompt":"p"}`, Rewrite{Model: "real"}, map[string]any{"model": "real"}},
+		{"inject usage", `{"model":"m","stream":true}`, Rewrite{Model: "real", ForceUsage: true}, map[string]any{"model": "real", "stream_options": map[string]any{"include_usage": true}}},
+		{"usage false", `{"stream":true,"stream_options":{"include_usage":false},"model":"m"}`, Rewrite{ForceUsage: true}, map[string]any{"stream_options": map[string]any{"include_usage": true}}},
+		{"other options kept", `{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":false}}`, Rewrite{ForceUsage: true}, map[string]any{"stream_options": map[string]any{"include_usage": true, "continuous_usage_stats": false}}},
+		{"empty options", `{"model":"m","stream":true,"stream_options":{ }}`, Rewrite{ForceUsage: true}, map[string]any{"stream_options": map[string]any{"include_usage": true}}},
+		{"null options", `{"model":"m","stream":true,"stream_options":null}`, Rewrite{ForceUsage: true}, map[string]any{"stream_options": map[string]any{"include_usage": true}}},
+		{"not streaming untouched", `{"model":"m"}`, Rewrite{ForceUsage: true}, map[string]any{"model": "m", "stream_options": nil}},
+		{"quote in model", `{"model":"m"}`, Rewrite{Model: `a"b`}, map[string]any{"model": `a"b`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Parse([]byte(c.body), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			segs, n := r.Splice([]byte(c.body), c.rw)
+			out := join(segs)
+			if len(out) != n {
+				t.Fatalf("length %d, reported %d", len(out), n)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatalf("rewritten body %q invalid: %v", out, err)
+			}
+			for k, v := range c.want {
+				gb, _ := json.Marshal(got[k])
+				wb, _ := json.Marshal(v)
+				if string(gb) != string(wb) {
+					t.Fatalf("%s = %s, want %s (body %s)", k, gb, wb, out)
+				}
+			}
+		})
+	}
+}
+
+func TestUsageChunks(t *testing.T) {
+	if !IsUsageOnlyChunk([]byte(`{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}`)) {
+		t.Fatal("usage chunk not detected")
+	}
+	if IsUsageOnlyChunk([]byte(`{"id":"x","choices":[{"delta":{"content":"a"}}],"usage":null}`)) {
+		t.Fatal("content chunk detected as usage")
+	}
+	u := UsageOf([]byte(`{"usage":{"prompt_tokens":3,"completion_tokens":4}}`))
+	if !u.Found || u.PromptTokens != 3 || u.CompletionTokens != 4 {
+		t.Fatalf("usage %+v", u)
+	}
+}
+
+// FuzzParse checks that parsing never panics and that a rewritten body is
+// valid JSON with the new model.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","stream":true,"stream_options":{"include_usage":false}}`,
+		`{"model":"m","stream":true,"stream_options":{}}`,
+		`{"model":"m","prompt":["a","b"],"stream":true}`,
+		`{"model":"m","prompt":[[1,2,3]]}`,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}`,
+		`{"model":"\u0041","stream":true,"stream_options":null}`,
+		`[]`, `{}`, `{"model":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := Parse(body, 256)
+		if err != nil {
+			return
+		}
+		if len(r.Prompt) > 256 {
+			t.Fatalf("prompt %d bytes over limit", len(r.Prompt))
+		}
+		segs, n := r.Splice(body, Rewrite{Model: "rewritten", ForceUsage: true})
+		out := join(segs)
+		if len(out) != n {
+			t.Fatalf("length mismatch")
+		}
+		r2, err := Parse(out, 0)
+		if err != nil {
+			t.Fatalf("rewritten body %q does not parse: %v (from %q)", out, err, body)
+		}
+		if r2.Model != "rewritten" {
+			t.Fatalf("model %q after rewrite", r2.Model)
+		}
+		if r.Stream && !r2.IncludeUsage {
+			t.Fatalf("usage not forced in %q", out)
+		}
+	})
+}

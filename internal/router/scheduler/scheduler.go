@@ -1,0 +1,140 @@
+// Package scheduler runs the configured plugins for one request: filters,
+// then weighted scorers, then a picker, and returns the ranking with every
+// plugin's score per candidate.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/kthena/kthena/internal/router/framework"
+)
+
+// ErrNoEndpoints is returned when filters leave nothing to schedule on.
+var ErrNoEndpoints = errors.New("no endpoint passed the filters")
+
+// Recorder receives per-plugin latencies.
+type Recorder interface {
+	ObservePlugin(plugin, kind string, d time.Duration)
+}
+
+type namedFilter struct {
+	name string
+	f    framework.Filter
+}
+
+type namedScorer struct {
+	name string
+	s    framework.Scorer
+	w    float64
+}
+
+// Scheduler is an immutable, built plugin profile. It is safe for
+// concurrent use; plugins synchronise their own state.
+type Scheduler struct {
+	filters   []namedFilter
+	scorers   []namedScorer
+	weights   []framework.WeightedName
+	picker    framework.Picker
+	pre       []framework.PreRequest
+	observers []framework.EndpointObserver
+	topN      int
+	instances map[string]instance
+}
+
+// TopN is how many ranked candidates Schedule returns at most.
+func (s *Scheduler) TopN() int { return s.topN }
+
+// Schedule ranks eps for req. eps may be reordered and reused.
+func (s *Scheduler) Schedule(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, rec Recorder) (*framework.Result, error) {
+	res := &framework.Result{Considered: len(eps), Scorers: s.weights}
+	if len(eps) == 0 {
+		return res, ErrNoEndpoints
+	}
+	if len(s.filters) > 0 {
+		res.Filtered = make([]framework.FilterOutcome, 0, len(s.filters))
+	}
+	for _, f := range s.filters {
+		start := time.Now()
+		before := len(eps)
+		eps = f.f.Filter(ctx, req, eps)
+		observe(rec, f.name, "filter", start)
+		res.Filtered = append(res.Filtered, framework.FilterOutcome{Name: f.name, Removed: before - len(eps)})
+		if len(eps) == 0 {
+			return res, ErrNoEndpoints
+		}
+	}
+	n, k := len(eps), len(s.scorers)
+	cands := make([]framework.Candidate, n)
+	flat := make([]float64, n*k)
+	for i, ep := range eps {
+		cands[i] = framework.Candidate{Endpoint: ep, Scores: flat[i*k : (i+1)*k : (i+1)*k]}
+	}
+	if k > 0 {
+		buf := make([]float64, n)
+		for j, sc := range s.scorers {
+			clear(buf)
+			start := time.Now()
+			sc.s.Score(ctx, req, eps, buf)
+			observe(rec, sc.name, "score", start)
+			for i, v := range buf {
+				if v != v || v < 0 { // NaN or negative
+					v = 0
+				} else if v > 1 {
+					v = 1
+				}
+				cands[i].Scores[j] = v
+				cands[i].Total += sc.w * v
+			}
+		}
+	}
+	start := time.Now()
+	ranked := s.picker.Pick(ctx, req, cands)
+	observe(rec, s.picker.Type(), "pick", start)
+	if len(ranked) > s.topN {
+		ranked = ranked[:s.topN]
+	}
+	res.Ranked = ranked
+	return res, nil
+}
+
+// PreRequest tells the hooks that req is about to go to ep.
+func (s *Scheduler) PreRequest(ctx context.Context, req *framework.Request, ep *framework.Endpoint) {
+	for _, p := range s.pre {
+		p.PreRequest(ctx, req, ep)
+	}
+}
+
+// EndpointRemoved tells observers that an endpoint left.
+func (s *Scheduler) EndpointRemoved(key string) {
+	for _, o := range s.observers {
+		o.EndpointRemoved(key)
+	}
+}
+
+func observe(rec Recorder, name, kind string, start time.Time) {
+	if rec != nil {
+		rec.ObservePlugin(name, kind, time.Since(start))
+	}
+}
+
+// MaxScorePicker orders candidates by total score, breaking ties at random
+// so that equal endpoints share load.
+type MaxScorePicker struct{}
+
+// Type implements framework.Plugin.
+func (MaxScorePicker) Type() string { return "max-score" }
+
+// Pick implements framework.Picker.
+func (MaxScorePicker) Pick(_ context.Context, _ *framework.Request, c []framework.Candidate) []framework.Candidate {
+	// Shuffle first so the stable sort breaks ties randomly.
+	for i := len(c) - 1; i > 0; i-- {
+		j := rand.IntN(i + 1)
+		c[i], c[j] = c[j], c[i]
+	}
+	sort.SliceStable(c, func(a, b int) bool { return c[a].Total > c[b].Total })
+	return c
+}
