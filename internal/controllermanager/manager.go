@@ -1,0 +1,129 @@
+package controllermanager
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	volcanov1beta1 "volcano.sh/apis/pkg/apis/scheduling/v1beta1"
+
+	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
+	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/controller/workload"
+)
+
+// controllerSetup registers one controller with the manager.
+type controllerSetup func(mgr ctrl.Manager, o *Options) error
+
+// knownControllers maps each controller to whether "*" enables it.
+var knownControllers = map[string]bool{workload.ControllerName: true}
+
+func knownControllerNames() []string { return sortedKeys(knownControllers) }
+
+func setups() map[string]controllerSetup {
+	return map[string]controllerSetup{
+		workload.ControllerName: func(mgr ctrl.Manager, o *Options) error {
+			return (&workload.Reconciler{}).SetupWithManager(mgr, o.Workers)
+		},
+	}
+}
+
+// NewScheme returns the scheme of every kind the controllers use.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, volcanov1beta1.AddToScheme,
+		workloadv1alpha1.AddToScheme, networkingv1alpha1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Extra lets callers (tests, benchmarks) adjust the manager before it is built.
+type Extra struct {
+	// NewClient replaces the manager's client constructor (e.g. to count writes).
+	NewClient client.NewClientFunc
+}
+
+// NewManager builds a manager with the selected controllers registered.
+func NewManager(cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	enabled, err := enabledControllers(o.Controllers, knownControllers)
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	cacheOpts := workload.CacheOptions()
+	if len(o.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	leaseDuration, renewDeadline, retryPeriod := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   cacheOpts,
+		NewClient:               extra.NewClient,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
+		// Leave the Lease on shutdown so a successor takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	all := setups()
+	for _, name := range sortedKeys(enabled) {
+		if err := all[name](mgr, &o); err != nil {
+			return nil, fmt.Errorf("setting up controller %s: %w", name, err)
+		}
+	}
+	return mgr, nil
+}
+
+// Run builds the manager for cfg and runs it until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	mgr, err := NewManager(cfg, o, Extra{})
+	if err != nil {
+		return err
+	}
+	ctrl.LoggerFrom(ctx).Info("starting kthena-controller-manager", "controllers", o.Controllers, "leaderElect", o.LeaderElect)
+	return mgr.Start(ctx)
+}
