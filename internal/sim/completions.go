@@ -125,12 +125,11 @@ func (e *Engine) parseJob(r *http.Request, chat bool) (*job, *apiError) {
 		return nil, &apiError{Status: http.StatusBadRequest, Type: "BadRequestError", Message: "the 'model' field is required", Param: "model"}
 	}
 	j.model = *req.Model
-	base, lora, ok := e.resolveModel(j.model)
+	_, lora, ok := e.resolveModel(j.model)
 	if !ok {
 		return nil, &apiError{Status: http.StatusNotFound, Type: "NotFoundError", Param: "model",
 			Message: fmt.Sprintf("The model `%s` does not exist.", j.model)}
 	}
-	_ = base
 	j.lora = lora
 	if req.N != nil && *req.N != 1 {
 		return nil, &apiError{Status: http.StatusBadRequest, Type: "BadRequestError", Param: "n",

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go"
 	"github.com/stretchr/testify/assert"
@@ -49,6 +50,19 @@ func TestLoRALoadUnloadChangesModels(t *testing.T) {
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("adapter works")}, MaxTokens: openai.Int(2)})
 	require.NoError(t, err)
 	assert.Equal(t, "adapter works", resp.Choices[0].Message.Content)
+
+	// While an adapter request runs, vllm:lora_requests_info names it.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		postJSON(t, url+"/v1/chat/completions", map[string]any{"model": "chat-lora", "max_tokens": 2000, "ignore_eos": true,
+			"messages": []map[string]string{{"role": "user", "content": "long answer"}}})
+	}()
+	require.Eventually(t, func() bool {
+		m := scrape(t, url)["vllm:lora_requests_info"].GetMetric()[0]
+		return labelOf(m, "running_lora_adapters") == "chat-lora"
+	}, 10*time.Second, 5*time.Millisecond)
+	<-done
 
 	status, _ = postJSON(t, url+"/v1/unload_lora_adapter", map[string]string{"lora_name": "chat-lora"})
 	require.Equal(t, 200, status)

@@ -12,7 +12,6 @@ import (
 type chunker struct {
 	chat   bool
 	head   []byte // `data: {"id":...,"choices":[{"index":0,`
-	tail   []byte
 	usageH []byte
 }
 

@@ -99,9 +99,5 @@ func (t *Tokenizer) Decode(ids []int) string {
 	return b.String()
 }
 
-// DecodeBytes is Decode without the UTF-8 string conversion, for callers that
-// stream token pieces and must not split multi-byte characters.
-func (t *Tokenizer) DecodeBytes(ids []int) []byte { return []byte(t.Decode(ids)) }
-
 // VocabSize is the size of the ID space Encode can return.
 func (t *Tokenizer) VocabSize() int { return t.specials.lastID + 1 }

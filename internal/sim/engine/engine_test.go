@@ -187,3 +187,40 @@ func TestCancelFreesBlocks(t *testing.T) {
 	assert.Equal(t, FinishAbort, p.Finish)
 	assert.Eventually(t, func() bool { return e.Stats().UsedBlocks == 0 }, 5*time.Second, 5*time.Millisecond)
 }
+
+func TestMaxLoRAsLimitsAdaptersPerBatch(t *testing.T) {
+	var mu sync.Mutex
+	var maxRunning int
+	var sawWaitingLoRA bool
+	obs := &loraObserver{step: func(s StepStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		maxRunning = max(maxRunning, len(s.RunningLoRAs))
+		sawWaitingLoRA = sawWaitingLoRA || len(s.WaitingLoRAs) > 0
+	}}
+	e, _ := newTestEngine(t, func(o *Options) { o.MaxLoRAs = 2; o.Observer = obs })
+	var streams []*Stream
+	for i, lora := range []string{"a", "b", "c", "a", "b", "c"} {
+		s, err := e.Submit(&Request{Prompt: tokens(40, i*100), Output: tokens(30, 1), Finish: FinishLength, LoRA: lora})
+		require.NoError(t, err)
+		streams = append(streams, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, s := range streams {
+		p, ok := s.Wait(ctx)
+		require.True(t, ok)
+		assert.Equal(t, 30, p.Generated)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 2, maxRunning, "never more than max-loras adapters in a batch")
+	assert.True(t, sawWaitingLoRA, "the third adapter waited for a slot")
+}
+
+type loraObserver struct{ step func(StepStats) }
+
+func (o *loraObserver) Step(s StepStats)      { o.step(s) }
+func (o *loraObserver) Token(float64)         {}
+func (o *loraObserver) FirstToken(float64)    {}
+func (o *loraObserver) Finished(RequestStats) {}
