@@ -56,7 +56,9 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 		fModel = 1 << iota
 		fStream
 		fSO
+		fMessages
 		fPrompt
+		fInput
 	)
 	root.ForEach(func(k, v gjson.Result) bool {
 		flag := 0
@@ -85,9 +87,18 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 				})
 			}
 		case "messages", "prompt", "input":
-			flag = fPrompt
-			r.PromptBytes = len(v.Raw)
-			r.Prompt = flatten(v, promptLimit)
+			switch k.Str {
+			case "messages":
+				flag = fMessages
+			case "prompt":
+				flag = fPrompt
+			default:
+				flag = fInput
+			}
+			if seen&(fMessages|fPrompt|fInput) == 0 {
+				r.PromptBytes = len(v.Raw)
+				r.Prompt = flatten(v, promptLimit)
+			}
 		default:
 			return true
 		}

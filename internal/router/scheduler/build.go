@@ -159,4 +159,3 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 	s.picker = MaxScorePicker{}
 	return s, nil
 }
-

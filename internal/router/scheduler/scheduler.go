@@ -138,3 +138,12 @@ func (MaxScorePicker) Pick(_ context.Context, _ *framework.Request, c []framewor
 	sort.SliceStable(c, func(a, b int) bool { return c[a].Total > c[b].Total })
 	return c
 }
+
+// Plugins returns every instantiated plugin.
+func (s *Scheduler) Plugins() []framework.Plugin {
+	out := make([]framework.Plugin, 0, len(s.instances))
+	for _, in := range s.instances {
+		out = append(out, in.plugin)
+	}
+	return out
+}

@@ -1,0 +1,131 @@
+// Package accesslog writes one entry per inference request, in text or
+// JSON, with upstream's field names.
+package accesslog
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Entry is one request's record.
+type Entry struct {
+	Timestamp          time.Time `json:"timestamp"`
+	Method             string    `json:"method"`
+	Path               string    `json:"path"`
+	Protocol           string    `json:"protocol"`
+	StatusCode         int       `json:"status_code"`
+	Error              *Error    `json:"error,omitempty"`
+	ModelName          string    `json:"model_name,omitempty"`
+	ModelRoute         string    `json:"model_route,omitempty"`
+	ModelServer        string    `json:"model_server,omitempty"`
+	SelectedPod        string    `json:"selected_pod,omitempty"`
+	RequestID          string    `json:"request_id,omitempty"`
+	BackendType        string    `json:"backend_type,omitempty"`
+	BackendName        string    `json:"backend_name,omitempty"`
+	UpstreamModel      string    `json:"upstream_model,omitempty"`
+	UpstreamStatusCode int       `json:"upstream_status_code,omitempty"`
+	UpstreamAttempts   int       `json:"upstream_attempts,omitempty"`
+	ErrorOrigin        string    `json:"error_origin,omitempty"`
+	InputTokens        int64     `json:"input_tokens"`
+	OutputTokens       int64     `json:"output_tokens"`
+	// Durations in milliseconds.
+	DurationTotal              float64 `json:"duration_total"`
+	DurationRequestProcessing  float64 `json:"duration_request_processing"`
+	DurationUpstreamProcessing float64 `json:"duration_upstream_processing"`
+	DurationResponseProcessing float64 `json:"duration_response_processing"`
+}
+
+// Error is the error field.
+type Error struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// Logger writes entries; a nil *Logger discards them.
+type Logger struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+	buf  []byte
+}
+
+// New returns a logger writing format ("text" or "json") to w.
+func New(w io.Writer, format string) (*Logger, error) {
+	switch format {
+	case "text", "":
+		return &Logger{w: w}, nil
+	case "json":
+		return &Logger{w: w, json: true}, nil
+	}
+	return nil, fmt.Errorf("access log format %q: want text or json", format)
+}
+
+// Log writes e.
+func (l *Logger) Log(e *Entry) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.json {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return
+		}
+		_, _ = l.w.Write(append(b, '\n'))
+		return
+	}
+	b := l.buf[:0]
+	b = append(b, '[')
+	b = e.Timestamp.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "] \""...)
+	b = append(b, e.Method...)
+	b = append(b, ' ')
+	b = append(b, e.Path...)
+	b = append(b, ' ')
+	b = append(b, e.Protocol...)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(e.StatusCode), 10)
+	kv := func(k, v string) {
+		if v != "" {
+			b = append(b, ' ')
+			b = append(b, k...)
+			b = append(b, '=')
+			b = append(b, v...)
+		}
+	}
+	kv("model_name", e.ModelName)
+	kv("model_route", e.ModelRoute)
+	kv("model_server", e.ModelServer)
+	kv("selected_pod", e.SelectedPod)
+	kv("request_id", e.RequestID)
+	kv("backend_type", e.BackendType)
+	kv("upstream_model", e.UpstreamModel)
+	if e.UpstreamAttempts > 0 {
+		kv("upstream_status_code", strconv.Itoa(e.UpstreamStatusCode))
+		kv("upstream_attempts", strconv.Itoa(e.UpstreamAttempts))
+	}
+	if e.Error != nil {
+		kv("error_origin", e.ErrorOrigin)
+		kv("error", e.Error.Type+":"+strconv.Quote(e.Error.Message))
+	}
+	b = append(b, " tokens="...)
+	b = strconv.AppendInt(b, e.InputTokens, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, e.OutputTokens, 10)
+	b = append(b, " timings="...)
+	b = strconv.AppendFloat(b, e.DurationTotal, 'f', 2, 64)
+	b = append(b, "ms("...)
+	b = strconv.AppendFloat(b, e.DurationRequestProcessing, 'f', 2, 64)
+	b = append(b, '+')
+	b = strconv.AppendFloat(b, e.DurationUpstreamProcessing, 'f', 2, 64)
+	b = append(b, '+')
+	b = strconv.AppendFloat(b, e.DurationResponseProcessing, 'f', 2, 64)
+	b = append(b, ")\n"...)
+	l.buf = b
+	_, _ = l.w.Write(b)
+}

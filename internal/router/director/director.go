@@ -1,0 +1,260 @@
+// Package director orchestrates one inference request: route match →
+// endpoints → schedule → proxy with failover, retry and timeouts → usage
+// accounting, access log and metrics.
+package director
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
+	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/metrics"
+	"github.com/kthena/kthena/internal/router/openai"
+	"github.com/kthena/kthena/internal/router/routing"
+	"github.com/kthena/kthena/internal/router/scheduler"
+)
+
+// DecisionRequestHeader asks for the scheduler's decision; the answer is
+// in DecisionHeader.
+const (
+	DecisionRequestHeader = "X-Kthena-Decision"
+	DecisionHeader        = "X-Kthena-Decision"
+	RequestIDHeader       = "X-Request-Id"
+)
+
+// Datastore is the view of the store the director needs.
+type Datastore interface {
+	Routes(model string) ([]*networkingv1alpha1.ModelRoute, bool)
+	Server(nsName string) *networkingv1alpha1.ModelServer
+	Endpoints(server string, dst []*datastore.Endpoint) ([]*datastore.Endpoint, int)
+}
+
+// Options configure a Director.
+type Options struct {
+	Store     Datastore
+	Scheduler func() *scheduler.Scheduler
+	Transport http.RoundTripper
+	Metrics   *metrics.Metrics
+	AccessLog *accesslog.Logger
+	Log       logr.Logger
+	// Tokenizer counts input tokens when set.
+	Tokenizer framework.TokenCounter
+	// PromptLimit is how many bytes of prompt text plugins may read.
+	PromptLimit int
+	// StreamIdleTimeout aborts a response that sends nothing for this
+	// long (0: 5 minutes).
+	StreamIdleTimeout time.Duration
+}
+
+// Director handles inference requests. It is safe for concurrent use.
+type Director struct {
+	o       Options
+	matcher *routing.Matcher
+}
+
+// New returns a Director.
+func New(o Options) *Director {
+	if o.StreamIdleTimeout == 0 {
+		o.StreamIdleTimeout = 5 * time.Minute
+	}
+	if o.PromptLimit == 0 {
+		o.PromptLimit = 8192
+	}
+	return &Director{o: o, matcher: routing.NewMatcher()}
+}
+
+// call is the state of one request.
+type call struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	body     []byte
+	parsed   *openai.Request
+	entry    accesslog.Entry
+	start    time.Time
+	upStart  time.Time
+	respFrom time.Time
+	usage    openai.Usage
+	decision bool
+}
+
+// Handle serves one inference request whose body has been read.
+func (d *Director) Handle(w http.ResponseWriter, r *http.Request, body []byte, start time.Time) {
+	c := &call{w: w, r: r, body: body, start: start}
+	c.entry = accesslog.Entry{Timestamp: start, Method: r.Method, Path: r.URL.Path, Protocol: r.Proto}
+	c.decision = r.Header.Get(DecisionRequestHeader) != ""
+	rid := r.Header.Get(RequestIDHeader)
+	if rid == "" {
+		rid = strconv.FormatUint(rand.Uint64(), 16)
+		r.Header.Set(RequestIDHeader, rid)
+	}
+	c.entry.RequestID = rid
+	if m := d.o.Metrics; m != nil {
+		m.Active.Inc()
+		m.ActiveDownstream.Inc()
+		defer m.Active.Dec()
+		defer m.ActiveDownstream.Dec()
+	}
+	err := d.serve(c)
+	if err != nil {
+		var re *openai.Error
+		if !errors.As(err, &re) {
+			re = openai.Errorf(http.StatusInternalServerError, "internal", "%v", err)
+		}
+		c.entry.Error = &accesslog.Error{Type: re.Type, Message: re.Message}
+		c.entry.ErrorOrigin = re.Origin
+		c.entry.StatusCode = re.Status
+		if c.respFrom.IsZero() { // nothing written yet
+			re.Write(w)
+		}
+	}
+	d.finish(c)
+}
+
+func (d *Director) finish(c *call) {
+	now := time.Now()
+	e := &c.entry
+	e.InputTokens, e.OutputTokens = c.usage.PromptTokens, c.usage.CompletionTokens
+	ms := func(a, b time.Time) float64 {
+		if a.IsZero() || b.IsZero() {
+			return 0
+		}
+		return float64(b.Sub(a).Microseconds()) / 1000
+	}
+	e.DurationTotal = ms(c.start, now)
+	if !c.upStart.IsZero() {
+		e.DurationRequestProcessing = ms(c.start, c.upStart)
+		e.DurationUpstreamProcessing = ms(c.upStart, c.respFrom)
+		e.DurationResponseProcessing = ms(c.respFrom, now)
+	} else {
+		e.DurationRequestProcessing = e.DurationTotal
+	}
+	if m := d.o.Metrics; m != nil {
+		status := strconv.Itoa(e.StatusCode)
+		errType := ""
+		if e.Error != nil {
+			errType = e.Error.Type
+		}
+		m.Requests.WithLabelValues(e.ModelName, e.Path, status, errType, e.ModelRoute, e.BackendType, e.BackendName, e.UpstreamModel).Inc()
+		m.Duration.WithLabelValues(e.ModelName, e.Path, status).Observe(now.Sub(c.start).Seconds())
+		if c.usage.Found {
+			m.Tokens.WithLabelValues(e.ModelName, "input").Add(float64(c.usage.PromptTokens))
+			m.Tokens.WithLabelValues(e.ModelName, "output").Add(float64(c.usage.CompletionTokens))
+		}
+	}
+	d.o.AccessLog.Log(e)
+}
+
+func (d *Director) serve(c *call) error {
+	parsed, err := openai.Parse(c.body, d.o.PromptLimit)
+	if err != nil {
+		return openai.Errorf(http.StatusBadRequest, "request_parsing", "%v", err)
+	}
+	c.parsed = parsed
+	c.entry.ModelName = parsed.Model
+
+	routes, lora := d.o.Store.Routes(parsed.Model)
+	tgt, err := d.matcher.Match(routes, lora, routing.Input{Model: parsed.Model, Path: c.r.URL.Path, Headers: c.r.Header}, rand.IntN)
+	switch {
+	case errors.Is(err, routing.ErrNoRoute):
+		return openai.Errorf(http.StatusNotFound, "route_not_found", "model %q not found: no ModelRoute serves it", parsed.Model)
+	case errors.Is(err, routing.ErrNoRule):
+		return openai.Errorf(http.StatusNotFound, "model_route_matching", "model %q: no rule of its ModelRoutes matched this request", parsed.Model)
+	case err != nil:
+		return openai.Errorf(http.StatusServiceUnavailable, "model_route_matching", "%v", err)
+	}
+	c.entry.ModelRoute = tgt.Route.Namespace + "/" + tgt.Route.Name
+	if tgt.ExternalProvider != "" {
+		c.entry.BackendType, c.entry.BackendName = "ExternalProvider", tgt.ExternalProvider
+		return openai.Errorf(http.StatusNotImplemented, "provider_unsupported", "route %s targets ExternalModelProvider %s, which this router does not support yet", c.entry.ModelRoute, tgt.ExternalProvider)
+	}
+	c.entry.BackendType, c.entry.BackendName, c.entry.ModelServer = "ModelServer", tgt.ModelServer, tgt.ModelServer
+	ms := d.o.Store.Server(tgt.ModelServer)
+	if ms == nil {
+		return openai.Errorf(http.StatusNotFound, "pod_discovery", "ModelServer %s (target of route %s) not found", tgt.ModelServer, c.entry.ModelRoute)
+	}
+	upstreamModel := parsed.Model
+	if !tgt.LoRA && ms.Spec.Model != nil && *ms.Spec.Model != "" {
+		upstreamModel = *ms.Spec.Model
+	}
+	c.entry.UpstreamModel = upstreamModel
+
+	var buf [16]*datastore.Endpoint
+	eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+	if len(eps) == 0 {
+		if total == 0 {
+			return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods", tgt.ModelServer)
+		}
+		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "all %d pods of ModelServer %s are failing", total, tgt.ModelServer)
+	}
+	req := &framework.Request{
+		ID: c.entry.RequestID, Model: parsed.Model, UpstreamModel: upstreamModel, LoRA: tgt.LoRA,
+		ModelServer: tgt.ModelServer, Path: c.r.URL.Path, Headers: c.r.Header,
+		Prompt: parsed.Prompt, PromptBytes: parsed.PromptBytes, Stream: parsed.Stream,
+	}
+	if d.o.Tokenizer != nil && len(parsed.Prompt) > 0 {
+		req.InputTokens = d.o.Tokenizer.Count(string(parsed.Prompt))
+	}
+	views := make([]framework.Endpoint, len(eps))
+	ptrs := make([]*framework.Endpoint, len(eps))
+	byKey := make(map[*framework.Endpoint]*datastore.Endpoint, len(eps))
+	for i, e := range eps {
+		e.View(&views[i])
+		ptrs[i] = &views[i]
+		byKey[ptrs[i]] = e
+	}
+	sched := d.o.Scheduler()
+	var rec scheduler.Recorder
+	if d.o.Metrics != nil {
+		rec = d.o.Metrics
+	}
+	res, err := sched.Schedule(c.r.Context(), req, ptrs, rec)
+	if err != nil {
+		if c.decision {
+			c.w.Header().Set(DecisionHeader, decisionJSON(res, ""))
+		}
+		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", tgt.ModelServer, err)
+	}
+	segs, n := parsed.Splice(c.body, openai.Rewrite{Model: upstreamModel, ForceUsage: true})
+	return d.proxy(c, sched, req, res, byKey, ms, segs, n)
+}
+
+type decision struct {
+	Scorers    []framework.WeightedName  `json:"scorers"`
+	Filtered   []framework.FilterOutcome `json:"filtered,omitempty"`
+	Considered int                       `json:"considered"`
+	Chosen     string                    `json:"chosen,omitempty"`
+	Candidates []decisionCandidate       `json:"candidates"`
+}
+
+type decisionCandidate struct {
+	Pod    string             `json:"pod"`
+	Total  float64            `json:"total"`
+	Scores map[string]float64 `json:"scores"`
+}
+
+func decisionJSON(res *framework.Result, chosen string) string {
+	if res == nil {
+		return "{}"
+	}
+	d := decision{Scorers: res.Scorers, Filtered: res.Filtered, Considered: res.Considered, Chosen: chosen}
+	for _, c := range res.Ranked {
+		dc := decisionCandidate{Pod: c.Endpoint.Key, Total: round(c.Total), Scores: map[string]float64{}}
+		for i, s := range c.Scores {
+			dc.Scores[res.Scorers[i].Name] = round(s)
+		}
+		d.Candidates = append(d.Candidates, dc)
+	}
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+func round(v float64) float64 { return float64(int64(v*1e4+0.5)) / 1e4 }

@@ -1,0 +1,344 @@
+package director
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
+	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/openai"
+	"github.com/kthena/kthena/internal/router/scheduler"
+)
+
+// hopHeaders are not forwarded (RFC 9110 §7.6.1) and Content-Length is
+// recomputed.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Accept-Encoding": true, "Host": true, DecisionRequestHeader: true,
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// segReader reads a list of byte segments without joining them.
+type segReader struct {
+	segs [][]byte
+	i    int
+}
+
+func (s *segReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && s.i < len(s.segs) {
+		c := copy(p[n:], s.segs[s.i])
+		n += c
+		s.segs[s.i] = s.segs[s.i][c:]
+		if len(s.segs[s.i]) == 0 {
+			s.i++
+		}
+	}
+	if n == 0 && s.i >= len(s.segs) {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// attemptError is why one attempt failed.
+type attemptError struct {
+	status  int // upstream status, 0 for transport errors
+	timeout bool
+	connect bool
+	msg     string
+}
+
+func (d *Director) proxy(c *call, sched *scheduler.Scheduler, req *framework.Request, res *framework.Result,
+	byKey map[*framework.Endpoint]*datastore.Endpoint, ms *networkingv1alpha1.ModelServer, segs [][]byte, n int) error {
+	attempts := len(res.Ranked)
+	var interval, timeout time.Duration
+	if tp := ms.Spec.TrafficPolicy; tp != nil {
+		if tp.Retry != nil && tp.Retry.Attempts > 0 {
+			attempts = 1 + int(tp.Retry.Attempts)
+			interval = 100 * time.Millisecond
+			if tp.Retry.RetryInterval != nil {
+				interval = tp.Retry.RetryInterval.Duration
+			}
+		}
+		if tp.Timeout != nil {
+			timeout = tp.Timeout.Duration
+		}
+	}
+	injected := c.parsed.Stream && !c.parsed.IncludeUsage
+	var last *attemptError
+	ctx := c.r.Context()
+	c.upStart = time.Now()
+	for i := 0; i < attempts; i++ {
+		if i > 0 && interval > 0 {
+			t := time.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return openai.Errorf(499, "client_cancelled", "client went away during retry backoff")
+			case <-t.C:
+			}
+		}
+		cand := res.Ranked[i%len(res.Ranked)]
+		ep := byKey[cand.Endpoint]
+		if ep.Removed() && i > 0 {
+			continue
+		}
+		c.entry.SelectedPod = ep.Key
+		c.entry.UpstreamAttempts = i + 1
+		sched.PreRequest(ctx, req, cand.Endpoint)
+		if c.decision {
+			c.w.Header().Set(DecisionHeader, decisionJSON(res, ep.Key))
+		}
+		body := make([][]byte, len(segs))
+		copy(body, segs)
+		ae := d.attempt(c, ep, body, n, timeout, injected)
+		if ae == nil {
+			d.count("ok")
+			return nil
+		}
+		last = ae
+		if ctx.Err() != nil {
+			return openai.Errorf(499, "client_cancelled", "client cancelled the request")
+		}
+		if ae.connect {
+			ep.MarkFailed()
+		}
+		if ae.status >= 400 && ae.status < 500 && ae.status != http.StatusTooManyRequests {
+			break // not retriable; already relayed
+		}
+		if c.respFrom.IsZero() {
+			d.count("failover")
+			continue
+		}
+		break
+	}
+	d.count("error")
+	if last == nil {
+		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "no pod left to try")
+	}
+	if !c.respFrom.IsZero() {
+		// Bytes already reached the client; the error is only logged.
+		c.entry.ErrorOrigin = "upstream"
+		return &openai.Error{Status: c.entry.StatusCode, Type: "upstream_stream", Message: last.msg, Origin: "upstream"}
+	}
+	status := http.StatusBadGateway
+	if last.timeout {
+		status = http.StatusGatewayTimeout
+	}
+	return &openai.Error{Status: status, Type: "upstream_error", Origin: "upstream",
+		Message: fmt.Sprintf("model %q: %d attempt(s) failed; last on pod %s: %s", c.parsed.Model, c.entry.UpstreamAttempts, c.entry.SelectedPod, last.msg)}
+}
+
+func (d *Director) count(result string) {
+	if d.o.Metrics != nil {
+		d.o.Metrics.UpstreamAttempts.WithLabelValues(result).Inc()
+	}
+}
+
+// attempt sends the request to one endpoint. It returns nil once a
+// response has been relayed (fully or until the client went away).
+func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
+	release := ep.Acquire()
+	defer release()
+	if m := d.o.Metrics; m != nil {
+		m.ActiveUpstream.Inc()
+		defer m.ActiveUpstream.Dec()
+	}
+	ctx, cancel := context.WithCancelCause(c.r.Context())
+	defer cancel(nil)
+	var headerTimer *time.Timer
+	errHeaderTimeout := errors.New("timeout")
+	if timeout > 0 {
+		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
+	}
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ep.Address+c.r.URL.RequestURI(), &segReader{segs: segs})
+	if err != nil {
+		return &attemptError{msg: err.Error()}
+	}
+	out.ContentLength = int64(n)
+	for k, vs := range c.r.Header {
+		if !hopHeaders[k] {
+			out.Header[k] = vs
+		}
+	}
+	out.Header.Set("Content-Type", "application/json")
+	resp, err := d.o.Transport.RoundTrip(out)
+	if headerTimer != nil && !headerTimer.Stop() && context.Cause(ctx) == errHeaderTimeout {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return &attemptError{timeout: true, msg: fmt.Sprintf("no response headers within the timeout of %s", timeout)}
+	}
+	if err != nil {
+		var ne net.Error
+		ae := &attemptError{msg: err.Error()}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			ae.connect = true
+		}
+		if errors.As(err, &ne) && ne.Timeout() {
+			ae.timeout = true
+		}
+		return ae
+	}
+	defer resp.Body.Close()
+	c.entry.UpstreamStatusCode = resp.StatusCode
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))}
+	}
+	// From here on the response goes to the client: no more failover.
+	h := c.w.Header()
+	for k, vs := range resp.Header {
+		if !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	c.respFrom = time.Now()
+	c.entry.StatusCode = resp.StatusCode
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if !stream && resp.ContentLength >= 0 {
+		h.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	}
+	c.w.WriteHeader(resp.StatusCode)
+
+	idle := time.AfterFunc(d.o.StreamIdleTimeout, func() { cancel(errIdle) })
+	defer idle.Stop()
+	var rerr error
+	if stream {
+		rerr = d.relayStream(c, resp.Body, idle, injected)
+	} else {
+		rerr = d.relayBody(c, resp.Body, idle)
+	}
+	if rerr != nil && context.Cause(ctx) == errIdle {
+		return &attemptError{status: resp.StatusCode, timeout: true, msg: fmt.Sprintf("engine sent nothing for %s", d.o.StreamIdleTimeout)}
+	}
+	if rerr != nil && c.r.Context().Err() == nil {
+		return &attemptError{status: resp.StatusCode, msg: "relaying response: " + rerr.Error()}
+	}
+	if resp.StatusCode >= 400 {
+		return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d", resp.StatusCode)}
+	}
+	return nil
+}
+
+var errIdle = errors.New("stream idle timeout")
+
+// relayBody copies a non-streamed response, keeping up to 1 MiB of it to
+// read usage from.
+func (d *Director) relayBody(c *call, body io.Reader, idle *time.Timer) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var keep []byte
+	for {
+		nr, err := body.Read(buf)
+		if nr > 0 {
+			idle.Reset(d.o.StreamIdleTimeout)
+			if len(keep)+nr <= 1<<20 {
+				keep = append(keep, buf[:nr]...)
+			}
+			if _, werr := c.w.Write(buf[:nr]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.usage = openai.UsageOf(keep)
+	return nil
+}
+
+var (
+	usageKey = []byte(`"usage"`)
+	doneLine = []byte("[DONE]")
+)
+
+// relayStream relays SSE line by line, flushing whenever the engine has
+// nothing more buffered, reading usage from chunks, and dropping the usage
+// chunk the router asked for on the client's behalf.
+func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, injected bool) error {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	fl, _ := c.w.(http.Flusher)
+	skipBlank := false
+	partial := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			idle.Reset(d.o.StreamIdleTimeout)
+			drop := false
+			if !partial {
+				if data, ok := openai.SSEData(line); ok && len(data) > 0 && data[0] == '{' && bytes.Contains(data, usageKey) {
+					if u := openai.UsageOf(data); u.Found {
+						c.usage = u
+						if injected && openai.IsUsageOnlyChunk(data) {
+							drop, skipBlank = true, true
+						}
+					}
+				} else if skipBlank && len(bytes.TrimSpace(line)) == 0 {
+					drop, skipBlank = true, false
+				} else if ok && bytes.Equal(data, doneLine) {
+					skipBlank = false
+				}
+			}
+			partial = err == bufio.ErrBufferFull
+			if !drop {
+				if _, werr := c.w.Write(line); werr != nil {
+					return werr
+				}
+			}
+			if fl != nil && br.Buffered() == 0 {
+				fl.Flush()
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			if fl != nil {
+				fl.Flush()
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// NewTransport returns an http.Transport tuned for many long-lived
+// connections to a few engines.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
+		ExpectContinueTimeout: 0,
+	}
+}

@@ -1,0 +1,132 @@
+// Package handlers is the router's HTTP surface: the OpenAI endpoints
+// (bodies read once into pooled buffers, size-limited), /v1/models, and
+// health and readiness.
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kthena/kthena/internal/router/openai"
+)
+
+// Director serves one inference request whose body has been read.
+type Director interface {
+	Handle(w http.ResponseWriter, r *http.Request, body []byte, start time.Time)
+}
+
+// Models lists the model names routes expose.
+type Models interface {
+	ModelNames() []string
+}
+
+// Options configure the handler.
+type Options struct {
+	Director Director
+	Models   Models
+	// MaxBodyBytes bounds request bodies (413 above it).
+	MaxBodyBytes int64
+	// Ready reports readiness.
+	Ready func() bool
+}
+
+// Handler is the router's http.Handler.
+type Handler struct {
+	o        Options
+	mux      *http.ServeMux
+	pool     sync.Pool
+	draining atomic.Bool
+}
+
+// New returns the handler.
+func New(o Options) *Handler {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 32 << 20
+	}
+	h := &Handler{o: o, mux: http.NewServeMux()}
+	h.pool.New = func() any { return new(bytes.Buffer) }
+	for _, p := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} {
+		h.mux.HandleFunc("POST "+p, h.inference)
+	}
+	h.mux.HandleFunc("GET /v1/models", h.models)
+	h.mux.HandleFunc("GET /models", h.models)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	h.mux.HandleFunc("GET /readyz", h.ready)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		openai.Errorf(http.StatusNotFound, "route_not_found", "no handler for %s %s", r.Method, r.URL.Path).Write(w)
+	})
+	return h
+}
+
+// SetDraining makes /readyz fail so load balancers stop sending traffic.
+func (h *Handler) SetDraining() { h.draining.Store(true) }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+	if h.draining.Load() || (h.o.Ready != nil && !h.o.Ready()) {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+type modelList struct {
+	Object string      `json:"object"`
+	Data   []modelInfo `json:"data"`
+}
+
+type modelInfo struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func (h *Handler) models(w http.ResponseWriter, _ *http.Request) {
+	names := h.o.Models.ModelNames()
+	l := modelList{Object: "list", Data: make([]modelInfo, 0, len(names))}
+	for _, n := range names {
+		l.Data = append(l.Data, modelInfo{ID: n, Object: "model", OwnedBy: "kthena"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(l)
+}
+
+func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.ContentLength > h.o.MaxBodyBytes {
+		openai.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.o.MaxBodyBytes).Write(w)
+		return
+	}
+	buf := h.pool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 4<<20 { // do not pin huge buffers
+			h.pool.Put(buf)
+		}
+	}()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.o.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			openai.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body exceeds the limit of %d bytes", h.o.MaxBodyBytes).Write(w)
+			return
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || r.Context().Err() != nil {
+			return
+		}
+		openai.Errorf(http.StatusBadRequest, "request_parsing", "reading request body: %v", err).Write(w)
+		return
+	}
+	h.o.Director.Handle(w, r, buf.Bytes(), start)
+}

@@ -1,0 +1,65 @@
+// Package metrics holds the router's Prometheus metrics (upstream's
+// kthena_router_* names), registered on a registry passed in.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the router's collectors.
+type Metrics struct {
+	Requests         *prometheus.CounterVec
+	Duration         *prometheus.HistogramVec
+	Tokens           *prometheus.CounterVec
+	PluginDuration   *prometheus.HistogramVec
+	Active           prometheus.Gauge
+	ActiveDownstream prometheus.Gauge
+	ActiveUpstream   prometheus.Gauge
+	UpstreamAttempts *prometheus.CounterVec
+	PrefixEvictions  prometheus.Counter
+	ScrapeErrors     *prometheus.CounterVec
+	ConfigReloads    *prometheus.CounterVec
+}
+
+// New creates and registers the metrics on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kthena_router_requests_total", Help: "Inference requests handled, by outcome.",
+		}, []string{"model", "path", "status_code", "error_type", "model_route", "backend_type", "backend_name", "upstream_model"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kthena_router_request_duration_seconds", Help: "End-to-end request duration.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"model", "path", "status_code"}),
+		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kthena_router_tokens_total", Help: "Tokens processed, from engine usage.",
+		}, []string{"model", "token_type"}),
+		PluginDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kthena_router_scheduler_plugin_duration_seconds", Help: "Scheduler plugin latency.",
+			Buckets: []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2},
+		}, []string{"plugin", "type"}),
+		Active:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "kthena_router_active_requests", Help: "Requests being handled."}),
+		ActiveDownstream: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kthena_router_active_downstream_requests", Help: "Client requests in flight."}),
+		ActiveUpstream:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "kthena_router_active_upstream_requests", Help: "Engine requests in flight."}),
+		UpstreamAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kthena_router_upstream_attempts_total", Help: "Engine attempts by result (ok, retry, failover, error).",
+		}, []string{"result"}),
+		PrefixEvictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "kthena_router_prefix_cache_evictions_total", Help: "Prefix blocks evicted from the index."}),
+		ScrapeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kthena_router_engine_scrape_errors_total", Help: "Failed engine scrapes.",
+		}, []string{"target"}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kthena_router_config_reloads_total", Help: "Router configuration reloads by result.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
+		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads)
+	return m
+}
+
+// ObservePlugin implements the scheduler's Recorder.
+func (m *Metrics) ObservePlugin(plugin, kind string, d time.Duration) {
+	m.PluginDuration.WithLabelValues(plugin, kind).Observe(d.Seconds())
+}

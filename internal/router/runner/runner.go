@@ -1,0 +1,364 @@
+// Package runner wires the router: flags → options → configuration →
+// providers, scraper, scheduler, director → listeners, with configuration
+// hot reload and graceful drain.
+package runner
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/config"
+	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/debug"
+	"github.com/kthena/kthena/internal/router/director"
+	"github.com/kthena/kthena/internal/router/enginestate"
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/handlers"
+	"github.com/kthena/kthena/internal/router/metrics"
+	"github.com/kthena/kthena/internal/router/plugins"
+	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
+	"github.com/kthena/kthena/internal/router/provider/file"
+	"github.com/kthena/kthena/internal/router/scheduler"
+	"github.com/kthena/kthena/internal/tokenizer"
+)
+
+// Options are the process settings.
+type Options struct {
+	// Addr, MetricsAddr, DebugAddr are listen addresses ("" disables
+	// metrics/debug).
+	Addr, MetricsAddr, DebugAddr string
+	ExposeMetricsOnRouterPort    bool
+	TLSCert, TLSKey              string
+	// ConfigFile is the router configuration; empty means the built-in
+	// default.
+	ConfigFile string
+	// EndpointsFile selects the standalone file provider.
+	EndpointsFile string
+	// Kubernetes selects the Kubernetes provider (see provider/kubernetes).
+	Kubernetes      bool
+	ScrapeInterval  time.Duration
+	DrainTimeout    time.Duration
+	MaxBodyBytes    int64
+	StreamIdleTime  time.Duration
+	AccessLog       bool
+	AccessLogFormat string
+	Log             logr.Logger
+	// KubernetesProvider starts the Kubernetes provider; the command sets
+	// it so that standalone builds and tests need no cluster client.
+	KubernetesProvider func(ctx context.Context, store *datastore.Store, log logr.Logger, synced func()) error
+
+	finalize func()
+}
+
+// BindFlags registers the flags on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	var port, mport, dport int
+	fs.IntVar(&port, "port", 8080, "router listen port")
+	fs.IntVar(&mport, "metrics-port", 9090, "dedicated /metrics port (0 disables)")
+	fs.IntVar(&dport, "debug-port", 15000, "debug port bound to localhost (0 disables)")
+	fs.BoolVar(&o.ExposeMetricsOnRouterPort, "expose-metrics-on-router-port", false, "also serve /metrics on the router port")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file for the router port")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS key file for the router port")
+	fs.StringVar(&o.ConfigFile, "config", "", "router configuration file (upstream format); empty uses the built-in default; reloaded on change")
+	fs.StringVar(&o.EndpointsFile, "endpoints-file", "", "standalone mode: YAML with ModelServer, ModelRoute and Endpoints documents; reloaded on change")
+	fs.BoolVar(&o.Kubernetes, "kubernetes", false, "discover ModelServers, ModelRoutes and ready Pods from Kubernetes")
+	fs.DurationVar(&o.ScrapeInterval, "scrape-interval", time.Second, "engine /metrics and /v1/models poll period")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "graceful shutdown drain time for in-flight requests")
+	fs.Int64Var(&o.MaxBodyBytes, "max-request-body-bytes", 32<<20, "request body limit (413 above)")
+	fs.DurationVar(&o.StreamIdleTime, "stream-idle-timeout", 5*time.Minute, "abort an engine response that sends nothing for this long")
+	fs.BoolVar(&o.AccessLog, "access-log", true, "write an access log entry per request to stdout")
+	fs.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text or json")
+	o.Addr, o.MetricsAddr, o.DebugAddr = ":8080", ":9090", "127.0.0.1:15000"
+	portsSet := func() {
+		o.Addr = fmt.Sprintf(":%d", port)
+		o.MetricsAddr, o.DebugAddr = "", ""
+		if mport > 0 {
+			o.MetricsAddr = fmt.Sprintf(":%d", mport)
+		}
+		if dport > 0 {
+			o.DebugAddr = fmt.Sprintf("127.0.0.1:%d", dport)
+		}
+	}
+	o.finalize = portsSet
+}
+
+// Router is a running router.
+type Router struct {
+	o        Options
+	Store    *datastore.Store
+	Registry *prometheus.Registry
+	Metrics  *metrics.Metrics
+	reg      *scheduler.Registry
+	handle   framework.Handle
+	sched    atomic.Pointer[scheduler.Scheduler]
+	cfgText  atomic.Pointer[string]
+	handler  *handlers.Handler
+	scraper  *enginestate.Scraper
+	servers  []*http.Server
+	lns      []net.Listener
+	synced   atomic.Bool
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+}
+
+type handle struct{ tok framework.TokenCounter }
+
+func (h handle) Tokenizer() framework.TokenCounter { return h.tok }
+
+// Start builds the router and starts serving; it returns once listeners
+// are bound.
+func Start(ctx context.Context, o Options) (*Router, error) {
+	if o.finalize != nil {
+		o.finalize()
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	cfgText := config.Default
+	if o.ConfigFile != "" {
+		b, err := os.ReadFile(o.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("read router configuration: %w", err)
+		}
+		cfgText = string(b)
+	}
+	cfg, err := config.Parse([]byte(cfgText))
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{o: o, Store: datastore.New(), Registry: prometheus.NewRegistry(), reg: plugins.NewRegistry()}
+	r.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.Metrics = metrics.New(r.Registry)
+	var tok *tokenizer.Tokenizer
+	if cfg.Tokenizer != nil {
+		if tok, err = tokenizer.New(cfg.Tokenizer.Encoding); err != nil {
+			return nil, err
+		}
+		r.handle = handle{tok: tok}
+	} else {
+		r.handle = handle{}
+	}
+	if err := r.applyConfig(cfg, cfgText); err != nil {
+		return nil, err
+	}
+	r.Store.OnEndpointRemoved(func(k string) { r.sched.Load().EndpointRemoved(k) })
+
+	ctx, r.cancel = context.WithCancel(ctx)
+	var al *accesslog.Logger
+	if o.AccessLog {
+		if al, err = accesslog.New(os.Stdout, o.AccessLogFormat); err != nil {
+			return nil, err
+		}
+	}
+	promptLimit := 8192
+	if tok != nil {
+		promptLimit = int(o.MaxBodyBytes)
+	}
+	var counter framework.TokenCounter
+	if tok != nil {
+		counter = tok
+	}
+	dir := director.New(director.Options{
+		Store: r.Store, Scheduler: r.sched.Load, Transport: director.NewTransport(), Metrics: r.Metrics,
+		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
+	})
+	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
+		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
+	r.handler = handlers.New(handlers.Options{Director: dir, Models: r.Store, MaxBodyBytes: o.MaxBodyBytes, Ready: r.ready})
+
+	// Providers.
+	switch {
+	case o.EndpointsFile != "":
+		p := file.New(o.EndpointsFile, r.Store, o.Log.WithName("file-provider"))
+		if err := p.Load(); err != nil {
+			return nil, err
+		}
+		r.synced.Store(true)
+		r.goRun(func() {
+			if err := file.Watch(ctx, o.EndpointsFile, o.Log, func() {
+				if err := p.Load(); err != nil {
+					o.Log.Error(err, "endpoints file reload failed; keeping the previous content")
+				}
+			}); err != nil {
+				o.Log.Error(err, "endpoints file watch stopped")
+			}
+		})
+	case o.Kubernetes:
+		if o.KubernetesProvider == nil {
+			return nil, errors.New("this build has no Kubernetes provider")
+		}
+		if err := o.KubernetesProvider(ctx, r.Store, o.Log.WithName("kubernetes-provider"), func() { r.synced.Store(true) }); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("no provider: set --endpoints-file or --kubernetes")
+	}
+	r.goRun(func() { r.scraper.Run(ctx) })
+	if o.ConfigFile != "" {
+		r.goRun(func() {
+			_ = file.Watch(ctx, o.ConfigFile, o.Log, func() { _ = r.ReloadConfig() })
+		})
+	}
+
+	// Listeners.
+	main := http.NewServeMux()
+	main.Handle("/", r.handler)
+	mh := promhttp.HandlerFor(r.Registry, promhttp.HandlerOpts{})
+	if o.ExposeMetricsOnRouterPort {
+		main.Handle("GET /metrics", mh)
+	}
+	if err := r.listen(o.Addr, main, o.TLSCert, o.TLSKey); err != nil {
+		r.closeListeners()
+		return nil, err
+	}
+	if o.MetricsAddr != "" {
+		mm := http.NewServeMux()
+		mm.Handle("GET /metrics", mh)
+		if err := r.listen(o.MetricsAddr, mm, "", ""); err != nil {
+			r.closeListeners()
+			return nil, err
+		}
+	}
+	if o.DebugAddr != "" {
+		if err := r.listen(o.DebugAddr, debug.Handler(r.Store, func() string { return *r.cfgText.Load() }), "", ""); err != nil {
+			r.closeListeners()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *Router) goRun(f func()) {
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); f() }()
+}
+
+func (r *Router) listen(addr string, h http.Handler, cert, key string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
+	r.servers = append(r.servers, srv)
+	r.lns = append(r.lns, ln)
+	go func() {
+		var err error
+		if cert != "" {
+			err = srv.ServeTLS(ln, cert, key)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.o.Log.Error(err, "listener stopped", "addr", addr)
+		}
+	}()
+	return nil
+}
+
+func (r *Router) closeListeners() {
+	for _, s := range r.servers {
+		_ = s.Close()
+	}
+}
+
+// Addr is the router listener's address; MetricsAddr and DebugAddr the
+// others (empty when disabled).
+func (r *Router) Addr() string { return r.lns[0].Addr().String() }
+
+// DebugAddr returns the debug listener address.
+func (r *Router) DebugAddr() string {
+	if r.o.DebugAddr == "" {
+		return ""
+	}
+	return r.lns[len(r.lns)-1].Addr().String()
+}
+
+// MetricsAddr returns the metrics listener address.
+func (r *Router) MetricsAddr() string {
+	if r.o.MetricsAddr == "" {
+		return ""
+	}
+	return r.lns[1].Addr().String()
+}
+
+// Scraper returns the engine scraper.
+func (r *Router) Scraper() *enginestate.Scraper { return r.scraper }
+
+func (r *Router) ready() bool {
+	if !r.synced.Load() {
+		return false
+	}
+	select {
+	case <-r.scraper.Ready():
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error {
+	s, err := scheduler.Build(r.reg, cfg.Scheduler, r.handle, r.sched.Load())
+	if err != nil {
+		return fmt.Errorf("router configuration: %w", err)
+	}
+	for _, p := range s.Plugins() {
+		if pc, ok := p.(*prefixcache.Plugin); ok {
+			pc.OnEvict(func(n int) { r.Metrics.PrefixEvictions.Add(float64(n)) })
+		}
+	}
+	r.sched.Store(s)
+	r.cfgText.Store(&text)
+	return nil
+}
+
+// ReloadConfig re-reads the configuration file; on error the running
+// configuration stays.
+func (r *Router) ReloadConfig() error {
+	cfg, data, err := config.Load(r.o.ConfigFile)
+	if err == nil {
+		err = r.applyConfig(cfg, string(data))
+	}
+	if err != nil {
+		r.Metrics.ConfigReloads.WithLabelValues("error").Inc()
+		r.o.Log.Error(err, "router configuration reload failed; keeping the running configuration")
+		return err
+	}
+	r.Metrics.ConfigReloads.WithLabelValues("ok").Inc()
+	r.o.Log.Info("router configuration reloaded", "path", r.o.ConfigFile)
+	return nil
+}
+
+// Shutdown fails readiness, stops accepting, and waits up to the drain
+// timeout for in-flight requests (streams included) to finish.
+func (r *Router) Shutdown(ctx context.Context) error {
+	r.handler.SetDraining()
+	d := r.o.DrainTimeout
+	if d <= 0 {
+		d = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var err error
+	for _, s := range r.servers {
+		if e := s.Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	r.cancel()
+	r.wg.Wait()
+	return err
+}
