@@ -7,9 +7,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -29,6 +32,10 @@ type CostOptions struct {
 	Rounds       int // requests each client sends back to back
 	TimeScale    float64
 	Profile      string
+	// ClientCommand, when set, runs the streaming clients in a child
+	// process (the command plus LoadFlags), so the simulator's CPU is
+	// measured alone. Empty runs them in this process.
+	ClientCommand []string
 }
 
 // DefaultCostOptions is the issue's target: 16 engines, 400 concurrent
@@ -37,12 +44,13 @@ func DefaultCostOptions() CostOptions {
 	return CostOptions{Engines: 16, Concurrency: 400, OutputTokens: 256, Rounds: 2, TimeScale: 1}
 }
 
-// CostResult is what one run measured. CPU covers the whole process: the
-// engines, their HTTP servers and the in-process streaming clients.
+// CostResult is what one run measured. CPU is this process: the engines
+// and their HTTP servers, plus the clients when they run in-process.
 type CostResult struct {
 	Options       CostOptions
 	Wall          time.Duration
 	CPU           time.Duration
+	ClientCPU     time.Duration // the child client process, when used
 	Requests      int64
 	Failed        int64
 	Tokens        int64
@@ -73,23 +81,68 @@ func RunCost(ctx context.Context, o CostOptions) (CostResult, error) {
 		return CostResult{}, err
 	}
 	defer func() { _ = fleet.Close() }()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: 0}}
-	model := fleet.Engines[0].Config().ServedModelNames[0]
-
-	var tokens, requests, failed atomic.Int64
+	load := LoadOptions{URLs: make([]string, o.Engines), Model: fleet.Engines[0].Config().ServedModelNames[0],
+		Concurrency: o.Concurrency, OutputTokens: o.OutputTokens, Rounds: o.Rounds}
+	for i := range load.URLs {
+		load.URLs[i] = fleet.URL(i)
+	}
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
-	cpu0 := processCPU()
+	cpu0, child0 := processCPU(syscall.RUSAGE_SELF), processCPU(syscall.RUSAGE_CHILDREN)
 	start := time.Now()
+	var lr LoadResult
+	if len(o.ClientCommand) > 0 {
+		lr, err = runLoadChild(ctx, o.ClientCommand, load)
+	} else {
+		lr, err = RunLoad(ctx, load)
+	}
+	if err != nil {
+		return CostResult{}, err
+	}
+	wall := time.Since(start)
+	cpu, childCPU := processCPU(syscall.RUSAGE_SELF)-cpu0, processCPU(syscall.RUSAGE_CHILDREN)-child0
+	runtime.ReadMemStats(&ms1)
+	var simTime float64
+	for _, e := range fleet.Engines {
+		simTime = max(simTime, e.Stats().SimTime)
+	}
+	return CostResult{Options: o, Wall: wall, CPU: cpu, ClientCPU: childCPU, Requests: lr.Requests, Failed: lr.Failed,
+		Tokens: lr.Tokens, AllocBytes: ms1.TotalAlloc - ms0.TotalAlloc, SimulatedTime: simTime}, nil
+}
+
+// LoadOptions describe the streaming clients.
+type LoadOptions struct {
+	URLs         []string `json:"urls"`
+	Model        string   `json:"model"`
+	Concurrency  int      `json:"concurrency"`
+	OutputTokens int      `json:"outputTokens"`
+	Rounds       int      `json:"rounds"`
+}
+
+// LoadResult counts what the clients received.
+type LoadResult struct {
+	Requests int64 `json:"requests"`
+	Failed   int64 `json:"failed"`
+	Tokens   int64 `json:"tokens"`
+}
+
+// RunLoad runs Concurrency closed-loop streaming clients spread over the
+// URLs, each sending Rounds requests that generate exactly OutputTokens.
+func RunLoad(ctx context.Context, o LoadOptions) (LoadResult, error) {
+	if len(o.URLs) == 0 || o.Concurrency <= 0 {
+		return LoadResult{}, fmt.Errorf("load needs URLs and a positive concurrency")
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}}
+	var tokens, requests, failed atomic.Int64
 	var wg sync.WaitGroup
 	for c := 0; c < o.Concurrency; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			url := fleet.URL(c%o.Engines) + "/v1/chat/completions"
+			url := o.URLs[c%len(o.URLs)] + "/v1/chat/completions"
 			body := fmt.Sprintf(`{"model":%q,"stream":true,"max_tokens":%d,"ignore_eos":true,"messages":[{"role":"user","content":"client %d asks a short question about continuous batching"}]}`,
-				model, o.OutputTokens, c)
+				o.Model, o.OutputTokens, c)
 			for r := 0; r < o.Rounds; r++ {
 				n, err := streamOnce(ctx, client, url, body)
 				requests.Add(1)
@@ -101,15 +154,28 @@ func RunCost(ctx context.Context, o CostOptions) (CostResult, error) {
 		}()
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	cpu := processCPU() - cpu0
-	runtime.ReadMemStats(&ms1)
-	var simTime float64
-	for _, e := range fleet.Engines {
-		simTime = max(simTime, e.Stats().SimTime)
+	return LoadResult{Requests: requests.Load(), Failed: failed.Load(), Tokens: tokens.Load()}, nil
+}
+
+// runLoadChild runs the clients in a child process that reads LoadOptions
+// as JSON on stdin and writes a LoadResult as JSON on stdout.
+func runLoadChild(ctx context.Context, command []string, o LoadOptions) (LoadResult, error) {
+	in, err := json.Marshal(o)
+	if err != nil {
+		return LoadResult{}, err
 	}
-	return CostResult{Options: o, Wall: wall, CPU: cpu, Requests: requests.Load(), Failed: failed.Load(),
-		Tokens: tokens.Load(), AllocBytes: ms1.TotalAlloc - ms0.TotalAlloc, SimulatedTime: simTime}, nil
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return LoadResult{}, fmt.Errorf("load client: %w", err)
+	}
+	var r LoadResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return LoadResult{}, fmt.Errorf("load client output: %w", err)
+	}
+	return r, nil
 }
 
 var contentMarker = []byte(`"delta":{"content":`)
@@ -147,10 +213,11 @@ func streamOnce(ctx context.Context, c *http.Client, url, body string) (int, err
 	}
 }
 
-// processCPU is user plus system time of this process.
-func processCPU() time.Duration {
+// processCPU is user plus system time of this process (RUSAGE_SELF) or of
+// its waited-for children (RUSAGE_CHILDREN).
+func processCPU(who int) time.Duration {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -160,14 +227,18 @@ func processCPU() time.Duration {
 func FormatCost(r CostResult) string {
 	var b strings.Builder
 	o := r.Options
-	fmt.Fprintf(&b, "| engines | concurrent streams | output tokens | requests (failed) | wall | simulated | CPU | cores used | CPU per token | alloc per token |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|\n")
+	clients := "in-process"
+	if r.ClientCPU > 0 {
+		clients = fmt.Sprintf("%.2fs", r.ClientCPU.Seconds())
+	}
+	fmt.Fprintf(&b, "| engines | concurrent streams | output tokens | requests (failed) | wall | simulated | simulator CPU | cores used | CPU per token | alloc per token | client CPU |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	allocPerTok := uint64(0)
 	if r.Tokens > 0 {
 		allocPerTok = r.AllocBytes / uint64(r.Tokens)
 	}
-	fmt.Fprintf(&b, "| %d | %d | %d | %d (%d) | %.2fs | %.2fs | %.2fs | %.3f | %s | %d B |\n",
+	fmt.Fprintf(&b, "| %d | %d | %d | %d (%d) | %.2fs | %.2fs | %.2fs | %.3f | %s | %d B | %s |\n",
 		o.Engines, o.Concurrency, o.OutputTokens, r.Requests, r.Failed, r.Wall.Seconds(), r.SimulatedTime,
-		r.CPU.Seconds(), r.CoresUsed(), r.CPUPerToken(), allocPerTok)
+		r.CPU.Seconds(), r.CoresUsed(), r.CPUPerToken(), allocPerTok, clients)
 	return b.String()
 }
