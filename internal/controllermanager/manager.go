@@ -9,9 +9,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	volcanov1beta1 "volcano.sh/apis/pkg/apis/scheduling/v1beta1"
@@ -55,10 +57,12 @@ func NewScheme() (*runtime.Scheme, error) {
 type Extra struct {
 	// NewClient replaces the manager's client constructor (e.g. to count writes).
 	NewClient client.NewClientFunc
+	// SkipNameValidation allows several managers in one process (tests).
+	SkipNameValidation bool
 }
 
 // NewManager builds a manager with the selected controllers registered.
-func NewManager(cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) {
+func NewManager(ctx context.Context, cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -84,6 +88,8 @@ func NewManager(cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) 
 		Scheme:                  scheme,
 		Cache:                   cacheOpts,
 		NewClient:               extra.NewClient,
+		WebhookServer:           o.Webhook.webhookServer(),
+		Controller:              config.Controller{SkipNameValidation: ptr.To(extra.SkipNameValidation)},
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress:  o.HealthProbeBindAddress,
 		LeaderElection:          o.LeaderElect,
@@ -109,6 +115,9 @@ func NewManager(cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) 
 	}); err != nil {
 		return nil, err
 	}
+	if err := o.Webhook.setupWebhooks(ctx, cfg, mgr); err != nil {
+		return nil, fmt.Errorf("setting up webhooks: %w", err)
+	}
 	all := setups()
 	for _, name := range sortedKeys(enabled) {
 		if err := all[name](mgr, &o); err != nil {
@@ -120,7 +129,7 @@ func NewManager(cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) 
 
 // Run builds the manager for cfg and runs it until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
-	mgr, err := NewManager(cfg, o, Extra{})
+	mgr, err := NewManager(ctx, cfg, o, Extra{})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,8 @@ type Options struct {
 	KubeAPIBurst int
 	// WatchNamespaces limits the controllers to these namespaces (all if empty).
 	WatchNamespaces []string
+	// Webhook configures the admission webhooks.
+	Webhook WebhookOptions
 }
 
 // LeaderElectionID is the name of the Lease the managers compete for.
@@ -49,6 +51,7 @@ func DefaultOptions() Options {
 		RetryPeriod:            2 * time.Second,
 		KubeAPIQPS:             100,
 		KubeAPIBurst:           200,
+		Webhook:                defaultWebhookOptions(),
 	}
 }
 
@@ -67,6 +70,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
 	fs.StringSliceVar(&o.WatchNamespaces, "watch-namespaces", o.WatchNamespaces, "Namespaces to reconcile (default: all).")
+	o.Webhook.addFlags(fs)
 }
 
 // Validate checks the options.

@@ -24,6 +24,8 @@ type pending struct {
 	creates map[string]struct{}
 	deletes map[types.UID]struct{}
 	at      time.Time
+	// lost are the groups that lost a pod the controller did not delete.
+	lost map[string]bool
 }
 
 func newExpectations() *expectations {
@@ -33,7 +35,7 @@ func newExpectations() *expectations {
 func (e *expectations) get(key types.NamespacedName) *pending {
 	p := e.m[key]
 	if p == nil {
-		p = &pending{creates: map[string]struct{}{}, deletes: map[types.UID]struct{}{}}
+		p = &pending{creates: map[string]struct{}{}, deletes: map[types.UID]struct{}{}, lost: map[string]bool{}}
 		e.m[key] = p
 	}
 	return p
@@ -61,12 +63,37 @@ func (e *expectations) created(key types.NamespacedName, name string) {
 	}
 }
 
-func (e *expectations) deleted(key types.NamespacedName, uid types.UID) {
+// deleted observes a deletion and says whether the controller asked for it.
+func (e *expectations) deleted(key types.NamespacedName, uid types.UID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.m[key]; p != nil {
-		delete(p.deletes, uid)
+		if _, ok := p.deletes[uid]; ok {
+			delete(p.deletes, uid)
+			return true
+		}
 	}
+	return false
+}
+
+// lose records that group lost a pod nobody in this controller deleted.
+func (e *expectations) lose(key types.NamespacedName, group string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.get(key).lost[group] = true
+}
+
+// takeLost returns and clears the groups that lost pods.
+func (e *expectations) takeLost(key types.NamespacedName) map[string]bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.m[key]
+	if p == nil || len(p.lost) == 0 {
+		return nil
+	}
+	out := p.lost
+	p.lost = map[string]bool{}
+	return out
 }
 
 // satisfied is true when nothing is outstanding, or it has been outstanding
@@ -81,7 +108,7 @@ func (e *expectations) satisfied(key types.NamespacedName, now time.Time) (bool,
 	if left := p.at.Add(expectationsTTL).Sub(now); left > 0 {
 		return false, left
 	}
-	delete(e.m, key)
+	p.creates, p.deletes = map[string]struct{}{}, map[types.UID]struct{}{}
 	return true, 0
 }
 

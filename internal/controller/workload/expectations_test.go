@@ -23,7 +23,16 @@ func TestExpectations(t *testing.T) {
 	if ok, _ := e.satisfied(key, now); ok {
 		t.Fatal("deletion still outstanding")
 	}
-	e.deleted(key, "u1")
+	if !e.deleted(key, "u1") {
+		t.Fatal("u1 was expected")
+	}
+	if e.deleted(key, "u2") {
+		t.Fatal("u2 was not expected")
+	}
+	e.lose(key, "g")
+	if lost := e.takeLost(key); !lost["g"] || e.takeLost(key) != nil {
+		t.Fatalf("lost = %v", lost)
+	}
 	if ok, _ := e.satisfied(key, now); !ok {
 		t.Fatal("all observed, must be satisfied")
 	}

@@ -70,7 +70,7 @@ func (p *plan) policy() workloadv1alpha1.RecoveryPolicy {
 //   - RoleRecreate rebuilds the role replica (entry, workers);
 //   - None deletes only a failed pod (a restarting pod is the kubelet's
 //     business) and recreates only missing pods.
-func (p *plan) recover() {
+func (p *plan) recover(lost map[string]bool) {
 	grace := time.Duration(ptr.Deref(p.ms.Spec.Template.RestartGracePeriodSeconds, 0)) * time.Second
 	policy := p.policy()
 	for _, i := range p.m.sortedGroups() {
@@ -78,7 +78,12 @@ func (p *plan) recover() {
 		if g.recreate {
 			continue
 		}
-		rebuildGroup := false
+		// A group that lost a pod to someone else's deletion is rebuilt whole
+		// under ServingGroupRecreate, even when the pod was a replica's only one.
+		rebuildGroup := policy == workloadv1alpha1.ServingGroupRecreate && lost[GroupName(p.ms.Name, i)] && p.groupStarted(g)
+		if rebuildGroup {
+			p.recovery = append(p.recovery, fmt.Sprintf("rebuilding group %s (a pod was deleted)", GroupName(p.ms.Name, i)))
+		}
 		g.each(func(r *replicaState) {
 			if rebuildGroup || r.recreate {
 				return
@@ -127,4 +132,11 @@ func (p *plan) recover() {
 			p.deleteGroup(g, true)
 		}
 	}
+}
+
+// groupStarted is true when some replica of g has started.
+func (p *plan) groupStarted(g *groupState) bool {
+	started := false
+	g.each(func(r *replicaState) { started = started || r.started() })
+	return started
 }

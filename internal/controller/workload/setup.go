@@ -142,16 +142,30 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q queue) {
 	if !ok {
 		return
 	}
-	if e.ObjectNew.GetDeletionTimestamp() != nil {
-		h.exp.deleted(key, e.ObjectNew.GetUID())
+	if e.ObjectNew.GetDeletionTimestamp() != nil && e.ObjectOld.GetDeletionTimestamp() == nil {
+		h.observeDeletion(key, e.ObjectNew)
 	}
 	q.Add(reconcile.Request{NamespacedName: key})
 }
 
 func (h *podHandler) Delete(_ context.Context, e event.DeleteEvent, q queue) {
 	if key, ok := ownerKey(e.Object); ok {
-		h.exp.deleted(key, e.Object.GetUID())
+		if e.Object.GetDeletionTimestamp() == nil {
+			h.observeDeletion(key, e.Object)
+		} else {
+			h.exp.deleted(key, e.Object.GetUID())
+		}
 		q.Add(reconcile.Request{NamespacedName: key})
+	}
+}
+
+// observeDeletion settles an expected deletion, or records the pod's group
+// as having lost a pod (for ServingGroupRecreate).
+func (h *podHandler) observeDeletion(key types.NamespacedName, obj client.Object) {
+	if !h.exp.deleted(key, obj.GetUID()) {
+		if g := obj.GetLabels()[workloadv1alpha1.GroupNameLabelKey]; g != "" {
+			h.exp.lose(key, g)
+		}
 	}
 }
 

@@ -146,8 +146,9 @@ func startManager(t *testing.T, ns string) *manager {
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	opts.WatchNamespaces = []string{ns}
 	opts.Workers = 2
+	opts.Webhook.Enable = false
 	wc := &writeCounter{}
-	mgr, err := controllermanager.NewManager(env.Config, opts, controllermanager.Extra{NewClient: wc.newClient})
+	mgr, err := controllermanager.NewManager(context.Background(), env.Config, opts, controllermanager.Extra{NewClient: wc.newClient, SkipNameValidation: true})
 	if err != nil {
 		t.Fatal(err)
 	}
