@@ -7,8 +7,8 @@ import (
 
 // ModelRouteSpec maps the model named in a request to weighted targets.
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.modelName) && self.modelName != '') || (has(self.loraAdapters) && size(self.loraAdapters) > 0)",message="modelName and loraAdapters cannot both be empty"
-// +kubebuilder:validation:XValidation:rule="(has(self.modelName) ? self.modelName : '') == (has(oldSelf.modelName) ? oldSelf.modelName : '')",message="modelName is immutable",fieldPath=".modelName"
+// +kubebuilder:validation:XValidation:rule="(has(self.modelName) && self.modelName != \"\") || (has(self.loraAdapters) && size(self.loraAdapters) > 0)",message="modelName and loraAdapters cannot both be empty"
+// +kubebuilder:validation:XValidation:rule="(has(self.modelName) ? self.modelName : \"\") == (has(oldSelf.modelName) ? oldSelf.modelName : \"\")",message="modelName is immutable",fieldPath=".modelName"
 type ModelRouteSpec struct {
 	// ModelName is the `model` of the requests this route serves: a base
 	// model, an alias or a virtual model name.
@@ -108,7 +108,7 @@ type StringMatch struct {
 // TargetModel is one destination of a rule: a ModelServer or an
 // ExternalModelProvider in the route's namespace.
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.modelServerName) && self.modelServerName != '') != (has(self.externalModelProviderName) && self.externalModelProviderName != '')",message="exactly one of modelServerName or externalModelProviderName must be set"
+// +kubebuilder:validation:XValidation:rule="(has(self.modelServerName) && self.modelServerName != \"\") != (has(self.externalModelProviderName) && self.externalModelProviderName != \"\")",message="exactly one of modelServerName or externalModelProviderName must be set"
 type TargetModel struct {
 	// ModelServerName names a ModelServer in the same namespace.
 	// +optional
