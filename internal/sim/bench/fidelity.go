@@ -156,7 +156,7 @@ func profileRows(ctx context.Context, p *perfmodel.Profile) ([]FidelityRow, erro
 	}
 
 	// Decode step time against batch size.
-	for _, b := range []int{1, 8, 32, 128, 256} {
+	for _, b := range []int{1, 4, 16, 64, 256} {
 		if b > p.MaxNumSeqs {
 			continue
 		}

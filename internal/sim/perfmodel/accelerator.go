@@ -7,4 +7,5 @@ type Accelerator struct {
 	HBMGBps      float64 // memory bandwidth, GB/s
 	MemoryGiB    float64
 	InterconnGBs float64 // per-GPU tensor-parallel link bandwidth, GB/s
+	Source       string  // datasheet
 }

@@ -17,6 +17,7 @@ type Model struct {
 	Vocab        int
 	MaxPositions int
 	DTypeBytes   float64 // 2 for bf16 weights and KV cache
+	Source       string  // where the shape comes from
 }
 
 // WeightBytes is the size of the weights in accelerator memory.
