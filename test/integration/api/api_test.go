@@ -128,7 +128,7 @@ spec:
 			map[string]any{
 				"spec.tolerancePercent": 10, "spec.behavior.scaleDown.stabilizationWindow": "5m",
 				"spec.behavior.scaleDown.instances": 0, "spec.behavior.scaleUp.stablePolicy.instances": 4,
-				"spec.behavior.scaleUp.panicPolicy.panicModeHold": "0s",
+				"spec.behavior.scaleUp.panicPolicy.panicModeHold":              "0s",
 				"spec.homogeneousTarget.target.metricSources.waiting.pod.uri":  "/metrics",
 				"spec.homogeneousTarget.target.metricSources.waiting.pod.port": 8100,
 			}},
