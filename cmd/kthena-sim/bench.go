@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 
 	"github.com/kthena/kthena/internal/sim/bench"
 	"github.com/spf13/pflag"
@@ -38,6 +40,8 @@ func runBench(args []string) int {
 	fs.Float64Var(&o.TimeScale, "time-scale", o.TimeScale, "1 = real time")
 	fs.StringVar(&o.Profile, "profile", "", "performance profile")
 	inProcess := fs.Bool("in-process-clients", false, "run the clients in this process (their CPU is then counted)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS for the simulator process (0 = Go's default)")
 	if err := fs.Parse(args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -49,6 +53,22 @@ func runBench(args []string) int {
 			return 1
 		}
 		o.ClientCommand = []string{self, "bench", "load"}
+	}
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	r, err := bench.RunCost(ctx, o)
 	if err != nil {

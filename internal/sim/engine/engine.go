@@ -54,6 +54,7 @@ type Engine struct {
 	stepStart float64
 	stepEnd   float64
 	totals    Totals
+	stopped   bool
 }
 
 // Totals are cumulative counters.
@@ -81,6 +82,9 @@ func New(o Options) (*Engine, error) {
 	}, nil
 }
 
+// ErrStopped rejects requests submitted after the engine stopped.
+var ErrStopped = errors.New("engine stopped")
+
 // ErrTooLarge rejects a request that can never fit in the KV cache.
 var ErrTooLarge = errors.New("request needs more KV blocks than the cache holds")
 
@@ -103,6 +107,10 @@ func (e *Engine) Submit(r *Request) (*Stream, error) {
 	r.stream = newStream()
 
 	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return nil, ErrStopped
+	}
 	now := e.simNow()
 	if e.busy {
 		now = min(max(now, e.stepStart), e.stepEnd)
@@ -249,10 +257,11 @@ func (e *Engine) publish(evs []kvevents.Event) {
 func (e *Engine) abortAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stopped = true
 	for _, r := range append(e.running, e.waiting...) {
 		e.cache.Release(&r.state.table)
 		r.stream.update(func(p *Progress) {
-			p.Done, p.Finish, p.Err = true, FinishAbort, errors.New("engine stopped")
+			p.Done, p.Finish, p.Err = true, FinishAbort, ErrStopped
 		})
 	}
 	e.running, e.waiting = nil, nil

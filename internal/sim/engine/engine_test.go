@@ -224,3 +224,23 @@ func (o *loraObserver) Step(s StepStats)      { o.step(s) }
 func (o *loraObserver) Token(float64)         {}
 func (o *loraObserver) FirstToken(float64)    {}
 func (o *loraObserver) Finished(RequestStats) {}
+
+func TestSubmitAfterStopFails(t *testing.T) {
+	prof, err := perfmodel.Builtin().Lookup(perfmodel.DefaultProfile)
+	require.NoError(t, err)
+	e, err := New(Options{Profile: &prof, NumBlocks: 512, BlockSize: 16, MaxNumSeqs: 4, MaxNumBatchedTokens: 512,
+		TimeScale: 0.01, Hasher: kvcache.NewHasher("")})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	s, err := e.Submit(&Request{Prompt: tokens(10, 1), Output: tokens(5000, 1), Finish: FinishLength})
+	require.NoError(t, err)
+	cancel()
+	<-done
+	p, ok := s.Wait(context.Background())
+	require.True(t, ok)
+	assert.ErrorIs(t, p.Err, ErrStopped, "in-flight requests are aborted")
+	_, err = e.Submit(&Request{Prompt: tokens(10, 1), Output: tokens(5, 1)})
+	assert.ErrorIs(t, err, ErrStopped)
+}
