@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,13 +27,14 @@ func FlagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "wall seconds per simulated second (0.01 = 100x faster)")
 	fs.StringVar((*string)(&cfg.Mode), "mode", "random", "output text: echo or random")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "random seed")
-	fs.Int64Var(&x.ttftMS, "time-to-first-token", 0, "fixed TTFT in ms (overrides the roofline)")
-	fs.Int64Var(&x.itlMS, "inter-token-latency", 0, "fixed inter-token latency in ms (overrides the roofline)")
+	fs.Var((*millis)(&cfg.TimeToFirstToken), "time-to-first-token", "fixed TTFT, ms or a duration such as 150ms (overrides the roofline)")
+	fs.Var((*millis)(&cfg.InterTokenLatency), "inter-token-latency", "fixed inter-token latency, ms or a duration (overrides the roofline)")
 	fs.IntVar(&cfg.MaxNumSeqs, "max-num-seqs", 0, "max running sequences")
 	fs.IntVar(&cfg.MaxModelLen, "max-model-len", 0, "context length")
 	fs.IntVar(&cfg.MaxNumBatchedTokens, "max-num-batched-tokens", 0, "token budget per step")
 	fs.BoolVar(&x.prefixCaching, "enable-kvcache", true, "prefix caching (llm-d name)")
 	fs.BoolVar(&x.prefixCaching, "enable-prefix-caching", true, "prefix caching (vLLM name)")
+	fs.BoolVar(&x.noPrefixCaching, "no-enable-prefix-caching", false, "disable prefix caching (vLLM name)")
 	fs.IntVar(&cfg.KVCacheSize, "kv-cache-size", 0, "KV cache size in blocks (default: from GPU memory)")
 	fs.IntVar(&cfg.BlockSize, "block-size", 16, "tokens per KV block")
 	fs.Float64Var(&cfg.GPUMemoryUtilization, "gpu-memory-utilization", 0, "fraction of GPU memory for weights and KV cache")
@@ -61,10 +63,10 @@ func FlagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 
 // flagExtras holds flag values that need conversion after parsing.
 type flagExtras struct {
-	ttftMS, itlMS  int64
-	prefixCaching  bool
-	loraModules    []string
-	kvEventsConfig string
+	prefixCaching   bool
+	noPrefixCaching bool
+	loraModules     []string
+	kvEventsConfig  string
 }
 
 // ParseArgs builds a Config from command-line arguments written for
@@ -74,16 +76,14 @@ type flagExtras struct {
 func ParseArgs(args []string) (Config, []string, error) {
 	var cfg Config
 	fs, x := FlagSet(&cfg)
-	known, ignored := splitUnknown(fs, args)
+	known, ignored := splitUnknown(fs, expandMultiValue(args))
 	if err := fs.Parse(known); err != nil {
 		return Config{}, ignored, fmt.Errorf("parse flags: %w", err)
 	}
 	if fs.NArg() > 0 && cfg.Model == "" {
 		cfg.Model = fs.Arg(0) // `vllm serve MODEL`
 	}
-	cfg.TimeToFirstToken = time.Duration(x.ttftMS) * time.Millisecond
-	cfg.InterTokenLatency = time.Duration(x.itlMS) * time.Millisecond
-	pc := x.prefixCaching
+	pc := x.prefixCaching && !x.noPrefixCaching
 	cfg.EnablePrefixCaching = &pc
 	for _, m := range x.loraModules {
 		mods, err := parseLoRAModules(m)
@@ -110,6 +110,53 @@ func ParseArgs(args []string) (Config, []string, error) {
 		}
 	}
 	return cfg, ignored, nil
+}
+
+// multiValueFlags take several words after one flag, as vLLM and
+// llm-d-inference-sim accept them (argparse nargs="+").
+var multiValueFlags = map[string]bool{"--served-model-name": true, "--lora-modules": true}
+
+// expandMultiValue rewrites "--flag a b" into "--flag a --flag b" for
+// multiValueFlags. Every word up to the next flag is a value, so a
+// positional MODEL must come first, as in `vllm serve MODEL --served-model-name x y`.
+func expandMultiValue(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		out = append(out, a)
+		if !multiValueFlags[a] {
+			continue
+		}
+		first := true
+		for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			i++
+			if !first {
+				out = append(out, a)
+			}
+			out = append(out, args[i])
+			first = false
+		}
+	}
+	return out
+}
+
+// millis is a duration flag that also accepts a bare number of
+// milliseconds, the unit llm-d-inference-sim uses.
+type millis time.Duration
+
+func (m *millis) String() string { return time.Duration(*m).String() }
+func (m *millis) Type() string   { return "ms|duration" }
+func (m *millis) Set(v string) error {
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		*m = millis(time.Duration(n * float64(time.Millisecond)))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want milliseconds or a duration, got %q", v)
+	}
+	*m = millis(d)
+	return nil
 }
 
 // splitUnknown separates flags the set does not define (with their values)

@@ -32,6 +32,16 @@ func TestParseArgsLLMDCompatible(t *testing.T) {
 	require.NoError(t, full.Validate())
 	assert.Equal(t, "kv-events", full.KVEventsTopic)
 
+	multi, ignored, err := ParseArgs([]string{"--served-model-name", "x", "y", "--lora-modules", `{"name":"a","path":"/a"}`,
+		`{"name":"b","path":"/b"}`, "--time-to-first-token", "1.5s", "--no-enable-prefix-caching", "--max-num-seqs", "3"})
+	require.NoError(t, err)
+	assert.Empty(t, ignored)
+	assert.Equal(t, []string{"x", "y"}, multi.ServedModelNames)
+	assert.Len(t, multi.LoRAModules, 2)
+	assert.Equal(t, 1500*time.Millisecond, multi.TimeToFirstToken)
+	assert.False(t, multi.prefixCaching())
+	assert.Equal(t, 3, multi.MaxNumSeqs)
+
 	_, _, err = ParseArgs([]string{"--lora-modules", "bad"})
 	assert.Error(t, err)
 	bad, _, err := ParseArgs([]string{"--engine", "tgi", "--kv-role", "x", "--failure-types", "nope"})
