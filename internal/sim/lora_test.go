@@ -55,7 +55,7 @@ func TestLoRALoadUnloadChangesModels(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		postJSON(t, url+"/v1/chat/completions", map[string]any{"model": "chat-lora", "max_tokens": 2000, "ignore_eos": true,
+		postJSON(t, url+"/v1/chat/completions", map[string]any{"model": "chat-lora", "max_tokens": 10000, "ignore_eos": true,
 			"messages": []map[string]string{{"role": "user", "content": "long answer"}}})
 	}()
 	require.Eventually(t, func() bool {

@@ -13,8 +13,9 @@ import (
 )
 
 func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
-	// 4 sequences per batch, a small cache: a burst of 12 must queue.
-	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 400 }))
+	// 4 sequences per batch, a small cache: a burst of 12 must queue. Each
+	// request lasts ~150 ms of wall time, so every state can be scraped.
+	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 400; c.TimeScale = 0.02 }))
 	// The text parser names counter families without the _total suffix the
 	// exposition carries.
 	fams := scrape(t, f.URL(0))
@@ -34,7 +35,7 @@ func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
 			defer wg.Done()
 			_, err := c.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{Model: DefaultModel,
 				Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("load ", 50+i))},
-				MaxTokens: openai.Int(400)}, option.WithJSONSet("ignore_eos", true))
+				MaxTokens: openai.Int(1000)}, option.WithJSONSet("ignore_eos", true))
 			assert.NoError(t, err)
 		}()
 	}
@@ -55,14 +56,14 @@ func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
 	fams = scrape(t, f.URL(0))
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:e2e_request_latency_seconds"))
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:time_to_first_token_seconds"))
-	assert.Equal(t, uint64(12*399), histCount(t, fams, "vllm:inter_token_latency_seconds"))
-	assert.Equal(t, 12*400.0, value(t, fams, "vllm:generation_tokens"))
+	assert.Equal(t, uint64(12*999), histCount(t, fams, "vllm:inter_token_latency_seconds"))
+	assert.Equal(t, 12*1000.0, value(t, fams, "vllm:generation_tokens"))
 	assert.Greater(t, value(t, fams, "vllm:request_queue_time_seconds"), 0.0)
 	assert.Zero(t, value(t, fams, "vllm:num_requests_running"))
 	assert.Zero(t, value(t, fams, "vllm:kv_cache_usage_perc"))
 	// Mean ITL in simulated seconds stays near the modelled decode step,
 	// whatever the time scale.
-	itl := value(t, fams, "vllm:inter_token_latency_seconds") / float64(12*399)
+	itl := value(t, fams, "vllm:inter_token_latency_seconds") / float64(12*999)
 	assert.InDelta(t, 0.0072, itl, 0.002)
 }
 

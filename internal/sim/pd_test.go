@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,10 @@ func chatBody(extra map[string]any) map[string]any {
 }
 
 func TestVLLMKVTransferHandshake(t *testing.T) {
-	f := startFleet(t, fastConfig(func(c *Config) { c.KVRole = RolePrefill }), fastConfig(func(c *Config) { c.KVRole = RoleDecode }))
+	// Hold the prefilled KV for an hour of simulated time (18 s of wall
+	// time here) so a slow machine cannot expire it mid-test.
+	f := startFleet(t, fastConfig(func(c *Config) { c.KVRole = RolePrefill; c.KVTransferTimeout = time.Hour }),
+		fastConfig(func(c *Config) { c.KVRole = RoleDecode }))
 	prefill, decode := f.URL(0)+"/v1/chat/completions", f.URL(1)+"/v1/chat/completions"
 
 	// 1. prefill with do_remote_decode, max_tokens=1, as the router does.
@@ -70,8 +74,9 @@ func TestVLLMKVTransferHandshake(t *testing.T) {
 
 func TestSGLangBootstrapHandshake(t *testing.T) {
 	f := startFleet(t,
-		fastConfig(func(c *Config) { c.Engine = SGLang; c.KVRole = RolePrefill }),
-		fastConfig(func(c *Config) { c.Engine = SGLang; c.KVRole = RoleDecode; c.KVTransferTimeout = 2e9 }))
+		// Rooms wait 200 s of simulated time (1 s of wall time) for a prefill.
+		fastConfig(func(c *Config) { c.Engine = SGLang; c.KVRole = RolePrefill; c.KVTransferTimeout = 200 * time.Second }),
+		fastConfig(func(c *Config) { c.Engine = SGLang; c.KVRole = RoleDecode }))
 	host, portStr, err := net.SplitHostPort(f.Addrs[0])
 	require.NoError(t, err)
 	port, _ := strconv.Atoi(portStr)

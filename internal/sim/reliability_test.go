@@ -72,14 +72,14 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		s, b := postJSON(t, url+"/v1/chat/completions", chatBody(map[string]any{"max_tokens": 300}))
+		s, b := postJSON(t, url+"/v1/chat/completions", chatBody(map[string]any{"max_tokens": 3000}))
 		done <- res{s, b}
 	}()
 	require.Eventually(t, func() bool { return e.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
 	cancel() // SIGTERM
 	r := <-done
 	assert.Equal(t, 200, r.status, "in-flight request completed during the grace period")
-	assert.Equal(t, 300.0, r.body["usage"].(map[string]any)["completion_tokens"])
+	assert.Equal(t, 3000.0, r.body["usage"].(map[string]any)["completion_tokens"])
 	require.NoError(t, <-served)
 	_, err = http.Get(url + "/health")
 	assert.Error(t, err, "listener closed")

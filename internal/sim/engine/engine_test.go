@@ -98,7 +98,7 @@ func TestQueueBuildsBeyondMaxNumSeqs(t *testing.T) {
 	e, rec := newTestEngine(t, func(o *Options) { o.MaxNumSeqs = 4 })
 	var streams []*Stream
 	for i := 0; i < 12; i++ {
-		s, err := e.Submit(&Request{ID: "r", Prompt: tokens(100, i*1000), Output: tokens(50, 5), Finish: FinishLength})
+		s, err := e.Submit(&Request{ID: "r", Prompt: tokens(100, i*1000), Output: tokens(500, 5), Finish: FinishLength})
 		require.NoError(t, err)
 		streams = append(streams, s)
 	}
@@ -107,7 +107,7 @@ func TestQueueBuildsBeyondMaxNumSeqs(t *testing.T) {
 	for _, s := range streams {
 		p, ok := s.Wait(ctx)
 		require.True(t, ok)
-		assert.Equal(t, 50, p.Generated)
+		assert.Equal(t, 500, p.Generated)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -201,7 +201,7 @@ func TestMaxLoRAsLimitsAdaptersPerBatch(t *testing.T) {
 	e, _ := newTestEngine(t, func(o *Options) { o.MaxLoRAs = 2; o.Observer = obs })
 	var streams []*Stream
 	for i, lora := range []string{"a", "b", "c", "a", "b", "c"} {
-		s, err := e.Submit(&Request{Prompt: tokens(40, i*100), Output: tokens(30, 1), Finish: FinishLength, LoRA: lora})
+		s, err := e.Submit(&Request{Prompt: tokens(40, i*100), Output: tokens(300, 1), Finish: FinishLength, LoRA: lora})
 		require.NoError(t, err)
 		streams = append(streams, s)
 	}
@@ -210,7 +210,7 @@ func TestMaxLoRAsLimitsAdaptersPerBatch(t *testing.T) {
 	for _, s := range streams {
 		p, ok := s.Wait(ctx)
 		require.True(t, ok)
-		assert.Equal(t, 30, p.Generated)
+		assert.Equal(t, 300, p.Generated)
 	}
 	mu.Lock()
 	defer mu.Unlock()
