@@ -61,7 +61,8 @@ type Options struct {
 	// it so that standalone builds and tests need no cluster client.
 	KubernetesProvider func(ctx context.Context, store *datastore.Store, log logr.Logger, synced func()) error
 
-	finalize func()
+	// finalize applies the port flags to the options Start works on.
+	finalize func(*Options)
 }
 
 // BindFlags registers the flags on fs.
@@ -83,7 +84,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AccessLog, "access-log", true, "write an access log entry per request to stdout")
 	fs.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text or json")
 	o.Addr, o.MetricsAddr, o.DebugAddr = ":8080", ":9090", "127.0.0.1:15000"
-	portsSet := func() {
+	portsSet := func(o *Options) {
 		o.Addr = fmt.Sprintf(":%d", port)
 		o.MetricsAddr, o.DebugAddr = "", ""
 		if mport > 0 {
@@ -123,7 +124,7 @@ func (h handle) Tokenizer() framework.TokenCounter { return h.tok }
 // are bound.
 func Start(ctx context.Context, o Options) (*Router, error) {
 	if o.finalize != nil {
-		o.finalize()
+		o.finalize(&o)
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
