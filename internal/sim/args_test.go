@@ -62,3 +62,18 @@ func TestDefaultsAreRealistic(t *testing.T) {
 	assert.Equal(t, 8000, c.Port)
 	assert.Equal(t, 30000, Config{Engine: SGLang}.WithDefaults().Port)
 }
+
+func TestArgsRoundTrip(t *testing.T) {
+	off := false
+	want := Config{Engine: SGLang, Model: "m", ServedModelNames: []string{"a", "b"}, Port: 9000,
+		Profile: "qwen2.5-7b-a10g", TimeScale: 0.25, Mode: ModeEcho, Seed: 9,
+		TimeToFirstToken: 120 * time.Millisecond, InterTokenLatency: 15 * time.Millisecond,
+		MaxNumSeqs: 7, MaxModelLen: 4096, EnablePrefixCaching: &off, KVCacheSize: 300, BlockSize: 32,
+		MaxLoRAs: 2, LoRAModules: []LoRAModule{{"x", "/x"}}, KVRole: RolePrefill, BootstrapPort: 8999,
+		KVEventsEndpoint: "tcp://*:5557", KVEventsIntHashes: true, StartupDelay: 2 * time.Second,
+		FailureInjectionRate: 12.5, FailureTypes: []string{FailureServerError}, CrashAfter: 3}.WithDefaults()
+	got, ignored, err := ParseArgs(want.Args())
+	require.NoError(t, err)
+	assert.Empty(t, ignored)
+	assert.Equal(t, want, got.WithDefaults())
+}
