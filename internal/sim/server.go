@@ -225,7 +225,7 @@ func (e *Engine) Serve(ctx context.Context, ln net.Listener) error {
 		return ErrCrashed
 	case <-ctx.Done():
 	}
-	e.log.Info("shutting down", "grace", e.cfg.ShutdownGrace)
+	e.log.Info("shutting down", "grace", e.cfg.ShutdownGrace.String())
 	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(sctx)

@@ -28,3 +28,22 @@ func BenchmarkFleetStreaming(b *testing.B) {
 		b.ReportMetric(float64(r.CPUPerToken().Nanoseconds()), "cpu-ns/token")
 	}
 }
+
+// The calibration stays within 15 % of every published figure it cites.
+// These are simulated quantities (virtual time), not timings.
+func TestFidelityWithinTolerance(t *testing.T) {
+	rows, err := RunFidelity(context.Background())
+	require.NoError(t, err)
+	checked := 0
+	for _, r := range rows {
+		assert.Positive(t, r.Simulated, "%s %s %s", r.Profile, r.Quantity, r.Condition)
+		if r.Published == 0 {
+			continue
+		}
+		checked++
+		assert.InDelta(t, 1.0, r.Ratio(), 0.15, "%s %s %s: simulated %.2f vs published %.2f (%s)",
+			r.Profile, r.Quantity, r.Condition, r.Simulated, r.Published, r.Source)
+	}
+	assert.GreaterOrEqual(t, checked, 4)
+	assert.Contains(t, FormatFidelity(rows), "| llama-3.1-8b-h100 | decode step (ITL) | batch 1")
+}
