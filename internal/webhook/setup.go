@@ -20,7 +20,7 @@ type WorkloadOptions struct {
 
 // SetupWorkload registers the ModelServing, ModelBooster and AutoscalingPolicy webhooks.
 func SetupWorkload(mgr ctrl.Manager, opts WorkloadOptions) error {
-	if err := workloadwebhook.SetupModelServingWebhook(mgr, &workloadwebhook.ModelServingValidator{KnownPlugins: opts.ModelServingPlugins}); err != nil {
+	if err := workloadwebhook.SetupModelServingWebhook(mgr, opts.ModelServingPlugins); err != nil {
 		return err
 	}
 	if err := workloadwebhook.SetupModelBoosterWebhook(mgr); err != nil {

@@ -149,42 +149,44 @@ func (m *Manager) ensureSecret(ctx context.Context, now time.Time) (*corev1.Secr
 func (m *Manager) injectCABundle(ctx context.Context, ca []byte) error {
 	var errs []error
 	for _, name := range m.ValidatingWebhooks {
-		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := m.Client.Get(ctx, types.NamespacedName{Name: name}, &cfg); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		patch := client.MergeFrom(cfg.DeepCopy())
-		changed := false
-		for i := range cfg.Webhooks {
-			if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, ca) {
-				cfg.Webhooks[i].ClientConfig.CABundle = ca
-				changed = true
-			}
-		}
-		if changed {
-			errs = append(errs, m.Client.Patch(ctx, &cfg, patch))
-		}
+		errs = append(errs, patchCABundle(ctx, m.Client, &admissionregistrationv1.ValidatingWebhookConfiguration{}, name, ca,
+			func(cfg *admissionregistrationv1.ValidatingWebhookConfiguration) (out []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range cfg.Webhooks {
+					out = append(out, &cfg.Webhooks[i].ClientConfig)
+				}
+				return out
+			}))
 	}
 	for _, name := range m.MutatingWebhooks {
-		var cfg admissionregistrationv1.MutatingWebhookConfiguration
-		if err := m.Client.Get(ctx, types.NamespacedName{Name: name}, &cfg); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		patch := client.MergeFrom(cfg.DeepCopy())
-		changed := false
-		for i := range cfg.Webhooks {
-			if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, ca) {
-				cfg.Webhooks[i].ClientConfig.CABundle = ca
-				changed = true
-			}
-		}
-		if changed {
-			errs = append(errs, m.Client.Patch(ctx, &cfg, patch))
-		}
+		errs = append(errs, patchCABundle(ctx, m.Client, &admissionregistrationv1.MutatingWebhookConfiguration{}, name, ca,
+			func(cfg *admissionregistrationv1.MutatingWebhookConfiguration) (out []*admissionregistrationv1.WebhookClientConfig) {
+				for i := range cfg.Webhooks {
+					out = append(out, &cfg.Webhooks[i].ClientConfig)
+				}
+				return out
+			}))
 	}
 	return errors.Join(errs...)
+}
+
+// patchCABundle sets the caBundle of every client config of the named
+// webhook configuration, patching only when one differs.
+func patchCABundle[T client.Object](ctx context.Context, c client.Client, cfg T, name string, ca []byte, clientConfigs func(T) []*admissionregistrationv1.WebhookClientConfig) error {
+	if err := c.Get(ctx, types.NamespacedName{Name: name}, cfg); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(cfg.DeepCopyObject().(client.Object))
+	changed := false
+	for _, cc := range clientConfigs(cfg) {
+		if !bytes.Equal(cc.CABundle, ca) {
+			cc.CABundle = ca
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return c.Patch(ctx, cfg, patch)
 }
 
 // valid reports whether data holds a CA and a serving certificate that cover

@@ -1,36 +1,30 @@
 package v1alpha1
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/webhook/defaulting"
+	"github.com/kthena/kthena/internal/webhook/validation"
 )
 
 // +kubebuilder:webhook:path=/mutate-networking-serving-volcano-sh-v1alpha1-externalmodelprovider,mutating=true,failurePolicy=fail,sideEffects=None,groups=networking.serving.volcano.sh,resources=externalmodelproviders,verbs=create;update,versions=v1alpha1,name=mexternalmodelprovider.networking.serving.volcano.sh,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-networking-serving-volcano-sh-v1alpha1-externalmodelprovider,mutating=false,failurePolicy=fail,sideEffects=None,groups=networking.serving.volcano.sh,resources=externalmodelproviders,verbs=create;update,versions=v1alpha1,name=vexternalmodelprovider.networking.serving.volcano.sh,admissionReviewVersions=v1
-
-// ExternalModelProviderWebhook validates ExternalModelProviders.
-type ExternalModelProviderWebhook struct{}
-
-var _ admission.CustomValidator = &ExternalModelProviderWebhook{}
 
 // SetupExternalModelProviderWebhook registers the defaulting and validating
 // webhooks with the manager's webhook server.
 func SetupExternalModelProviderWebhook(mgr ctrl.Manager) error {
 	mgr.GetWebhookServer().Register("/mutate-networking-serving-volcano-sh-v1alpha1-externalmodelprovider",
 		&webhook.Admission{Handler: defaulting.Handler(DefaultExternalModelProvider)})
-	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ExternalModelProvider{}).WithValidator(&ExternalModelProviderWebhook{}).Complete()
+	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ExternalModelProvider{}).WithValidator(&validation.Validator[*networkingv1alpha1.ExternalModelProvider]{
+		Kind: networkingv1alpha1.GroupVersion.WithKind("ExternalModelProvider").GroupKind(), Validate: ValidateExternalModelProvider,
+	}).Complete()
 }
 
 // DefaultExternalModelProvider picks the credential scheme each provider
@@ -44,29 +38,6 @@ func DefaultExternalModelProvider(obj map[string]any) {
 		scheme = networkingv1alpha1.AuthSchemeAPIKey
 	}
 	defaulting.SetIfAbsent(auth, "scheme", string(scheme))
-}
-
-func (w *ExternalModelProviderWebhook) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(obj)
-}
-
-func (w *ExternalModelProviderWebhook) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(newObj)
-}
-
-func (w *ExternalModelProviderWebhook) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (w *ExternalModelProviderWebhook) validate(obj runtime.Object) error {
-	p, ok := obj.(*networkingv1alpha1.ExternalModelProvider)
-	if !ok {
-		return fmt.Errorf("expected an ExternalModelProvider, got %T", obj)
-	}
-	if errs := ValidateExternalModelProvider(p); len(errs) > 0 {
-		return apierrors.NewInvalid(networkingv1alpha1.GroupVersion.WithKind("ExternalModelProvider").GroupKind(), p.Name, errs)
-	}
-	return nil
 }
 
 // reservedHeaders are set by the router or carry credentials; static headers must not override them.

@@ -1,55 +1,25 @@
 package v1alpha1
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"regexp"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
+	"github.com/kthena/kthena/internal/webhook/validation"
 )
 
 // +kubebuilder:webhook:path=/validate-networking-serving-volcano-sh-v1alpha1-modelroute,mutating=false,failurePolicy=fail,sideEffects=None,groups=networking.serving.volcano.sh,resources=modelroutes,verbs=create;update,versions=v1alpha1,name=vmodelroute.networking.serving.volcano.sh,admissionReviewVersions=v1
 
-// ModelRouteValidator rejects routes the router could not follow.
-type ModelRouteValidator struct{}
-
-var _ admission.CustomValidator = &ModelRouteValidator{}
-
 // SetupModelRouteWebhook registers the validator with the manager's webhook server.
 func SetupModelRouteWebhook(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ModelRoute{}).WithValidator(&ModelRouteValidator{}).Complete()
-}
-
-func (v *ModelRouteValidator) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return nil, v.validate(obj)
-}
-
-func (v *ModelRouteValidator) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return nil, v.validate(newObj)
-}
-
-func (v *ModelRouteValidator) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *ModelRouteValidator) validate(obj runtime.Object) error {
-	r, ok := obj.(*networkingv1alpha1.ModelRoute)
-	if !ok {
-		return fmt.Errorf("expected a ModelRoute, got %T", obj)
-	}
-	if errs := ValidateModelRoute(r); len(errs) > 0 {
-		return apierrors.NewInvalid(networkingv1alpha1.GroupVersion.WithKind("ModelRoute").GroupKind(), r.Name, errs)
-	}
-	return nil
+	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ModelRoute{}).WithValidator(&validation.Validator[*networkingv1alpha1.ModelRoute]{
+		Kind: networkingv1alpha1.GroupVersion.WithKind("ModelRoute").GroupKind(), Validate: ValidateModelRoute,
+	}).Complete()
 }
 
 // ValidateModelRoute returns every problem of r, each naming its field. The

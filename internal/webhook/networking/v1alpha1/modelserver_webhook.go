@@ -1,16 +1,10 @@
 package v1alpha1
 
 import (
-	"context"
-	"fmt"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/webhook/validation"
@@ -18,37 +12,11 @@ import (
 
 // +kubebuilder:webhook:path=/validate-networking-serving-volcano-sh-v1alpha1-modelserver,mutating=false,failurePolicy=fail,sideEffects=None,groups=networking.serving.volcano.sh,resources=modelservers,verbs=create;update,versions=v1alpha1,name=vmodelserver.networking.serving.volcano.sh,admissionReviewVersions=v1
 
-// ModelServerValidator rejects ModelServers whose pods the router could not find or pair.
-type ModelServerValidator struct{}
-
-var _ admission.CustomValidator = &ModelServerValidator{}
-
 // SetupModelServerWebhook registers the validator with the manager's webhook server.
 func SetupModelServerWebhook(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ModelServer{}).WithValidator(&ModelServerValidator{}).Complete()
-}
-
-func (v *ModelServerValidator) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return nil, v.validate(obj)
-}
-
-func (v *ModelServerValidator) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return nil, v.validate(newObj)
-}
-
-func (v *ModelServerValidator) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *ModelServerValidator) validate(obj runtime.Object) error {
-	s, ok := obj.(*networkingv1alpha1.ModelServer)
-	if !ok {
-		return fmt.Errorf("expected a ModelServer, got %T", obj)
-	}
-	if errs := ValidateModelServer(s); len(errs) > 0 {
-		return apierrors.NewInvalid(networkingv1alpha1.GroupVersion.WithKind("ModelServer").GroupKind(), s.Name, errs)
-	}
-	return nil
+	return ctrl.NewWebhookManagedBy(mgr).For(&networkingv1alpha1.ModelServer{}).WithValidator(&validation.Validator[*networkingv1alpha1.ModelServer]{
+		Kind: networkingv1alpha1.GroupVersion.WithKind("ModelServer").GroupKind(), Validate: ValidateModelServer,
+	}).Complete()
 }
 
 // ValidateModelServer returns every problem of s, each naming its field.

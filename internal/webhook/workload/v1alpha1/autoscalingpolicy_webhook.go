@@ -1,23 +1,20 @@
 package v1alpha1
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/webhook/defaulting"
+	"github.com/kthena/kthena/internal/webhook/validation"
 )
 
 // +kubebuilder:webhook:path=/mutate-workload-serving-volcano-sh-v1alpha1-autoscalingpolicy,mutating=true,failurePolicy=fail,sideEffects=None,groups=workload.serving.volcano.sh,resources=autoscalingpolicies,verbs=create;update,versions=v1alpha1,name=mautoscalingpolicy.workload.serving.volcano.sh,admissionReviewVersions=v1
@@ -26,17 +23,14 @@ import (
 // maxBehaviorDuration bounds every period, window and hold of a policy.
 const maxBehaviorDuration = 30 * time.Minute
 
-// AutoscalingPolicyWebhook validates AutoscalingPolicies.
-type AutoscalingPolicyWebhook struct{}
-
-var _ admission.CustomValidator = &AutoscalingPolicyWebhook{}
-
 // SetupAutoscalingPolicyWebhook registers the defaulting and validating
 // webhooks with the manager's webhook server.
 func SetupAutoscalingPolicyWebhook(mgr ctrl.Manager) error {
 	mgr.GetWebhookServer().Register("/mutate-workload-serving-volcano-sh-v1alpha1-autoscalingpolicy",
 		&webhook.Admission{Handler: defaulting.Handler(DefaultAutoscalingPolicy)})
-	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.AutoscalingPolicy{}).WithValidator(&AutoscalingPolicyWebhook{}).Complete()
+	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.AutoscalingPolicy{}).WithValidator(&validation.Validator[*workloadv1alpha1.AutoscalingPolicy]{
+		Kind: workloadv1alpha1.GroupVersion.WithKind("AutoscalingPolicy").GroupKind(), Validate: ValidateAutoscalingPolicy,
+	}).Complete()
 }
 
 // DefaultAutoscalingPolicy fills the behaviour a policy left out, which the
@@ -59,29 +53,6 @@ func fillStable(policy map[string]any, instances int, period, window string) {
 	defaulting.SetIfAbsent(policy, "period", period)
 	defaulting.SetIfAbsent(policy, "selectPolicy", string(workloadv1alpha1.SelectPolicyOr))
 	defaulting.SetIfAbsent(policy, "stabilizationWindow", window)
-}
-
-func (w *AutoscalingPolicyWebhook) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(obj)
-}
-
-func (w *AutoscalingPolicyWebhook) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(newObj)
-}
-
-func (w *AutoscalingPolicyWebhook) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (w *AutoscalingPolicyWebhook) validate(obj runtime.Object) error {
-	p, ok := obj.(*workloadv1alpha1.AutoscalingPolicy)
-	if !ok {
-		return fmt.Errorf("expected an AutoscalingPolicy, got %T", obj)
-	}
-	if errs := ValidateAutoscalingPolicy(p); len(errs) > 0 {
-		return apierrors.NewInvalid(workloadv1alpha1.GroupVersion.WithKind("AutoscalingPolicy").GroupKind(), p.Name, errs)
-	}
-	return nil
 }
 
 // ValidateAutoscalingPolicy returns every problem of p, each naming its field.

@@ -1,18 +1,14 @@
 package v1alpha1
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/webhook/defaulting"
@@ -22,17 +18,14 @@ import (
 // +kubebuilder:webhook:path=/mutate-workload-serving-volcano-sh-v1alpha1-modelbooster,mutating=true,failurePolicy=fail,sideEffects=None,groups=workload.serving.volcano.sh,resources=modelboosters,verbs=create;update,versions=v1alpha1,name=mmodelbooster.workload.serving.volcano.sh,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-workload-serving-volcano-sh-v1alpha1-modelbooster,mutating=false,failurePolicy=fail,sideEffects=None,groups=workload.serving.volcano.sh,resources=modelboosters,verbs=create;update,versions=v1alpha1,name=vmodelbooster.workload.serving.volcano.sh,admissionReviewVersions=v1
 
-// ModelBoosterWebhook validates ModelBoosters.
-type ModelBoosterWebhook struct{}
-
-var _ admission.CustomValidator = &ModelBoosterWebhook{}
-
 // SetupModelBoosterWebhook registers the defaulting and validating webhooks
 // with the manager's webhook server.
 func SetupModelBoosterWebhook(mgr ctrl.Manager) error {
 	mgr.GetWebhookServer().Register("/mutate-workload-serving-volcano-sh-v1alpha1-modelbooster",
 		&webhook.Admission{Handler: defaulting.Handler(DefaultModelBooster)})
-	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.ModelBooster{}).WithValidator(&ModelBoosterWebhook{}).Complete()
+	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.ModelBooster{}).WithValidator(&validation.Validator[*workloadv1alpha1.ModelBooster]{
+		Kind: workloadv1alpha1.GroupVersion.WithKind("ModelBooster").GroupKind(), Validate: ValidateModelBooster,
+	}).Complete()
 }
 
 // DefaultModelBooster gives every worker at least one pod; zero pods would
@@ -46,29 +39,6 @@ func DefaultModelBooster(obj map[string]any) {
 			}
 		}
 	}
-}
-
-func (w *ModelBoosterWebhook) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(obj)
-}
-
-func (w *ModelBoosterWebhook) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return nil, w.validate(newObj)
-}
-
-func (w *ModelBoosterWebhook) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (w *ModelBoosterWebhook) validate(obj runtime.Object) error {
-	mb, ok := obj.(*workloadv1alpha1.ModelBooster)
-	if !ok {
-		return fmt.Errorf("expected a ModelBooster, got %T", obj)
-	}
-	if errs := ValidateModelBooster(mb); len(errs) > 0 {
-		return apierrors.NewInvalid(workloadv1alpha1.GroupVersion.WithKind("ModelBooster").GroupKind(), mb.Name, errs)
-	}
-	return nil
 }
 
 // ValidateModelBooster returns every problem of mb, each naming its field.

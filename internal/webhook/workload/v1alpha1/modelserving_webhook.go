@@ -1,17 +1,13 @@
 package v1alpha1
 
 import (
-	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/webhook/validation"
@@ -19,42 +15,14 @@ import (
 
 // +kubebuilder:webhook:path=/validate-workload-serving-volcano-sh-v1alpha1-modelserving,mutating=false,failurePolicy=fail,sideEffects=None,groups=workload.serving.volcano.sh,resources=modelservings,verbs=create;update,versions=v1alpha1,name=vmodelserving.workload.serving.volcano.sh,admissionReviewVersions=v1
 
-// ModelServingValidator rejects ModelServings the controller could not turn into pods.
-type ModelServingValidator struct {
-	// KnownPlugins, when set, lists the plugin names the controller has
-	// registered; other names are rejected.
-	KnownPlugins sets.Set[string]
-}
-
-var _ admission.CustomValidator = &ModelServingValidator{}
-
-// SetupModelServingWebhook registers the validator with the manager's webhook server.
-func SetupModelServingWebhook(mgr ctrl.Manager, v *ModelServingValidator) error {
-	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.ModelServing{}).WithValidator(v).Complete()
-}
-
-func (v *ModelServingValidator) ValidateCreate(_ context.Context, obj runtime.Object) (admission.Warnings, error) {
-	return v.validate(obj)
-}
-
-func (v *ModelServingValidator) ValidateUpdate(_ context.Context, _, newObj runtime.Object) (admission.Warnings, error) {
-	return v.validate(newObj)
-}
-
-func (v *ModelServingValidator) ValidateDelete(context.Context, runtime.Object) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *ModelServingValidator) validate(obj runtime.Object) (admission.Warnings, error) {
-	ms, ok := obj.(*workloadv1alpha1.ModelServing)
-	if !ok {
-		return nil, fmt.Errorf("expected a ModelServing, got %T", obj)
-	}
-	errs := ValidateModelServing(ms, v.KnownPlugins)
-	if len(errs) == 0 {
-		return nil, nil
-	}
-	return nil, apierrors.NewInvalid(workloadv1alpha1.GroupVersion.WithKind("ModelServing").GroupKind(), ms.Name, errs)
+// SetupModelServingWebhook registers the validator with the manager's
+// webhook server. knownPlugins lists the plugin names the controller has
+// registered; nil accepts any name.
+func SetupModelServingWebhook(mgr ctrl.Manager, knownPlugins sets.Set[string]) error {
+	return ctrl.NewWebhookManagedBy(mgr).For(&workloadv1alpha1.ModelServing{}).WithValidator(&validation.Validator[*workloadv1alpha1.ModelServing]{
+		Kind:     workloadv1alpha1.GroupVersion.WithKind("ModelServing").GroupKind(),
+		Validate: func(ms *workloadv1alpha1.ModelServing) field.ErrorList { return ValidateModelServing(ms, knownPlugins) },
+	}).Complete()
 }
 
 // ValidateModelServing returns every problem of ms, each naming its field.
