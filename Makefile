@@ -48,8 +48,12 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+.PHONY: verify-imports
+verify-imports: ## Scheduler plugins may import only the framework's contracts.
+	@bash hack/verify-imports.sh
+
 .PHONY: verify
-verify: lint verify-generated ## Everything CI checks besides tests.
+verify: lint verify-generated verify-imports ## Everything CI checks besides tests.
 
 $(CONTROLLER_GEN): $(CODEGEN_MOD)/go.mod
 	cd $(CODEGEN_MOD) && GOFLAGS=-mod=mod $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen
