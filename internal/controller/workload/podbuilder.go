@@ -67,18 +67,24 @@ func buildPod(ctx context.Context, in podSpecInput) (*corev1.Pod, error) {
 		},
 		Spec: *tmpl.Spec.DeepCopy(),
 	}
-	pod.Labels[workloadv1alpha1.RevisionLabelKey] = in.revision
-	pod.Labels[workloadv1alpha1.RoleTemplateHashLabelKey] = in.roleHash
-	if in.worker == 0 {
-		pod.Labels[workloadv1alpha1.EntryLabelKey] = "true"
-	}
+	// Template labels and annotations first; the controller's own labels win,
+	// since it finds its pods by them.
 	if tmpl.Metadata != nil {
 		for k, v := range tmpl.Metadata.Labels {
-			pod.Labels[k] = v
+			if _, system := pod.Labels[k]; !system {
+				pod.Labels[k] = v
+			}
 		}
 		for k, v := range tmpl.Metadata.Annotations {
 			pod.Annotations[k] = v
 		}
+	}
+	pod.Labels[workloadv1alpha1.RevisionLabelKey] = in.revision
+	pod.Labels[workloadv1alpha1.RoleTemplateHashLabelKey] = in.roleHash
+	if in.worker == 0 {
+		pod.Labels[workloadv1alpha1.EntryLabelKey] = "true"
+	} else {
+		delete(pod.Labels, workloadv1alpha1.EntryLabelKey)
 	}
 	if ms.Spec.SchedulerName != "" {
 		pod.Spec.SchedulerName = ms.Spec.SchedulerName

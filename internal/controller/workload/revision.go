@@ -42,7 +42,7 @@ func stripRole(r workloadv1alpha1.Role) workloadv1alpha1.Role {
 }
 
 // Role returns the role named name, or nil.
-func (t *Template) Role(name string) *workloadv1alpha1.Role {
+func (t Template) Role(name string) *workloadv1alpha1.Role {
 	for i := range t.Roles {
 		if t.Roles[i].Name == name {
 			return &t.Roles[i]
@@ -52,11 +52,11 @@ func (t *Template) Role(name string) *workloadv1alpha1.Role {
 }
 
 // Hash is the revision hash of the template.
-func (t *Template) Hash() string { return hashOf(t) }
+func (t Template) Hash() string { return hashOf(t) }
 
 // RoleHash is the hash of one role of the template (with the plugins, which
 // shape every pod).
-func (t *Template) RoleHash(name string) string {
+func (t Template) RoleHash(name string) string {
 	r := t.Role(name)
 	if r == nil {
 		return ""

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,17 +121,19 @@ func (w *writeCounter) newClient(config *rest.Config, options client.Options) (c
 // manager is a running controller-manager limited to one namespace.
 type manager struct {
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error
 	writes *writeCounter
 }
 
+// stop stops the manager and waits for it; it may be called more than once.
 func (m *manager) stop(t *testing.T) {
 	t.Helper()
 	m.cancel()
 	select {
-	case err := <-m.done:
-		if err != nil {
-			t.Errorf("manager: %v", err)
+	case <-m.done:
+		if m.err != nil {
+			t.Errorf("manager: %v", m.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("manager did not stop")
@@ -153,10 +154,9 @@ func startManager(t *testing.T, ns string) *manager {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &manager{cancel: cancel, done: make(chan error, 1), writes: wc}
-	go func() { m.done <- mgr.Start(ctx) }()
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { cancel(); <-m.done }) })
+	m := &manager{cancel: cancel, done: make(chan struct{}), writes: wc}
+	go func() { m.err = mgr.Start(ctx); close(m.done) }()
+	t.Cleanup(func() { m.stop(t) })
 	return m
 }
 
