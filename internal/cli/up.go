@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/go-logr/zapr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/kthena/kthena/internal/platform"
+)
+
+func newUp() *cobra.Command {
+	var opts platform.Options
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run Kthena on this machine: API server, controllers, router and pods as local processes",
+		Long: `up runs the whole system on one machine, in the foreground until interrupted:
+a real etcd and kube-apiserver (state kept in --state-dir), Kthena's CRDs and
+webhooks, the controller manager, the router and a node agent that runs pods
+as local processes. With --demo it also deploys a simulated model and prints
+a curl command that talks to it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := stateDir(cmd)
+			if err != nil {
+				return err
+			}
+			opts.StateDir = dir
+			if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+				return err
+			}
+			zc := zap.NewProductionConfig()
+			zc.OutputPaths = []string{filepath.Join(dir, "logs", "kthena.log")}
+			zc.ErrorOutputPaths = zc.OutputPaths
+			zl, err := zc.Build()
+			if err != nil {
+				return err
+			}
+			defer func() { _ = zl.Sync() }()
+			opts.Log = zapr.NewLogger(zl)
+			opts.Out = cmd.OutOrStdout()
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := platform.Run(ctx, opts); err != nil {
+				return fmt.Errorf("kthena up: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.Demo, "demo", false, "also deploy a demo model of simulated engines and print a curl command for it")
+	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
+	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of kthena-controller-manager, kthena-router and kthena-sim (default: beside this binary)")
+	f.StringVar(&opts.AssetsDir, "assets-dir", "", "directory of etcd and kube-apiserver (default: built by hack/envtest-bins.sh and cached)")
+	f.StringVar(&opts.SourceDir, "source-dir", "", "Kthena source tree, to build missing control-plane binaries (default: found from the binary or the working directory)")
+	return cmd
+}

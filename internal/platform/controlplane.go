@@ -1,0 +1,201 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Ports are the local ports of the platform's listeners. They are kept in
+// <state>/ports.json and reused on the next start when still free, so that
+// etcd's member URLs and bookmarks stay stable.
+type Ports struct {
+	EtcdClient     int `json:"etcdClient"`
+	EtcdPeer       int `json:"etcdPeer"`
+	APIServer      int `json:"apiServer"`
+	Webhook        int `json:"controllerManagerWebhook"`
+	ManagerHealth  int `json:"controllerManagerHealth"`
+	ManagerMetrics int `json:"controllerManagerMetrics"`
+	RouterWebhook  int `json:"routerWebhook"`
+	RouterMetrics  int `json:"routerMetrics"`
+	RouterDebug    int `json:"routerDebug"`
+}
+
+func loadPorts(path string) (Ports, error) {
+	var p Ports
+	if data, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(data, &p)
+	}
+	taken := map[int]bool{}
+	for _, f := range []*int{&p.EtcdClient, &p.EtcdPeer, &p.APIServer, &p.Webhook, &p.ManagerHealth, &p.ManagerMetrics, &p.RouterWebhook, &p.RouterMetrics, &p.RouterDebug} {
+		if *f != 0 && !taken[*f] && portFree(*f) {
+			taken[*f] = true
+			continue
+		}
+		n, err := freePort(taken)
+		if err != nil {
+			return p, err
+		}
+		*f = n
+		taken[n] = true
+	}
+	data, _ := json.MarshalIndent(p, "", "  ")
+	return p, os.WriteFile(path, data, 0o644)
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+func freePort(taken map[int]bool) (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if !taken[port] {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port")
+}
+
+func (u *up) etcd() *Process {
+	peer := fmt.Sprintf("http://127.0.0.1:%d", u.ports.EtcdPeer)
+	client := fmt.Sprintf("http://127.0.0.1:%d", u.ports.EtcdClient)
+	return &Process{
+		Name: "etcd",
+		Path: filepath.Join(u.assets, "etcd"),
+		Args: []string{
+			"--name=kthena",
+			"--data-dir=" + filepath.Join(u.opts.StateDir, "etcd"),
+			"--listen-client-urls=" + client,
+			"--advertise-client-urls=" + client,
+			"--listen-peer-urls=" + peer,
+			"--initial-advertise-peer-urls=" + peer,
+			"--initial-cluster=kthena=" + peer,
+			"--unsafe-no-fsync=true",
+			"--log-level=warn",
+		},
+		LogPath: u.logPath("etcd"),
+	}
+}
+
+func (u *up) apiserver() *Process {
+	p := u.pki
+	return &Process{
+		Name: "kube-apiserver",
+		Path: filepath.Join(u.assets, "kube-apiserver"),
+		Args: []string{
+			fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", u.ports.EtcdClient),
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			fmt.Sprintf("--secure-port=%d", u.ports.APIServer),
+			"--cert-dir=" + filepath.Join(u.opts.StateDir, "apiserver"),
+			"--tls-cert-file=" + p.ServingCertFile(),
+			"--tls-private-key-file=" + p.ServingKeyFile(),
+			"--client-ca-file=" + p.CAFile(),
+			"--service-account-issuer=https://kubernetes.default.svc",
+			"--service-account-key-file=" + p.SAPubFile(),
+			"--service-account-signing-key-file=" + p.SAKeyFile(),
+			"--authorization-mode=RBAC",
+			"--service-cluster-ip-range=10.0.0.0/24",
+			// No kube-controller-manager creates default service accounts.
+			"--disable-admission-plugins=ServiceAccount",
+			"--allow-privileged=true",
+			"--enable-priority-and-fairness=false",
+			"--profiling=false",
+		},
+		LogPath: u.logPath("kube-apiserver"),
+	}
+}
+
+// restConfig is the admin client configuration.
+func (u *up) restConfig() *rest.Config {
+	return &rest.Config{
+		Host: fmt.Sprintf("https://127.0.0.1:%d", u.ports.APIServer),
+		TLSClientConfig: rest.TLSClientConfig{
+			CAFile:   u.pki.CAFile(),
+			CertFile: u.pki.AdminCertFile(),
+			KeyFile:  u.pki.AdminKeyFile(),
+		},
+		QPS:   100,
+		Burst: 200,
+	}
+}
+
+// waitAPIServer polls /readyz until it answers 200.
+func (u *up) waitAPIServer(ctx context.Context, apiserver, etcd *Process) error {
+	tlsCfg, err := u.pki.ClientTLS()
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", u.ports.APIServer)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if err := apiserver.Exited(); err != nil {
+			return err
+		}
+		if err := etcd.Exited(); err != nil {
+			return err
+		}
+		resp, err := hc.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver not ready after 90s (log: %s)", apiserver.LogPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// writeKubeconfig writes <state>/kubeconfig with the admin certificate
+// embedded.
+func (u *up) writeKubeconfig() (string, error) {
+	read := func(f string) ([]byte, error) { return os.ReadFile(f) }
+	ca, err := read(u.pki.CAFile())
+	if err != nil {
+		return "", err
+	}
+	cert, err := read(u.pki.AdminCertFile())
+	if err != nil {
+		return "", err
+	}
+	key, err := read(u.pki.AdminKeyFile())
+	if err != nil {
+		return "", err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kthena"] = &clientcmdapi.Cluster{Server: fmt.Sprintf("https://127.0.0.1:%d", u.ports.APIServer), CertificateAuthorityData: ca}
+	cfg.AuthInfos["kthena-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	cfg.Contexts["kthena"] = &clientcmdapi.Context{Cluster: "kthena", AuthInfo: "kthena-admin", Namespace: "default"}
+	cfg.CurrentContext = "kthena"
+	path := filepath.Join(u.opts.StateDir, "kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}

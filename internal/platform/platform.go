@@ -1,0 +1,470 @@
+// Package platform is `kthena up`: the whole system on one machine. It runs
+// a real etcd and kube-apiserver with state kept under a state directory,
+// installs Kthena's CRDs and webhooks, runs the controller manager and the
+// router as child processes and a node agent that runs pods as local
+// processes.
+package platform
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kthena/kthena/internal/nodeagent"
+	"github.com/kthena/kthena/internal/webhook"
+)
+
+// Options configure `kthena up`.
+type Options struct {
+	// StateDir keeps etcd's data, certificates, the kubeconfig and logs.
+	StateDir string
+	// RouterPort is the router's listen port on 127.0.0.1.
+	RouterPort int
+	// Demo applies the demo model and prints a curl command.
+	Demo bool
+	// BinDir holds kthena-controller-manager, kthena-router and kthena-sim
+	// (default: beside the running executable).
+	BinDir string
+	// AssetsDir holds etcd, kube-apiserver and kubectl (default: the cache
+	// of hack/envtest-bins.sh, building them when missing).
+	AssetsDir string
+	// SourceDir is the source tree, used to build missing control-plane
+	// binaries (default: found from the working directory or BinDir).
+	SourceDir string
+	// Out receives progress lines.
+	Out io.Writer
+	Log logr.Logger
+	// Ready, when set, is called once the platform serves.
+	Ready func(Info)
+}
+
+// Info describes a running platform.
+type Info struct {
+	Kubeconfig string
+	APIServer  string
+	RouterURL  string
+	StateDir   string
+	// RouterMode is "kubernetes" or "bridge" (the platform feeds the router
+	// an endpoints file because this router build has no Kubernetes
+	// provider).
+	RouterMode string
+}
+
+type up struct {
+	opts   Options
+	start  time.Time
+	assets string
+	pki    PKI
+	ports  Ports
+	outMu  sync.Mutex
+}
+
+func (u *up) logPath(name string) string { return filepath.Join(u.opts.StateDir, "logs", name+".log") }
+
+func (u *up) progress(format string, args ...any) {
+	u.outMu.Lock()
+	defer u.outMu.Unlock()
+	fmt.Fprintf(u.opts.Out, "[%5.1fs] %s\n", time.Since(u.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Run runs the platform until ctx ends, then stops everything it started:
+// pods first, then the router and the controller manager, then the API
+// server, then etcd.
+func Run(ctx context.Context, opts Options) (err error) {
+	u := &up{opts: opts, start: time.Now()}
+	if u.opts.Out == nil {
+		u.opts.Out = os.Stdout
+	}
+	if u.opts.RouterPort == 0 {
+		u.opts.RouterPort = 8080
+	}
+	if err := os.MkdirAll(filepath.Join(opts.StateDir, "logs"), 0o755); err != nil {
+		return err
+	}
+	lock, err := lockState(opts.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if u.opts.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		u.opts.BinDir = filepath.Dir(exe)
+	}
+	for _, b := range []string{"kthena-controller-manager", "kthena-router", "kthena-sim"} {
+		if _, err := os.Stat(filepath.Join(u.opts.BinDir, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: run `make build` first (or pass --bin-dir)", b, u.opts.BinDir)
+		}
+	}
+	u.progress("state directory %s", opts.StateDir)
+	if u.assets, err = u.findAssets(ctx); err != nil {
+		return err
+	}
+	u.pki = PKI{Dir: filepath.Join(opts.StateDir, "pki")}
+	if err := u.pki.Ensure(); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	if u.ports, err = loadPorts(filepath.Join(opts.StateDir, "ports.json")); err != nil {
+		return err
+	}
+	if !portFree(u.opts.RouterPort) {
+		return fmt.Errorf("router port 127.0.0.1:%d is in use (another `kthena up`?); pass --router-port", u.opts.RouterPort)
+	}
+
+	var stops []func()
+	defer func() {
+		u.progress("stopping the router, the controller manager, kube-apiserver and etcd")
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		u.progress("stopped; every process the platform started has exited")
+	}()
+	stopProc := func(p *Process, grace time.Duration) func() {
+		return func() { p.Stop(grace) }
+	}
+
+	etcd := u.etcd()
+	if err := etcd.Start(); err != nil {
+		return err
+	}
+	stops = append(stops, stopProc(etcd, 10*time.Second))
+	apiserver := u.apiserver()
+	if err := apiserver.Start(); err != nil {
+		return err
+	}
+	stops = append(stops, stopProc(apiserver, 10*time.Second))
+	if err := u.waitAPIServer(ctx, apiserver, etcd); err != nil {
+		return err
+	}
+	u.progress("etcd and kube-apiserver ready at https://127.0.0.1:%d", u.ports.APIServer)
+	kubeconfig, err := u.writeKubeconfig()
+	if err != nil {
+		return err
+	}
+	cfg := u.restConfig()
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return err
+	}
+	n, err := installCRDs(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := ensureNamespace(ctx, c, SystemNamespace); err != nil {
+		return err
+	}
+	ca, err := u.pki.CAPEM()
+	if err != nil {
+		return err
+	}
+	if err := installWebhooks(ctx, c, webhook.WorkloadGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.Webhook), ca); err != nil {
+		return fmt.Errorf("installing workload webhooks: %w", err)
+	}
+	u.progress("%d CRDs and the workload webhooks installed; kubeconfig %s", n, kubeconfig)
+
+	// Node agent and owner-reference garbage collection run in-process;
+	// they stop (pods gracefully) before the binaries.
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
+	agentDone := make(chan struct{})
+	agent := nodeagent.New(nodeagent.Options{
+		Client: cs, StateDir: opts.StateDir, BinDir: u.opts.BinDir,
+		Log: opts.Log.WithName("node-agent"), Progress: u.progress,
+	})
+	go func() {
+		defer close(agentDone)
+		if err := agent.Run(agentCtx); err != nil {
+			u.progress("node agent stopped: %v", err)
+		}
+	}()
+	// Deferred after the stops above, so it runs first: pods stop before
+	// the binaries.
+	defer func() {
+		u.progress("stopping pods")
+		stopAgent()
+		<-agentDone
+	}()
+	gc := &collector{c: c, log: opts.Log.WithName("gc")}
+	go gc.run(agentCtx)
+
+	manager := u.controllerManager(kubeconfig)
+	if err := manager.Start(); err != nil {
+		return err
+	}
+	stops = append(stops, stopProc(manager, 10*time.Second))
+
+	routerSupportsWebhooks := u.binaryHasFlag("kthena-router", "webhook-port")
+	if routerSupportsWebhooks {
+		if err := installWebhooks(ctx, c, webhook.NetworkingGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.RouterWebhook), ca); err != nil {
+			return err
+		}
+	} else if err := removeWebhooks(ctx, c, webhook.NetworkingGroup); err != nil {
+		return err
+	}
+	router, mode, err := u.startRouter(ctx, kubeconfig, routerSupportsWebhooks)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stopProc(router, 15*time.Second))
+	if mode == "bridge" {
+		b := &bridge{c: c, path: u.endpointsFile(), log: opts.Log.WithName("router-bridge")}
+		go b.run(agentCtx)
+	}
+	if err := u.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", u.ports.ManagerHealth), manager, 60*time.Second); err != nil {
+		return fmt.Errorf("controller manager not ready: %w", err)
+	}
+	routerURL := fmt.Sprintf("http://127.0.0.1:%d", u.opts.RouterPort)
+	if err := u.waitHTTP(ctx, routerURL+"/readyz", router, 60*time.Second); err != nil {
+		return fmt.Errorf("router not ready: %w", err)
+	}
+	u.progress("controller manager, router (%s, %s provider) and node agent ready", routerURL, mode)
+	info := Info{Kubeconfig: kubeconfig, APIServer: cfg.Host, RouterURL: routerURL, StateDir: opts.StateDir, RouterMode: mode}
+	u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
+	if opts.Ready != nil {
+		opts.Ready(info)
+	}
+	if opts.Demo {
+		if err := u.demo(ctx, c, routerURL); err != nil {
+			u.progress("demo failed: %v", err)
+		}
+	}
+	u.progress("running; press Ctrl-C to stop (logs: %s)", filepath.Join(opts.StateDir, "logs"))
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-manager.Done():
+		return manager.Exited()
+	case <-router.Done():
+		return router.Exited()
+	case <-apiserver.Done():
+		return apiserver.Exited()
+	case <-etcd.Done():
+		return etcd.Exited()
+	}
+}
+
+// SystemNamespace holds the platform's own objects.
+const SystemNamespace = "kthena-system"
+
+func (u *up) controllerManager(kubeconfig string) *Process {
+	return &Process{
+		Name: "kthena-controller-manager",
+		Path: filepath.Join(u.opts.BinDir, "kthena-controller-manager"),
+		Args: []string{
+			"--kubeconfig=" + kubeconfig,
+			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", u.ports.ManagerMetrics),
+			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", u.ports.ManagerHealth),
+			fmt.Sprintf("--webhook-port=%d", u.ports.Webhook),
+			"--tls-cert-file=" + u.pki.ServingCertFile(),
+			"--tls-private-key-file=" + u.pki.ServingKeyFile(),
+			"--webhook-namespace=" + SystemNamespace,
+		},
+		Env:     []string{"POD_NAMESPACE=" + SystemNamespace, "KUBECONFIG=" + kubeconfig},
+		LogPath: u.logPath("kthena-controller-manager"),
+	}
+}
+
+func (u *up) endpointsFile() string {
+	return filepath.Join(u.opts.StateDir, "router", "endpoints.yaml")
+}
+
+// startRouter starts the router with its Kubernetes provider; when this
+// build has none, it falls back to the bridge: the platform writes the
+// router's endpoints file from the API server's objects.
+func (u *up) startRouter(ctx context.Context, kubeconfig string, webhooks bool) (*Process, string, error) {
+	base := []string{
+		fmt.Sprintf("--port=%d", u.opts.RouterPort),
+		fmt.Sprintf("--metrics-port=%d", u.ports.RouterMetrics),
+		fmt.Sprintf("--debug-port=%d", u.ports.RouterDebug),
+	}
+	mk := func(args ...string) *Process {
+		return &Process{
+			Name: "kthena-router", Path: filepath.Join(u.opts.BinDir, "kthena-router"),
+			Args: append(append([]string{}, base...), args...),
+			Env:  []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + SystemNamespace}, LogPath: u.logPath("kthena-router"),
+		}
+	}
+	kargs := []string{"--kubernetes", "--kubeconfig=" + kubeconfig}
+	if !u.binaryHasFlag("kthena-router", "kubeconfig") {
+		kargs = kargs[:1]
+	}
+	if webhooks {
+		dir := filepath.Join(u.opts.StateDir, "pki", "router-webhook")
+		if err := copyServingCert(u.pki, dir); err != nil {
+			return nil, "", err
+		}
+		kargs = append(kargs, fmt.Sprintf("--webhook-port=%d", u.ports.RouterWebhook), "--webhook-cert-dir="+dir)
+	}
+	p := mk(kargs...)
+	if err := p.Start(); err != nil {
+		return nil, "", err
+	}
+	select {
+	case <-p.Done():
+		data, _ := os.ReadFile(p.LogPath)
+		if !strings.Contains(string(data), "no Kubernetes provider") {
+			return nil, "", p.Exited()
+		}
+	case <-time.After(1500 * time.Millisecond):
+		return p, "kubernetes", nil
+	case <-ctx.Done():
+		p.Stop(5 * time.Second)
+		return nil, "", ctx.Err()
+	}
+	if err := os.MkdirAll(filepath.Dir(u.endpointsFile()), 0o755); err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(u.endpointsFile()); err != nil {
+		if err := os.WriteFile(u.endpointsFile(), nil, 0o644); err != nil {
+			return nil, "", err
+		}
+	}
+	u.progress("this kthena-router build has no Kubernetes provider: the platform feeds it %s from the API server", u.endpointsFile())
+	p = mk("--endpoints-file=" + u.endpointsFile())
+	return p, "bridge", p.Start()
+}
+
+func copyServingCert(p PKI, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{p.ServingCertFile(): "tls.crt", p.ServingKeyFile(): "tls.key"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// binaryHasFlag reports whether a binary's --help mentions --flag.
+func (u *up) binaryHasFlag(bin, flag string) bool {
+	out, _ := exec.Command(filepath.Join(u.opts.BinDir, bin), "--help").CombinedOutput()
+	return strings.Contains(string(out), "-"+flag+" ") || strings.Contains(string(out), "-"+flag+"\n") || strings.Contains(string(out), "-"+flag+"=")
+}
+
+func (u *up) waitHTTP(ctx context.Context, url string, p *Process, timeout time.Duration) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+		if resp, err := hc.Get(url); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s (log: %s)", p.Name, timeout, p.LogPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// findAssets locates etcd and kube-apiserver, building them with
+// hack/envtest-bins.sh on first use.
+func (u *up) findAssets(ctx context.Context) (string, error) {
+	has := func(dir string) bool {
+		for _, b := range []string{"etcd", "kube-apiserver"} {
+			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	for _, d := range []string{u.opts.AssetsDir, os.Getenv("KUBEBUILDER_ASSETS")} {
+		if d != "" {
+			if !has(d) {
+				return "", fmt.Errorf("no etcd and kube-apiserver in %s", d)
+			}
+			return d, nil
+		}
+	}
+	script := u.findScript()
+	if script == "" {
+		home, _ := os.UserHomeDir()
+		matches, _ := filepath.Glob(filepath.Join(home, ".cache", "kthena", "envtest", "kube-*"))
+		for i := len(matches) - 1; i >= 0; i-- {
+			if has(matches[i]) {
+				return matches[i], nil
+			}
+		}
+		return "", errors.New("etcd and kube-apiserver not found: run `make envtest-bins` in the source tree or pass --assets-dir")
+	}
+	// The script returns at once when the binaries are cached.
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Dir = filepath.Dir(filepath.Dir(script))
+	cmd.SysProcAttr = ChildAttr()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	announced := false
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if !announced {
+			u.progress("building etcd, kube-apiserver and kubectl from source (first run only; cached under ~/.cache/kthena)")
+			announced = true
+		}
+		u.progress("  %s", sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("building control-plane binaries: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	dir := lines[len(lines)-1]
+	if !has(dir) {
+		return "", fmt.Errorf("hack/envtest-bins.sh printed %q, which has no etcd and kube-apiserver", dir)
+	}
+	return dir, nil
+}
+
+func (u *up) findScript() string {
+	var roots []string
+	if u.opts.SourceDir != "" {
+		roots = append(roots, u.opts.SourceDir)
+	}
+	roots = append(roots, filepath.Dir(u.opts.BinDir))
+	if wd, err := os.Getwd(); err == nil {
+		roots = append(roots, wd)
+	}
+	for _, r := range roots {
+		p := filepath.Join(r, "hack", "envtest-bins.sh")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
