@@ -34,11 +34,8 @@ func run(args []string) int {
 
 	for _, a := range args {
 		if a == "-h" || a == "--help" {
-			var c sim.Config
-			fs, _ := sim.FlagSet(&c)
-			fs.SetOutput(os.Stdout)
-			fmt.Println("Usage: kthena-sim [flags]")
-			fs.PrintDefaults()
+			fmt.Println("Usage: kthena-sim [flags]\n       kthena-sim bench cost|fidelity [flags]")
+			fmt.Print(sim.FlagUsages())
 			return 0
 		}
 	}

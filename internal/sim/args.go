@@ -11,9 +11,15 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// FlagSet declares the simulator's flags, compatible with the common flags
+// FlagUsages is the help text of the simulator's flags.
+func FlagUsages() string {
+	fs, _ := flagSet(&Config{})
+	return fs.FlagUsages()
+}
+
+// flagSet declares the simulator's flags, compatible with the common flags
 // of llm-d-inference-sim, bound to cfg.
-func FlagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
+func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs := pflag.NewFlagSet("kthena-sim", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	x := &flagExtras{}
@@ -75,7 +81,7 @@ type flagExtras struct {
 // simulators run; the caller logs them.
 func ParseArgs(args []string) (Config, []string, error) {
 	var cfg Config
-	fs, x := FlagSet(&cfg)
+	fs, x := flagSet(&cfg)
 	known, ignored := splitUnknown(fs, expandMultiValue(args))
 	if err := fs.Parse(known); err != nil {
 		return Config{}, ignored, fmt.Errorf("parse flags: %w", err)

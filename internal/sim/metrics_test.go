@@ -8,14 +8,15 @@ import (
 
 	"github.com/openai/openai-go"
 	"github.com/openai/openai-go/option"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
-	// 4 sequences per batch, a small cache: a burst of 12 must queue. Each
-	// request lasts ~150 ms of wall time, so every state can be scraped.
-	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 400; c.TimeScale = 0.02 }))
+	// 4 sequences per batch. Four long requests fill the batch; eight
+	// short ones sent while they run must queue.
+	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 4000; c.TimeScale = 0.02 }))
 	// The text parser names counter families without the _total suffix the
 	// exposition carries.
 	fams := scrape(t, f.URL(0))
@@ -25,45 +26,55 @@ func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
 		"vllm:cache_config_info", "vllm:lora_requests_info", "vllm:prompt_tokens", "vllm:generation_tokens"} {
 		assert.Contains(t, fams, name)
 	}
-	assert.Equal(t, "400", labelOf(fams["vllm:cache_config_info"].GetMetric()[0], "num_gpu_blocks"))
+	assert.Equal(t, "4000", labelOf(fams["vllm:cache_config_info"].GetMetric()[0], "num_gpu_blocks"))
 
 	c := client(f, 0)
 	var wg sync.WaitGroup
-	for i := range 12 {
+	send := func(i, tokens int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_, err := c.Chat.Completions.New(testCtx(t), openai.ChatCompletionNewParams{Model: DefaultModel,
 				Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("load ", 50+i))},
-				MaxTokens: openai.Int(1000)}, option.WithJSONSet("ignore_eos", true))
+				MaxTokens: openai.Int(int64(tokens))}, option.WithJSONSet("ignore_eos", true))
 			assert.NoError(t, err)
 		}()
 	}
-	var sawWaiting, sawRunning, sawUsage bool
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && !(sawWaiting && sawRunning && sawUsage) {
-		fams := scrape(t, f.URL(0))
-		sawWaiting = sawWaiting || value(t, fams, "vllm:num_requests_waiting") > 0
-		sawRunning = sawRunning || value(t, fams, "vllm:num_requests_running") == 4
-		sawUsage = sawUsage || value(t, fams, "vllm:kv_cache_usage_perc") > 0.05
-		time.Sleep(2 * time.Millisecond) // polling interval, not an assertion
+	poll := func(what string, cond func(map[string]*dto.MetricFamily) bool) {
+		t.Helper()
+		require.Eventually(t, func() bool { return cond(scrape(t, f.URL(0))) }, 20*time.Second, 2*time.Millisecond, what)
 	}
+	// Each long request runs 10,000 tokens: ~73 s simulated, ~1.5 s wall.
+	for i := range 4 {
+		send(i, 10000)
+	}
+	poll("batch filled to max-num-seqs", func(m map[string]*dto.MetricFamily) bool {
+		return value(t, m, "vllm:num_requests_running") == 4
+	})
+	for i := range 8 {
+		send(4+i, 400)
+	}
+	poll("requests queued beyond max-num-seqs", func(m map[string]*dto.MetricFamily) bool {
+		return value(t, m, "vllm:num_requests_waiting") > 0
+	})
+	poll("KV cache usage rose", func(m map[string]*dto.MetricFamily) bool {
+		return value(t, m, "vllm:kv_cache_usage_perc") > 0.5
+	})
 	wg.Wait()
-	assert.True(t, sawWaiting, "requests queued beyond max-num-seqs")
-	assert.True(t, sawRunning, "batch filled to max-num-seqs")
-	assert.True(t, sawUsage, "KV cache usage rose")
 
 	fams = scrape(t, f.URL(0))
+	tokens := 4*10000 + 8*400
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:e2e_request_latency_seconds"))
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:time_to_first_token_seconds"))
-	assert.Equal(t, uint64(12*999), histCount(t, fams, "vllm:inter_token_latency_seconds"))
-	assert.Equal(t, 12*1000.0, value(t, fams, "vllm:generation_tokens"))
+	assert.Equal(t, uint64(tokens-12), histCount(t, fams, "vllm:inter_token_latency_seconds"))
+	assert.Equal(t, float64(tokens), value(t, fams, "vllm:generation_tokens"))
 	assert.Greater(t, value(t, fams, "vllm:request_queue_time_seconds"), 0.0)
 	assert.Zero(t, value(t, fams, "vllm:num_requests_running"))
 	assert.Zero(t, value(t, fams, "vllm:kv_cache_usage_perc"))
-	// Mean ITL in simulated seconds stays near the modelled decode step,
+	// Mean ITL in simulated seconds stays near the modelled decode step
+	// (longer contexts make it a little slower than the idle figure),
 	// whatever the time scale.
-	itl := value(t, fams, "vllm:inter_token_latency_seconds") / float64(12*999)
+	itl := value(t, fams, "vllm:inter_token_latency_seconds") / float64(tokens-12)
 	assert.InDelta(t, 0.0072, itl, 0.002)
 }
 
