@@ -50,6 +50,10 @@ func run(args []string) int {
 	if cfg.HashSeed == "" {
 		cfg.HashSeed = os.Getenv("PYTHONHASHSEED")
 	}
+	if cfg.AdvertiseHost == "" {
+		// Peers reach a pod at its IP, which the downward API provides.
+		cfg.AdvertiseHost = os.Getenv("POD_IP")
+	}
 	cfg = cfg.WithDefaults()
 	engine, err := sim.New(cfg, sim.WithLogger(log))
 	if err != nil {
