@@ -27,6 +27,15 @@ test: ## Run every test: unit, integration against a real API server, end to end
 	KUBEBUILDER_ASSETS=$$assets $(GO) test $(TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz
 
+.PHONY: up
+up: build ## Run the whole system locally with a demo model (kthena up --demo); Ctrl-C stops it.
+	$(BIN)/kthena up --demo
+
+.PHONY: e2e
+e2e: ## Run only the end-to-end suite on the local platform.
+	@assets=$$(bash hack/envtest-bins.sh | tail -n 1) && \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test $(TEST_FLAGS) -count=1 -v ./test/e2e/...
+
 FUZZTIME ?= 10s
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly.
