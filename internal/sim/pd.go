@@ -186,10 +186,8 @@ func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.
 		return kvParamsError(fmt.Sprintf("remote KV covers %d tokens but the prompt has %d", out.Tokens, len(req.Prompt)))
 	}
 	transfer := e.profile.KVTransferTime(out.Tokens)
-	if err := e.core.Sleep(ctx, transfer); err != nil {
-		return unavailable("client went away during KV transfer")
-	}
-	req.RemotePrefill, req.QueuedBefore = true, transfer.Seconds()
+	// The engine keeps the request waiting while its KV arrives.
+	req.RemotePrefill, req.ReadyAfter = true, transfer
 	return nil
 }
 

@@ -78,10 +78,8 @@ func (e *Engine) waitBootstrap(ctx context.Context, host string, port int, roomI
 		return badRequest(fmt.Sprintf("bootstrap room %d prefilled %d tokens but this request has %d", roomID, out.Tokens, len(req.Prompt)))
 	}
 	transfer := e.profile.KVTransferTime(out.Tokens)
-	if err := e.core.Sleep(ctx, transfer); err != nil {
-		return unavailable("client went away during KV transfer")
-	}
-	req.RemotePrefill, req.QueuedBefore = true, transfer.Seconds()
+	// The engine keeps the request waiting while its KV arrives.
+	req.RemotePrefill, req.ReadyAfter = true, transfer
 	return nil
 }
 

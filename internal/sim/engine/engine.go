@@ -117,8 +117,8 @@ func (e *Engine) Submit(r *Request) (*Stream, error) {
 	} else {
 		now = max(now, e.clock)
 	}
-	r.state.readyAt = now
-	r.state.arrival = now - r.QueuedBefore
+	r.state.arrival = now
+	r.state.readyAt = now + r.ReadyAfter.Seconds()
 	r.stream.progress.Arrival = r.state.arrival
 	e.waiting = append(e.waiting, r)
 	e.mu.Unlock()
@@ -216,13 +216,21 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		if !e.busy {
 			// Waking from idle: the step starts when the last request that
-			// woke us became ready, not when the goroutine got scheduled.
+			// woke us arrived, not when the goroutine got scheduled.
 			for _, r := range e.waiting {
-				e.clock = max(e.clock, r.state.readyAt)
+				e.clock = max(e.clock, r.state.arrival)
 			}
 			e.busy = true
 		}
 		p := e.schedule()
+		if len(p.items) == 0 && len(p.failed) == 0 && p.nextReady > e.clock {
+			// Only requests still receiving their KV: sleep until the first
+			// is ready, or until something new arrives.
+			if !e.waitUntil(ctx, timer, p.nextReady) {
+				return
+			}
+			continue
+		}
 		dur := e.stepDuration(p)
 		e.stepStart, e.stepEnd = e.clock, e.clock+dur.Seconds()
 		end := e.stepEnd
@@ -245,6 +253,30 @@ func (e *Engine) Run(ctx context.Context) {
 		e.obs.Step(stats)
 		e.publish(evs)
 	}
+}
+
+// waitUntil releases the lock held by Run and sleeps until simulated time
+// t (then advances the clock to it) or a new arrival; it reports false when
+// ctx ends.
+func (e *Engine) waitUntil(ctx context.Context, timer *time.Timer, t float64) bool {
+	e.busy = false
+	e.mu.Unlock()
+	if !e.o.Virtual {
+		timer.Reset(max(time.Until(e.wallAt(t)), 0))
+		select {
+		case <-timer.C:
+		case <-e.wake:
+			timer.Stop() // Go 1.23+ timers never deliver a stale tick after Stop
+			return true
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		}
+	}
+	e.mu.Lock()
+	e.clock = max(e.clock, t)
+	e.mu.Unlock()
+	return true
 }
 
 func (e *Engine) publish(evs []kvevents.Event) {

@@ -244,3 +244,34 @@ func TestSubmitAfterStopFails(t *testing.T) {
 	_, err = e.Submit(&Request{Prompt: tokens(10, 1), Output: tokens(5, 1)})
 	assert.ErrorIs(t, err, ErrStopped)
 }
+
+func TestReadyAfterWaitsAsQueuedTime(t *testing.T) {
+	var mu sync.Mutex
+	maxWaiting := 0
+	obs := &loraObserver{step: func(s StepStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		maxWaiting = max(maxWaiting, s.Waiting)
+	}}
+	e, _ := newTestEngine(t, func(o *Options) { o.Observer = obs })
+	// A long request keeps the engine busy while the second one's KV
+	// "arrives" for 500 ms of simulated time.
+	busy, err := e.Submit(&Request{Prompt: tokens(64, 1), Output: tokens(400, 2), Finish: FinishLength})
+	require.NoError(t, err)
+	p := run(t, e, &Request{Prompt: tokens(64, 900), Output: tokens(3, 3), Finish: FinishLength,
+		RemotePrefill: true, ReadyAfter: 500 * time.Millisecond})
+	assert.GreaterOrEqual(t, p.FirstScheduled-p.Arrival, 0.5, "not scheduled before its KV arrived")
+	assert.Less(t, p.FirstScheduled-p.Arrival, 0.52, "scheduled at the first step after")
+	mu.Lock()
+	assert.Positive(t, maxWaiting, "counted as waiting meanwhile")
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, ok := busy.Wait(ctx)
+	require.True(t, ok)
+
+	// On an idle engine the scheduler sleeps until the KV is ready.
+	idle := run(t, e, &Request{Prompt: tokens(64, 5000), Output: tokens(2, 3), Finish: FinishLength,
+		RemotePrefill: true, ReadyAfter: 300 * time.Millisecond})
+	assert.InDelta(t, 0.3, idle.FirstScheduled-idle.Arrival, 1e-9)
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // FinishReason says why a sequence stopped.
@@ -36,9 +37,11 @@ type Request struct {
 	// RemotePrefill marks a decode-side request whose prompt KV arrived
 	// from a prefill engine: the prompt is not recomputed.
 	RemotePrefill bool
-	// QueuedBefore is simulated time already spent before submission
-	// (a KV transfer wait), counted into queue time and TTFT.
-	QueuedBefore float64
+	// ReadyAfter keeps the request waiting for this much simulated time
+	// after arrival before it can be scheduled: a decode engine receiving
+	// the KV cache of its prompt. It counts as waiting meanwhile, and the
+	// wait is part of its queue time and TTFT, as in vLLM.
+	ReadyAfter time.Duration
 	// HoldBlocks keeps the KV blocks after the last token until
 	// ReleaseHeld is called (a prefill engine waiting for the decode side
 	// to pull the KV).

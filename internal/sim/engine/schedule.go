@@ -21,6 +21,9 @@ type plan struct {
 	prefixQuery int
 	prefixHit   int
 	failed      []*Request
+	// nextReady is the earliest readiness of a waiting request that is
+	// not ready yet (0 when none).
+	nextReady float64
 }
 
 // schedule picks the work of the next step: running sequences first (one
@@ -61,12 +64,21 @@ func (e *Engine) schedule() *plan {
 	if p.preempted == 0 {
 		e.admitWaiting(p, budget)
 	}
-	if len(p.items) == 0 && len(e.running) == 0 && len(e.waiting) > 0 {
-		// Nothing fits even on an empty engine: fail the head instead of
-		// spinning.
-		r := e.waiting[0]
-		e.waiting = e.waiting[1:]
-		p.failed = append(p.failed, r)
+	if len(p.items) == 0 && len(e.running) == 0 {
+		for i, r := range e.waiting {
+			if r.state.readyAt <= e.clock {
+				// Nothing fits even on an empty engine: fail this one
+				// instead of spinning.
+				e.waiting = append(e.waiting[:i], e.waiting[i+1:]...)
+				p.failed = append(p.failed, r)
+				break
+			}
+		}
+	}
+	for _, r := range e.waiting {
+		if r.state.readyAt > e.clock && (p.nextReady == 0 || r.state.readyAt < p.nextReady) {
+			p.nextReady = r.state.readyAt
+		}
 	}
 	return p
 }
@@ -84,6 +96,10 @@ func (e *Engine) admitWaiting(p *plan, budget int) {
 		s := &r.state
 		if r.LoRA != "" && !loras[r.LoRA] && len(loras) >= max(e.o.MaxLoRAs, 1) {
 			idx++ // keep its place; later requests may still fit
+			continue
+		}
+		if s.readyAt > e.clock {
+			idx++ // its KV is still arriving
 			continue
 		}
 		numTokens := s.numTokens(r)
