@@ -41,7 +41,7 @@ func runBench(args []string) int {
 	fs.StringVar(&o.Profile, "profile", "", "performance profile")
 	inProcess := fs.Bool("in-process-clients", false, "run the clients in this process (their CPU is then counted)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS for the simulator process (0 = Go's default)")
+	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS for the simulator process (0 = keep the process setting)")
 	if err := fs.Parse(args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
