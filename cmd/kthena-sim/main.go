@@ -29,10 +29,15 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "bench" {
 		os.Exit(runBench(os.Args[2:]))
 	}
-	os.Exit(run(os.Args[1:]))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string) int {
+// run serves one engine until ctx ends (SIGTERM in production) and returns
+// the exit status.
+func run(ctx context.Context, args []string) int {
 	zl, err := zap.NewProduction()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -76,8 +81,6 @@ func run(args []string) int {
 		return 1
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "engine", cfg.Engine, "profile", cfg.Profile)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	if err := engine.Serve(ctx, ln); err != nil {
 		if errors.Is(err, sim.ErrCrashed) {
 			log.Info("exiting after injected crash")
