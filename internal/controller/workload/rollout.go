@@ -13,11 +13,24 @@ func (p *plan) groupUpdated(g *groupState) bool {
 	return p.groupAt(g, p.revs.update)
 }
 
-// groupAt is true when g is at revision rev (see groupUpdated).
+// groupAt is true when g is complete (every spec role has its replicas,
+// each with pods) and at revision rev (see groupUpdated). An incomplete group
+// is at no revision, so losing a protected replica never completes a rollout.
 func (p *plan) groupAt(g *groupState, rev string) bool {
 	t, ok := p.revs.templates[rev]
 	if !ok {
 		return false
+	}
+	for i := range p.ms.Spec.Template.Roles {
+		role := &p.ms.Spec.Template.Roles[i]
+		if len(g.roles[role.Name]) != roleReplicas(role) {
+			return false
+		}
+		for _, r := range g.roles[role.Name] {
+			if len(r.pods) == 0 {
+				return false
+			}
+		}
 	}
 	at := true
 	g.each(func(r *replicaState) {
@@ -32,6 +45,20 @@ func (p *plan) groupAt(g *groupState, rev string) bool {
 		}
 	})
 	return at
+}
+
+// groupOutdated is true when some live pod of g was built from another
+// revision than the update revision (ServingGroupRollingUpdate).
+func (p *plan) groupOutdated(g *groupState) bool {
+	outdated := false
+	g.each(func(r *replicaState) {
+		for _, pod := range r.pods {
+			if pod.Labels[workloadv1alpha1.RevisionLabelKey] != p.revs.update {
+				outdated = true
+			}
+		}
+	})
+	return outdated
 }
 
 // rollGroups replaces outdated groups at or above the partition:
@@ -49,7 +76,7 @@ func (p *plan) rollGroups() {
 		if !running {
 			unavailable++
 		}
-		if i < partition || g.recreate || g.created || p.groupUpdated(g) {
+		if i < partition || g.recreate || g.created || !p.groupOutdated(g) {
 			continue
 		}
 		if !running {

@@ -26,7 +26,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 		Role(wrappers.MakeRole("d").Obj()).Obj())
 	waitAvailable(t, ns, "m", 4)
 	groups := []string{"m-0", "m-1", "m-2", "m-3"}
-	stop := watchMax(func() int { return unavailableGroups(listPods(t, ns, nil), groups, 3) })
+	stop := watchMax(t, func() int { return unavailableGroups(listPods(t, ns, nil), groups, 3) })
 
 	updateMS(t, ns, "m", setImage("nginx:alpine"))
 	eventually(t, 30*time.Second, func() error {

@@ -48,8 +48,17 @@ func unavailableGroups(pods []corev1.Pod, groups []string, podsPerGroup int) int
 	return n
 }
 
-// watchMax samples f until stop and records its maximum.
-func watchMax(f func() int) (stop func() int) {
+func podSummary(pods []corev1.Pod) string {
+	out := ""
+	for i := range pods {
+		p := &pods[i]
+		out += fmt.Sprintf("%s(rev=%s ready=%v phase=%s del=%v) ", p.Name, p.Labels[workloadv1alpha1.RevisionLabelKey], podIsReady(p), p.Status.Phase, p.DeletionTimestamp != nil)
+	}
+	return out
+}
+
+// watchMax samples f until stop (or the end of the test) and records its maximum.
+func watchMax(t *testing.T, f func() int) (stop func() int) {
 	var max atomic.Int64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -67,7 +76,10 @@ func watchMax(f func() int) (stop func() int) {
 			}
 		}
 	}()
-	return func() int { close(done); wg.Wait(); return int(max.Load()) }
+	var once sync.Once
+	stop = func() int { once.Do(func() { close(done); wg.Wait() }); return int(max.Load()) }
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 func podsAtRevision(pods []corev1.Pod, rev string) int {
@@ -87,7 +99,7 @@ func waitRolledOut(t *testing.T, ns, name string, replicas int32, pods int) *wor
 		ms = getMS(t, ns, name)
 		st := ms.Status
 		if st.ObservedGeneration != ms.Generation || st.CurrentRevision != st.UpdateRevision || st.UpdatedReplicas != replicas || st.AvailableReplicas != replicas {
-			return fmt.Errorf("not rolled out: %+v", st)
+			return fmt.Errorf("not rolled out: %+v; pods: %s", st, podSummary(listPods(t, ns, nil)))
 		}
 		all := listPods(t, ns, nil)
 		if len(all) != pods || podsAtRevision(all, st.UpdateRevision) != pods {
@@ -108,7 +120,7 @@ func TestRollingUpdateMaxUnavailable(t *testing.T) {
 		Role(wrappers.MakeRole("r").Workers(1).Obj()).Obj())
 	waitAvailable(t, ns, "m", 4)
 	groups := []string{"m-0", "m-1", "m-2", "m-3"}
-	stop := watchMax(func() int { return unavailableGroups(listPods(t, ns, nil), groups, 2) })
+	stop := watchMax(t, func() int { return unavailableGroups(listPods(t, ns, nil), groups, 2) })
 	updateMS(t, ns, "m", setImage("nginx:alpine"))
 	waitRolledOut(t, ns, "m", 4, 8)
 	if got := stop(); got > 2 {
@@ -226,7 +238,7 @@ func TestRoleRollingUpdate(t *testing.T) {
 	waitAvailable(t, ns, "m", 1)
 	before := uidsByName(listPods(t, ns, nil))
 
-	stop := watchMax(func() int {
+	stop := watchMax(t, func() int {
 		ready := 0
 		for _, p := range listPods(t, ns, map[string]string{workloadv1alpha1.RoleLabelKey: "p"}) {
 			if podIsReady(&p) {
