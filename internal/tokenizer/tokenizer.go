@@ -26,7 +26,14 @@ const DefaultEncoding = "cl100k_base"
 type Tokenizer struct {
 	bpe      *tiktoken.Tiktoken
 	specials specialTokens
+	cache    *segmentCache
 }
+
+// Segments of at least 256 bytes are cached, up to 32 MiB in total.
+const (
+	cacheMinBytes = 256
+	cacheMaxBytes = 32 << 20
+)
 
 // loaderOnce guards the library's process-wide BPE loader hook: it must point
 // at the embedded files before any encoding is loaded, and setting it again
@@ -44,7 +51,7 @@ func New(encoding string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPE encoding %q: %w", encoding, err)
 	}
-	return &Tokenizer{bpe: bpe, specials: llama3Specials()}, nil
+	return &Tokenizer{bpe: bpe, specials: llama3Specials(), cache: newSegmentCache(cacheMinBytes, cacheMaxBytes)}, nil
 }
 
 // Encode returns the token IDs of text. Chat-template markers produced by
@@ -52,22 +59,27 @@ func New(encoding string) (*Tokenizer, error) {
 // everything else is ordinary BPE.
 func (t *Tokenizer) Encode(text string) []int {
 	if !strings.Contains(text, "<|") {
-		return t.bpe.EncodeOrdinary(text)
+		return append([]int(nil), t.ordinary(text)...)
 	}
 	var ids []int
 	for text != "" {
 		at, marker, id := t.specials.next(text)
 		if at < 0 {
-			ids = append(ids, t.bpe.EncodeOrdinary(text)...)
+			ids = append(ids, t.ordinary(text)...)
 			break
 		}
 		if at > 0 {
-			ids = append(ids, t.bpe.EncodeOrdinary(text[:at])...)
+			ids = append(ids, t.ordinary(text[:at])...)
 		}
 		ids = append(ids, id)
 		text = text[at+len(marker):]
 	}
 	return ids
+}
+
+// ordinary encodes text without special tokens, through the segment cache.
+func (t *Tokenizer) ordinary(text string) []int {
+	return t.cache.encode(text, t.bpe.EncodeOrdinary)
 }
 
 // Count returns the number of tokens of text.

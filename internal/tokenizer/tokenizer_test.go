@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -51,4 +52,36 @@ func countOf(ids []int, id int) int {
 		}
 	}
 	return n
+}
+
+func TestSegmentCacheIsExactAndBounded(t *testing.T) {
+	tok, err := New("")
+	require.NoError(t, err)
+	long := strings.Repeat("Shared system prompt about routing and caching. ", 40)
+	msgs := []Message{{Role: "system", Content: long}, {Role: "user", Content: "first"}}
+	first := tok.EncodeChat(msgs, true)
+	msgs[1].Content = "second"
+	second := tok.EncodeChat(msgs, true)
+	// The cached system segment gives the same tokens as a fresh encode.
+	fresh, err := New("")
+	require.NoError(t, err)
+	assert.Equal(t, fresh.EncodeChat(msgs, true), second)
+	assert.Equal(t, first[:len(first)-8], second[:len(first)-8], "shared prefix")
+	// Callers may modify what Encode returns without corrupting the cache.
+	a := tok.Encode(long)
+	a[0] = -1
+	assert.NotEqual(t, -1, tok.Encode(long)[0])
+
+	c := newSegmentCache(4, 64)
+	calls := 0
+	enc := func(s string) []int { calls++; return []int{len(s)} }
+	c.encode("abcdefgh", enc)
+	c.encode("abcdefgh", enc)
+	assert.Equal(t, 1, calls, "second lookup hits")
+	for i := range 10 {
+		c.encode(strings.Repeat("x", 10+i), enc)
+	}
+	assert.LessOrEqual(t, c.bytes, 64, "byte budget holds")
+	c.encode("abcdefgh", enc)
+	assert.Equal(t, 12, calls, "the oldest entry was evicted")
 }
