@@ -56,6 +56,7 @@ a curl command that talks to it.`,
 	f := cmd.Flags()
 	f.BoolVar(&opts.Demo, "demo", false, "also deploy a demo model of simulated engines and print a curl command for it")
 	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
+	f.StringVar(&opts.RouterConfig, "router-config", "", "router configuration file (default: the router's built-in configuration); reloaded on change")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of kthena-controller-manager, kthena-router and kthena-sim (default: beside this binary)")
 	f.StringVar(&opts.AssetsDir, "assets-dir", "", "directory of etcd and kube-apiserver (default: built by hack/envtest-bins.sh and cached)")
 	f.StringVar(&opts.SourceDir, "source-dir", "", "Kthena source tree, to build missing control-plane binaries (default: found from the binary or the working directory)")

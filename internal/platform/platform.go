@@ -44,6 +44,9 @@ type Options struct {
 	// SourceDir is the source tree, used to build missing control-plane
 	// binaries (default: found from the working directory or BinDir).
 	SourceDir string
+	// RouterConfig is the router's configuration file (empty: its
+	// built-in default); the router reloads it on change.
+	RouterConfig string
 	// Out receives progress lines.
 	Out io.Writer
 	Log logr.Logger
@@ -294,6 +297,9 @@ func (u *up) startRouter(ctx context.Context, kubeconfig string, webhooks bool) 
 		fmt.Sprintf("--port=%d", u.opts.RouterPort),
 		fmt.Sprintf("--metrics-port=%d", u.ports.RouterMetrics),
 		fmt.Sprintf("--debug-port=%d", u.ports.RouterDebug),
+	}
+	if u.opts.RouterConfig != "" {
+		base = append(base, "--config="+u.opts.RouterConfig)
 	}
 	mk := func(args ...string) *Process {
 		return &Process{

@@ -219,6 +219,11 @@ type reply struct {
 // scheduler's decision.
 func chat(t *testing.T, model, prompt string, headers map[string]string) reply {
 	t.Helper()
+	return chatWithin(t, 30*time.Second, model, prompt, headers)
+}
+
+func chatWithin(t *testing.T, timeout time.Duration, model, prompt string, headers map[string]string) reply {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"model": model, "max_tokens": 4,
 		"messages": []map[string]string{{"role": "user", "content": prompt}}})
 	req, _ := http.NewRequest(http.MethodPost, env.routerURL+"/v1/chat/completions", bytes.NewReader(body))
@@ -227,7 +232,7 @@ func chat(t *testing.T, model, prompt string, headers map[string]string) reply {
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
 		return reply{status: 0, body: err.Error()}
 	}
@@ -243,7 +248,6 @@ func chat(t *testing.T, model, prompt string, headers map[string]string) reply {
 	return r
 }
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // waitServes waits until the router answers the model with 200.
 func waitServes(t *testing.T, model string) {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	routerconfig "github.com/kthena/kthena/internal/router/config"
 )
 
 // platformEnv is the running platform.
@@ -85,9 +87,18 @@ func (e *platformEnv) start() error {
 	if err != nil {
 		return err
 	}
+	// Kthena's default scheduler plus the LoRA affinity filter.
+	cfg := strings.Replace(routerconfig.Default, "      - least-request\n    Score:", "      - least-request\n      - lora-affinity\n    Score:", 1)
+	if cfg == routerconfig.Default {
+		return fmt.Errorf("cannot add lora-affinity to the router's default configuration")
+	}
+	cfgPath := filepath.Join(filepath.Dir(e.stateDir), "router-config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
 	began := time.Now()
 	e.cmd = exec.Command(filepath.Join(e.binDir, "kthena"), "up", "--state-dir", e.stateDir,
-		"--router-port", fmt.Sprint(port), "--source-dir", e.repo)
+		"--router-port", fmt.Sprint(port), "--source-dir", e.repo, "--router-config", cfgPath)
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	e.cmd.Stdout, e.cmd.Stderr = pw, pw

@@ -29,12 +29,16 @@ func TestOpenAIClient(t *testing.T) {
 	var res struct {
 		Chat struct {
 			Content string
-			Usage   struct{ CompletionTokens int `json:"completion_tokens"` }
+			Usage   struct {
+				CompletionTokens int `json:"completion_tokens"`
+			}
 		}
 		ChatStream struct {
 			Chunks  int
 			Content string
-			Usage   *struct{ CompletionTokens int `json:"completion_tokens"` }
+			Usage   *struct {
+				CompletionTokens int `json:"completion_tokens"`
+			}
 		}
 		Completion       struct{ Text string }
 		CompletionStream struct {
