@@ -22,7 +22,9 @@ import (
 // WebhookOptions configure the admission webhook server.
 type WebhookOptions struct {
 	Enable bool
-	Port   int
+	// Host is the address to listen on ("" = all interfaces).
+	Host string
+	Port int
 	// CertDir holds tls.crt and tls.key. With TLSCertFile/TLSKeyFile unset,
 	// the certificate is generated into CertSecretName and written here.
 	CertDir     string
@@ -56,6 +58,7 @@ func defaultWebhookOptions() WebhookOptions {
 
 func (o *WebhookOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Enable, "enable-webhook", o.Enable, "Serve the workload admission webhooks.")
+	fs.StringVar(&o.Host, "webhook-host", o.Host, "Address the webhook server listens on (default: all interfaces).")
 	fs.IntVar(&o.Port, "webhook-port", o.Port, "Port of the webhook server.")
 	fs.StringVar(&o.CertDir, "webhook-cert-dir", o.CertDir, "Directory the webhook server reads tls.crt and tls.key from.")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "Serving certificate; with --tls-private-key-file, no certificate is generated.")
@@ -72,7 +75,7 @@ func (o *WebhookOptions) webhookServer() webhook.Server {
 	if !o.Enable {
 		return nil
 	}
-	opts := webhook.Options{Port: o.Port, CertDir: o.CertDir}
+	opts := webhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir}
 	if o.TLSCertFile != "" && o.TLSKeyFile != "" {
 		opts.CertDir = filepath.Dir(o.TLSCertFile)
 		opts.CertName = filepath.Base(o.TLSCertFile)

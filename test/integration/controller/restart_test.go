@@ -36,7 +36,17 @@ func TestControllerRestartMidRollout(t *testing.T) {
 		return nil
 	})
 	first.stop(t)
-	startManager(t, ns)
+	second := startManager(t, ns)
+	t.Cleanup(func() {
+		if t.Failed() {
+			select {
+			case <-second.done:
+				t.Logf("second manager exited: %v", second.err)
+			default:
+				t.Logf("second manager running, %d writes", second.writes.Load())
+			}
+		}
+	})
 
 	ms := waitRolledOut(t, ns, "m", 4, 12)
 	want := []string{}
