@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -155,4 +156,33 @@ func TestTokenizeDetokenizeAndHealth(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestIntrospectionEndpoints(t *testing.T) {
+	f := startFleet(t, fastConfig(nil))
+	msgs := []map[string]string{{"role": "system", "content": strings.Repeat("Answer briefly and cite sources. ", 30)},
+		{"role": "user", "content": "why?"}}
+	status, body := postJSON(t, f.URL(0)+"/sim/v1/cached_tokens", map[string]any{"model": DefaultModel, "messages": msgs})
+	require.Equal(t, 200, status)
+	assert.Zero(t, body["cached_tokens"])
+	status, _ = postJSON(t, f.URL(0)+"/v1/chat/completions", map[string]any{"model": DefaultModel, "messages": msgs, "max_tokens": 1})
+	require.Equal(t, 200, status)
+	status, body = postJSON(t, f.URL(0)+"/sim/v1/cached_tokens", map[string]any{"model": DefaultModel, "messages": msgs})
+	require.Equal(t, 200, status)
+	assert.Greater(t, body["cached_tokens"], 0.9*body["prompt_tokens"].(float64))
+
+	resp, err := http.Get(f.URL(0) + "/sim/v1/stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var stats struct {
+		NumBlocks int `json:"numBlocks"`
+		Totals    struct {
+			FinishedRequests int `json:"finishedRequests"`
+		} `json:"totals"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&stats))
+	assert.Equal(t, 1, stats.Totals.FinishedRequests)
+	assert.Positive(t, stats.NumBlocks)
+	status, _ = postJSON(t, f.URL(0)+"/sim/v1/cached_tokens", map[string]any{})
+	assert.Equal(t, 400, status)
 }

@@ -264,6 +264,8 @@ func (e *Engine) routes() *http.ServeMux {
 	m.HandleFunc("POST /reset_prefix_cache", e.handleResetPrefixCache)
 	m.HandleFunc("POST /sim/v1/kv_pull", e.handleKVPull)
 	m.HandleFunc("GET /sim/v1/bootstrap/{room}", e.handleBootstrap)
+	m.HandleFunc("GET /sim/v1/stats", e.handleStats)
+	m.HandleFunc("POST /sim/v1/cached_tokens", e.handleCachedTokens)
 	m.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		e.writeError(w, notFound("Not Found: "+r.Method+" "+r.URL.Path))

@@ -59,7 +59,13 @@ type Engine struct {
 
 // Totals are cumulative counters.
 type Totals struct {
-	Steps, Preemptions, FinishedRequests, PromptTokens, GenerationTokens, PrefixQueries, PrefixHits int64
+	Steps            int64 `json:"steps"`
+	Preemptions      int64 `json:"preemptions"`
+	FinishedRequests int64 `json:"finishedRequests"`
+	PromptTokens     int64 `json:"promptTokens"`
+	GenerationTokens int64 `json:"generationTokens"`
+	PrefixQueries    int64 `json:"prefixQueries"`
+	PrefixHits       int64 `json:"prefixHits"`
 }
 
 // New builds an engine; call Run to start its scheduler.

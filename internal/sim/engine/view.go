@@ -2,12 +2,15 @@ package engine
 
 // Stats is a read-only snapshot of the engine.
 type Stats struct {
-	Running, Waiting, Held int
-	KVUsage                float64
-	UsedBlocks, NumBlocks  int
-	BlockSize              int
-	SimTime                float64
-	Totals                 Totals
+	Running    int     `json:"running"`
+	Waiting    int     `json:"waiting"`
+	Held       int     `json:"held"`
+	KVUsage    float64 `json:"kvUsage"`
+	UsedBlocks int     `json:"usedBlocks"`
+	NumBlocks  int     `json:"numBlocks"`
+	BlockSize  int     `json:"blockSize"`
+	SimTime    float64 `json:"simTime"`
+	Totals     Totals  `json:"totals"`
 }
 
 // Stats returns the current state.
