@@ -20,13 +20,34 @@ type Fleet struct {
 	errs   chan error
 }
 
+// FleetOptions are the shared parts of a fleet.
+type FleetOptions struct {
+	Logger logr.Logger
+	// Tokenizer is shared by the engines; nil loads one.
+	Tokenizer *tokenizer.Tokenizer
+}
+
 // StartLocal starts one engine per config on 127.0.0.1:0 (the Port field is
 // ignored) and serves them until ctx ends or Close is called. The engines
 // share one tokenizer.
 func StartLocal(ctx context.Context, log logr.Logger, cfgs ...Config) (*Fleet, error) {
-	tok, err := tokenizer.New("")
-	if err != nil {
-		return nil, err
+	return StartFleet(ctx, FleetOptions{Logger: log}, cfgs...)
+}
+
+// StartFleet is StartLocal with options, for callers that start many fleets
+// and want to load the tokenizer once.
+func StartFleet(ctx context.Context, o FleetOptions, cfgs ...Config) (*Fleet, error) {
+	tok := o.Tokenizer
+	if tok == nil {
+		t, err := tokenizer.New("")
+		if err != nil {
+			return nil, err
+		}
+		tok = t
+	}
+	log := o.Logger
+	if log.GetSink() == nil {
+		log = logr.Discard()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Fleet{cancel: cancel, errs: make(chan error, len(cfgs))}

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/kthena/kthena/internal/tokenizer"
 	"github.com/openai/openai-go"
 	"github.com/openai/openai-go/option"
 	dto "github.com/prometheus/client_model/go"
@@ -27,9 +29,14 @@ func fastConfig(mut func(*Config)) Config {
 	return c
 }
 
+// sharedTokenizer loads the BPE ranks once for the whole test binary.
+var sharedTokenizer = sync.OnceValues(func() (*tokenizer.Tokenizer, error) { return tokenizer.New("") })
+
 func startFleet(t *testing.T, cfgs ...Config) *Fleet {
 	t.Helper()
-	f, err := StartLocal(context.Background(), logr.Discard(), cfgs...)
+	tok, err := sharedTokenizer()
+	require.NoError(t, err)
+	f, err := StartFleet(context.Background(), FleetOptions{Logger: logr.Discard(), Tokenizer: tok}, cfgs...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
 	return f

@@ -24,7 +24,10 @@ func TestFailureInjectionByKind(t *testing.T) {
 }
 
 func TestStartupDelayAndCrashAfter(t *testing.T) {
-	e, err := New(fastConfig(func(c *Config) { c.StartupDelay = 400 * time.Second; c.CrashAfter = 2 }), WithLogger(logr.Discard()))
+	tok, err := sharedTokenizer()
+	require.NoError(t, err)
+	e, err := New(fastConfig(func(c *Config) { c.StartupDelay = 400 * time.Second; c.CrashAfter = 2 }),
+		WithLogger(logr.Discard()), WithTokenizer(tok))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -58,7 +61,9 @@ func TestStartupDelayAndCrashAfter(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
-	e, err := New(fastConfig(func(c *Config) { c.TimeScale = 0.01; c.ShutdownGrace = 20 * time.Second }))
+	tok, err := sharedTokenizer()
+	require.NoError(t, err)
+	e, err := New(fastConfig(func(c *Config) { c.TimeScale = 0.01; c.ShutdownGrace = 20 * time.Second }), WithTokenizer(tok))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
