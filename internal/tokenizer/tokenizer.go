@@ -2,11 +2,10 @@
 // prefix-cache block hashes and simulated outputs.
 //
 // It wraps the cl100k_base BPE ranks, embedded in the binary so that no
-// network is needed. Llama 3's 128k vocabulary extends cl100k_base (its first
-// 100,256 ranks are the same merges), so counts for Llama-3-family prompts
-// match closely; for other families (Qwen, Mistral) counts are within a few
-// percent, which is what token budgets, block hashing and routing estimates
-// need.
+// network is needed. Llama 3's 128k vocabulary is tiktoken's 100k tokens plus
+// 28k more, so counts for Llama-3-family prompts come close; for other
+// families (Qwen, Mistral) they approximate, which is what token budgets,
+// block hashing and routing estimates need.
 package tokenizer
 
 import (
