@@ -248,7 +248,6 @@ func chatWithin(t *testing.T, timeout time.Duration, model, prompt string, heade
 	return r
 }
 
-
 // waitServes waits until the router answers the model with 200.
 func waitServes(t *testing.T, model string) {
 	t.Helper()

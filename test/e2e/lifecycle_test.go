@@ -185,3 +185,33 @@ func containerPID(t *testing.T, p *corev1.Pod) int {
 	}
 	return pid
 }
+
+// TestUnknownImageFails: a pod whose image has no local runner fails with
+// an event that says how to add one; a plain pod (any schedulerName) is
+// bound to the node like ModelServing pods.
+func TestUnknownImageFails(t *testing.T) {
+	pod := &corev1.Pod{}
+	pod.Name, pod.Namespace = "no-runner", ns
+	pod.Spec.SchedulerName = "volcano"
+	pod.Spec.Containers = []corev1.Container{{Name: "web", Image: "nginx:1.28.2"}}
+	create(t, pod)
+	eventually(t, 20*time.Second, "the pod fails with a NoRunner event", func() error {
+		got := &corev1.Pod{}
+		if err := kube(t).Get(ctx(t), client.ObjectKeyFromObject(pod), got); err != nil {
+			return err
+		}
+		if got.Spec.NodeName != "kthena-local" || got.Status.Phase != corev1.PodFailed || got.Status.Reason != "NoRunner" {
+			return fmt.Errorf("node %q phase %q reason %q", got.Spec.NodeName, got.Status.Phase, got.Status.Reason)
+		}
+		var events corev1.EventList
+		if err := kube(t).List(ctx(t), &events, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == pod.Name && e.Reason == "NoRunner" && strings.Contains(e.Message, "runner table") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no NoRunner event explaining the runner table")
+	})
+}

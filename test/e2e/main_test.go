@@ -64,17 +64,21 @@ func run(m *testing.M) (int, error) {
 	env = e
 	build := exec.Command("go", "build", "-o", e.binDir+"/", "./cmd/kthena", "./cmd/kthena-controller-manager", "./cmd/kthena-router", "./cmd/kthena-sim")
 	build.Dir = repo
+	began := time.Now()
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("building binaries: %w\n%s", err, out)
 	}
+	fmt.Printf("e2e: binaries built in %.1fs\n", time.Since(began).Seconds())
 	if err := e.start(); err != nil {
 		e.stop()
 		return 0, err
 	}
 	code := m.Run()
+	began = time.Now()
 	if err := e.stop(); err != nil {
 		return 1, err
 	}
+	fmt.Printf("e2e: kthena up stopped in %.1fs; no process left\n", time.Since(began).Seconds())
 	return code, nil
 }
 
@@ -146,6 +150,7 @@ func (e *platformEnv) stop() error {
 	if e.cmd == nil || e.cmd.Process == nil {
 		return nil
 	}
+	defer func() { e.cmd = nil }()
 	_ = e.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-e.done:
