@@ -2,8 +2,10 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -42,20 +44,32 @@ func installCRDs(ctx context.Context, c client.Client) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var names []string
-	for _, f := range files {
-		data, err := config.CRDs.ReadFile(f)
-		if err != nil {
-			return 0, err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.Unmarshal(data, crd); err != nil {
-			return 0, fmt.Errorf("%s: %w", f, err)
-		}
-		if err := apply(ctx, c, crd); err != nil {
-			return 0, fmt.Errorf("installing CRD %s: %w", crd.Name, err)
-		}
-		names = append(names, crd.Name)
+	names := make([]string, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data, err := config.CRDs.ReadFile(f)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := yaml.Unmarshal(data, crd); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", f, err)
+				return
+			}
+			if err := apply(ctx, c, crd); err != nil {
+				errs[i] = fmt.Errorf("installing CRD %s: %w", crd.Name, err)
+			}
+			names[i] = crd.Name
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range names {

@@ -60,10 +60,6 @@ type Info struct {
 	APIServer  string
 	RouterURL  string
 	StateDir   string
-	// RouterMode is "kubernetes" or "bridge" (the platform feeds the router
-	// an endpoints file because this router build has no Kubernetes
-	// provider).
-	RouterMode string
 }
 
 type up struct {
@@ -222,15 +218,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	} else if err := removeWebhooks(ctx, c, webhook.NetworkingGroup); err != nil {
 		return err
 	}
-	router, mode, err := u.startRouter(ctx, kubeconfig, routerSupportsWebhooks)
+	router, err := u.startRouter(kubeconfig, routerSupportsWebhooks)
 	if err != nil {
 		return err
 	}
 	stops = append(stops, stopProc(router, 15*time.Second))
-	if mode == "bridge" {
-		b := &bridge{c: c, path: u.endpointsFile(), log: opts.Log.WithName("router-bridge")}
-		go b.run(agentCtx)
-	}
 	if err := u.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", u.ports.ManagerHealth), manager, 60*time.Second); err != nil {
 		return fmt.Errorf("controller manager not ready: %w", err)
 	}
@@ -238,8 +230,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := u.waitHTTP(ctx, routerURL+"/readyz", router, 60*time.Second); err != nil {
 		return fmt.Errorf("router not ready: %w", err)
 	}
-	u.progress("controller manager, router (%s, %s provider) and node agent ready", routerURL, mode)
-	info := Info{Kubeconfig: kubeconfig, APIServer: cfg.Host, RouterURL: routerURL, StateDir: opts.StateDir, RouterMode: mode}
+	u.progress("controller manager, router (%s) and node agent ready", routerURL)
+	info := Info{Kubeconfig: kubeconfig, APIServer: cfg.Host, RouterURL: routerURL, StateDir: opts.StateDir}
 	u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
 	if opts.Ready != nil {
 		opts.Ready(info)
@@ -285,67 +277,33 @@ func (u *up) controllerManager(kubeconfig string) *Process {
 	}
 }
 
-func (u *up) endpointsFile() string {
-	return filepath.Join(u.opts.StateDir, "router", "endpoints.yaml")
-}
-
-// startRouter starts the router with its Kubernetes provider; when this
-// build has none, it falls back to the bridge: the platform writes the
-// router's endpoints file from the API server's objects.
-func (u *up) startRouter(ctx context.Context, kubeconfig string, webhooks bool) (*Process, string, error) {
-	base := []string{
+// startRouter starts the router with its Kubernetes provider.
+func (u *up) startRouter(kubeconfig string, webhooks bool) (*Process, error) {
+	args := []string{
 		fmt.Sprintf("--port=%d", u.opts.RouterPort),
 		fmt.Sprintf("--metrics-port=%d", u.ports.RouterMetrics),
 		fmt.Sprintf("--debug-port=%d", u.ports.RouterDebug),
+		"--kubernetes",
+	}
+	if u.binaryHasFlag("kthena-router", "kubeconfig") {
+		args = append(args, "--kubeconfig="+kubeconfig)
 	}
 	if u.opts.RouterConfig != "" {
-		base = append(base, "--config="+u.opts.RouterConfig)
-	}
-	mk := func(args ...string) *Process {
-		return &Process{
-			Name: "kthena-router", Path: filepath.Join(u.opts.BinDir, "kthena-router"),
-			Args: append(append([]string{}, base...), args...),
-			Env:  []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + SystemNamespace}, LogPath: u.logPath("kthena-router"),
-		}
-	}
-	kargs := []string{"--kubernetes", "--kubeconfig=" + kubeconfig}
-	if !u.binaryHasFlag("kthena-router", "kubeconfig") {
-		kargs = kargs[:1]
+		args = append(args, "--config="+u.opts.RouterConfig)
 	}
 	if webhooks {
 		dir := filepath.Join(u.opts.StateDir, "pki", "router-webhook")
 		if err := copyServingCert(u.pki, dir); err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		kargs = append(kargs, fmt.Sprintf("--webhook-port=%d", u.ports.RouterWebhook), "--webhook-cert-dir="+dir)
+		args = append(args, fmt.Sprintf("--webhook-port=%d", u.ports.RouterWebhook), "--webhook-cert-dir="+dir)
 	}
-	p := mk(kargs...)
-	if err := p.Start(); err != nil {
-		return nil, "", err
+	p := &Process{
+		Name: "kthena-router", Path: filepath.Join(u.opts.BinDir, "kthena-router"), Args: args,
+		Env:     []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + SystemNamespace},
+		LogPath: u.logPath("kthena-router"),
 	}
-	select {
-	case <-p.Done():
-		data, _ := os.ReadFile(p.LogPath)
-		if !strings.Contains(string(data), "no Kubernetes provider") {
-			return nil, "", p.Exited()
-		}
-	case <-time.After(1500 * time.Millisecond):
-		return p, "kubernetes", nil
-	case <-ctx.Done():
-		p.Stop(5 * time.Second)
-		return nil, "", ctx.Err()
-	}
-	if err := os.MkdirAll(filepath.Dir(u.endpointsFile()), 0o755); err != nil {
-		return nil, "", err
-	}
-	if _, err := os.Stat(u.endpointsFile()); err != nil {
-		if err := os.WriteFile(u.endpointsFile(), nil, 0o644); err != nil {
-			return nil, "", err
-		}
-	}
-	u.progress("this kthena-router build has no Kubernetes provider: the platform feeds it %s from the API server", u.endpointsFile())
-	p = mk("--endpoints-file=" + u.endpointsFile())
-	return p, "bridge", p.Start()
+	return p, p.Start()
 }
 
 func copyServingCert(p PKI, dir string) error {

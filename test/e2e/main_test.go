@@ -83,7 +83,7 @@ func run(m *testing.M) (int, error) {
 }
 
 var servingLine = regexp.MustCompile(`Kthena is serving: kubectl --kubeconfig (\S+) `)
-var routerLine = regexp.MustCompile(`router \((http://127\.0\.0\.1:\d+),`)
+var routerLine = regexp.MustCompile(`router \((http://127\.0\.0\.1:\d+)\)`)
 
 // start runs `kthena up` and waits for its "serving" line.
 func (e *platformEnv) start() error {
