@@ -119,7 +119,7 @@ func (p *plan) templateFor(g *groupState, r *replicaState) (*workloadv1alpha1.Ro
 		t, rev = p.revs.updateTmpl, p.revs.update
 		role = t.Role(r.role)
 	}
-	return role, rev, t.RoleHash(r.role)
+	return role, rev, p.revs.roleHash(rev, r.role)
 }
 
 // size is the number of pods replica r should have.

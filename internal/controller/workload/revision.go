@@ -107,10 +107,27 @@ type revisionSet struct {
 	maxNumber  int64
 	objects    map[string]*appsv1.ControllerRevision
 	updateTmpl *Template
+	// roleHashes memoises roleHash: hashing marshals the role.
+	roleHashes map[[2]string]string
+}
+
+// roleHash is the role-template hash of role in revision rev.
+func (rs *revisionSet) roleHash(rev, role string) string {
+	key := [2]string{rev, role}
+	if h, ok := rs.roleHashes[key]; ok {
+		return h
+	}
+	t, ok := rs.templates[rev]
+	if !ok {
+		return ""
+	}
+	h := t.RoleHash(role)
+	rs.roleHashes[key] = h
+	return h
 }
 
 func newRevisionSet(update *Template, crs []appsv1.ControllerRevision) *revisionSet {
-	rs := &revisionSet{update: update.Hash(), templates: map[string]*Template{}, objects: map[string]*appsv1.ControllerRevision{}, updateTmpl: update}
+	rs := &revisionSet{update: update.Hash(), templates: map[string]*Template{}, objects: map[string]*appsv1.ControllerRevision{}, updateTmpl: update, roleHashes: map[[2]string]string{}}
 	rs.templates[rs.update] = update
 	for i := range crs {
 		cr := &crs[i]

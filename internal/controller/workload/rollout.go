@@ -36,7 +36,7 @@ func (p *plan) groupAt(g *groupState, rev string) bool {
 	g.each(func(r *replicaState) {
 		for _, pod := range r.pods {
 			if p.roleMode {
-				if t.Role(r.role) == nil || pod.Labels[workloadv1alpha1.RoleTemplateHashLabelKey] != t.RoleHash(r.role) {
+				if t.Role(r.role) == nil || pod.Labels[workloadv1alpha1.RoleTemplateHashLabelKey] != p.revs.roleHash(rev, r.role) {
 					at = false
 				}
 			} else if pod.Labels[workloadv1alpha1.RevisionLabelKey] != rev {
@@ -104,7 +104,7 @@ func (p *plan) rollRoles() {
 		}
 		for ri := range p.ms.Spec.Template.Roles {
 			role := &p.ms.Spec.Template.Roles[ri]
-			want := p.revs.updateTmpl.RoleHash(role.Name)
+			want := p.revs.roleHash(p.revs.update, role.Name)
 			partition := p.rolePartition(role)
 			unavailable := 0
 			var outdated []*replicaState
