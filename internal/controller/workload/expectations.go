@@ -9,7 +9,7 @@ import (
 
 // expectationsTTL bounds how long a reconcile waits for the cache to show
 // its own writes before it acts again anyway.
-const expectationsTTL = 2 * time.Minute
+const expectationsTTL = 30 * time.Second
 
 // expectations remembers, per ModelServing, the pods a reconcile created or
 // deleted that the informer cache has not shown yet (as the ReplicaSet
