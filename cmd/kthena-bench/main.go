@@ -1,5 +1,5 @@
-// Command kthena-bench runs the router benchmarks and writes Markdown under
-// docs/bench/.
+// Command kthena-bench runs the router benchmarks and writes Markdown (and
+// SVG plots) under docs/bench/.
 package main
 
 import (
@@ -8,35 +8,126 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/go-logr/stdr"
 
 	"github.com/kthena/kthena/internal/router/bench"
 )
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "overhead" {
-		fmt.Fprintln(os.Stderr, "usage: kthena-bench overhead [flags]   (quality: not built yet)")
-		os.Exit(2)
+	if len(os.Args) < 2 {
+		usage()
 	}
-	fs := flag.NewFlagSet("overhead", flag.ExitOnError)
-	o := bench.OverheadOptions{PromptBytes: []int{100, 200 << 10}}
-	fs.IntVar(&o.Engines, "engines", 4, "echo engines")
-	fs.IntVar(&o.Concurrency, "concurrency", 16, "closed-loop clients")
-	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "time per scenario")
-	out := fs.String("out", "docs/bench", "output directory")
-	_ = fs.Parse(os.Args[2:])
-	rows, err := bench.RunOverhead(context.Background(), o)
+	var err error
+	switch os.Args[1] {
+	case "overhead":
+		err = overhead(os.Args[2:])
+	case "quality":
+		err = quality(os.Args[2:])
+	case "router-child": // internal: the router process of the overhead bench
+		err = bench.ServeRouterChild(os.Args[2:])
+	default:
+		usage()
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "kthena-bench:", err)
 		os.Exit(1)
 	}
-	md := bench.Markdown(rows, o)
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: kthena-bench overhead|quality [flags]")
+	os.Exit(2)
+}
+
+func write(out, name, content string) error {
+	if out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, name), []byte(content), 0o644)
+}
+
+func overhead(args []string) error {
+	fs := flag.NewFlagSet("overhead", flag.ExitOnError)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o := bench.OverheadOptions{RouterCommand: []string{self, "router-child"}, SearchRates: []float64{1000, 2000, 3000, 4000, 6000, 8000, 12000}}
+	fs.IntVar(&o.Engines, "engines", 4, "echo engines")
+	fs.Float64Var(&o.Rate, "rate", 1000, "open-loop rate of the small-prompt scenarios (req/s)")
+	fs.IntVar(&o.LargeBytes, "large-bytes", 200<<10, "prompt size of the large-prompt scenario")
+	fs.IntVar(&o.LargeConcurrency, "large-concurrency", 150, "closed-loop clients of the large-prompt scenario")
+	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "time per scenario")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the router child's CPU profile here")
+	out := fs.String("out", "docs/bench", "output directory")
+	_ = fs.Parse(args)
+	res, err := bench.RunOverhead(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	md := bench.Markdown(res, o)
 	fmt.Print(md)
-	if *out != "" {
-		_ = os.MkdirAll(*out, 0o755)
-		if err := os.WriteFile(filepath.Join(*out, "overhead.md"), []byte("# Router overhead\n\n"+md), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	if err := write(*out, "overhead.svg", bench.RateSVG(res)); err != nil {
+		return err
+	}
+	return write(*out, "overhead.md", "# Router overhead\n\n`go run ./cmd/kthena-bench overhead`\n\n"+md+"\n![latency through the router by offered rate](overhead.svg)\n")
+}
+
+func quality(args []string) error {
+	fs := flag.NewFlagSet("quality", flag.ExitOnError)
+	o := bench.QualityOptions{Workloads: bench.Workloads(), Policies: bench.Policies(), Log: stdr.New(nil)}
+	fs.IntVar(&o.Engines, "engines", 4, "simulated engines")
+	fs.StringVar(&o.Profile, "profile", "llama-3.1-8b-h100", "simulator GPU profile")
+	fs.Float64Var(&o.TimeScale, "time-scale", 1, "wall seconds per simulated second")
+	only := fs.String("policies", "", "comma-separated policy names to run (default all)")
+	wl := fs.Int("workload", -1, "run only this workload index")
+	var extra []string
+	fs.Func("config", "add a policy: name=router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
+	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second)")
+	out := fs.String("out", "docs/bench", "output directory")
+	_ = fs.Parse(args)
+	if *rate > 0 {
+		for i := range o.Workloads {
+			o.Workloads[i].Rate = *rate
 		}
 	}
+	if *only != "" {
+		var ps []bench.Policy
+		for _, p := range o.Policies {
+			if strings.Contains(","+*only+",", ","+p.Name+",") {
+				ps = append(ps, p)
+			}
+		}
+		o.Policies = ps
+	}
+	for _, e := range extra {
+		name, file, ok := strings.Cut(e, "=")
+		if !ok {
+			return fmt.Errorf("-config %q: want name=file", e)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		o.Policies = append(o.Policies, bench.Policy{Name: name, Config: string(b)})
+	}
+	if *wl >= 0 {
+		o.Workloads = o.Workloads[*wl : *wl+1]
+	}
+	rows, err := bench.RunQuality(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	md := bench.QualityMarkdown(rows, o)
+	fmt.Print(md)
+	if err := write(*out, "quality.svg", bench.QualitySVG(rows)); err != nil {
+		return err
+	}
+	return write(*out, "quality.md", "# Routing quality\n\n`go run ./cmd/kthena-bench quality`\n\n"+md+"\n![TTFT p90 and prefix hit rate per policy](quality.svg)\n")
 }

@@ -1,17 +1,23 @@
 // Package bench holds the router benchmarks as a library: overhead (the same
-// load straight to engines and through the router, side by side).
+// load straight to engines and through the router, side by side, with the
+// router in its own process so its CPU is measured alone) and quality
+// (routing policies on a simulated GPU fleet).
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +28,23 @@ import (
 
 // OverheadOptions configure the overhead benchmark.
 type OverheadOptions struct {
-	Engines     int
-	Concurrency int
-	Duration    time.Duration
-	// PromptBytes are the prompt sizes to run (e.g. 100 and 200 KiB).
-	PromptBytes []int
+	Engines int
+	// Rate is the open-loop arrival rate of the small-prompt scenarios.
+	Rate     float64
+	Duration time.Duration
+	// LargeBytes and LargeConcurrency shape the closed-loop large-prompt
+	// scenario.
+	LargeBytes       int
+	LargeConcurrency int
+	// SearchRates are the open-loop rates tried for the maximum sustainable
+	// rate (small prompts, non-streaming).
+	SearchRates []float64
+	// RouterCommand starts the router child process; it is given
+	// --endpoints-file and prints the router's address on its first line.
+	RouterCommand []string
+	// CPUProfile, when set, makes the child write a CPU profile of the
+	// whole run there.
+	CPUProfile string
 }
 
 // Row is one scenario's result.
@@ -36,7 +54,24 @@ type Row struct {
 	RouterP50, RouterP99 time.Duration
 	DirectRPS, RouterRPS float64
 	AddedP50, AddedP99   time.Duration
-	Requests             int
+	// RouterCPU is the router process's CPU time per routed request.
+	RouterCPU time.Duration
+	Requests  int
+}
+
+// RatePoint is one step of the rate search.
+type RatePoint struct {
+	Offered, Achieved float64
+	P50, P99          time.Duration
+	RouterCPU         time.Duration
+	Sustained         bool
+}
+
+// OverheadResult is the whole run.
+type OverheadResult struct {
+	Rows    []Row
+	Search  []RatePoint
+	MaxRate float64
 }
 
 // echoEngine answers at once, so every microsecond measured above the
@@ -56,7 +91,7 @@ func echoEngine() (*http.Server, string, error) {
 	})
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		if bytes.Contains([]byte(r.Header.Get("X-Stream")), []byte("1")) {
+		if r.Header.Get("X-Stream") == "1" {
 			w.Header().Set("Content-Type", "text/event-stream")
 			for i := 0; i < 4; i++ {
 				fmt.Fprint(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok\"}}],\"usage\":null}\n\n")
@@ -73,8 +108,94 @@ func echoEngine() (*http.Server, string, error) {
 	return srv, ln.Addr().String(), nil
 }
 
-// RunOverhead runs the benchmark and returns one row per scenario.
-func RunOverhead(ctx context.Context, o OverheadOptions) ([]Row, error) {
+// ServeRouterChild is the child side of the benchmark: it starts a router
+// on 127.0.0.1:0 for an endpoints file, prints its address, and serves
+// until stdin closes.
+func ServeRouterChild(args []string) error {
+	var ep, prof string
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "--endpoints-file":
+			ep = args[i+1]
+		case "--cpuprofile":
+			prof = args[i+1]
+		}
+	}
+	if prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	r, err := runner.Start(context.Background(), runner.Options{Addr: "127.0.0.1:0", EndpointsFile: ep,
+		ScrapeInterval: time.Second, MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	fmt.Println(r.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return r.Shutdown(context.Background())
+}
+
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+func startChild(command []string, epFile, prof string) (*child, error) {
+	args := append(append([]string{}, command[1:]...), "--endpoints-file", epFile)
+	if prof != "" {
+		args = append(args, "--cpuprofile", prof)
+	}
+	cmd := exec.Command(command[0], args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("router child: %w", err)
+	}
+	return &child{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(line)}, nil
+}
+
+func (c *child) stop() error {
+	_ = c.stdin.Close()
+	return c.cmd.Wait()
+}
+
+// cpu is the child's user+system CPU time so far (Linux /proc).
+func (c *child) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ
+}
+
+// RunOverhead runs the benchmark.
+func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error) {
 	var addrs []string
 	for i := 0; i < o.Engines; i++ {
 		srv, addr, err := echoEngine()
@@ -99,50 +220,164 @@ func RunOverhead(ctx context.Context, o OverheadOptions) ([]Row, error) {
 	if err := os.WriteFile(path, []byte(f.String()), 0o644); err != nil {
 		return nil, err
 	}
-	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: path, ScrapeInterval: time.Second, MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute})
+	ch, err := startChild(o.RouterCommand, path, o.CPUProfile)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = r.Shutdown(context.Background()) }()
-	time.Sleep(200 * time.Millisecond) // first scrape
-
+	defer func() { _ = ch.stop() }()
 	client := &http.Client{Transport: director.NewTransport()}
-	var rows []Row
-	for _, pb := range o.PromptBytes {
-		for _, stream := range []bool{false, true} {
-			body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"system","content":%q},{"role":"user","content":"hi"}]}`, stream, strings.Repeat("lorem ipsum ", pb/12))
-			name := fmt.Sprintf("%s prompt, %s", size(pb), map[bool]string{false: "non-streaming", true: "streaming"}[stream])
-			row := Row{Scenario: name}
-			// Alternate direct and routed phases so both see the same machine state.
-			var dl, rl []time.Duration
-			var dt, rt time.Duration
-			for round := 0; round < 2; round++ {
-				d, el := load(client, func(i int) string { return "http://" + addrs[i%len(addrs)] }, body, stream, o.Concurrency, o.Duration/4)
-				dl, dt = append(dl, d...), dt+el
-				rr, el2 := load(client, func(int) string { return "http://" + r.Addr() }, body, stream, o.Concurrency, o.Duration/4)
-				rl, rt = append(rl, rr...), rt+el2
+	routed := func(int) string { return "http://" + ch.addr }
+	direct := func(i int) string { return "http://" + addrs[i%len(addrs)] }
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := client.Get(routed(0) + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
 			}
-			row.DirectP50, row.DirectP99 = pct(dl, 0.5), pct(dl, 0.99)
-			row.RouterP50, row.RouterP99 = pct(rl, 0.5), pct(rl, 0.99)
-			row.AddedP50, row.AddedP99 = row.RouterP50-row.DirectP50, row.RouterP99-row.DirectP99
-			row.DirectRPS, row.RouterRPS = float64(len(dl))/dt.Seconds(), float64(len(rl))/rt.Seconds()
-			row.Requests = len(dl) + len(rl)
-			rows = append(rows, row)
 		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("router child not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return rows, nil
+
+	small := chatBody(100, false)
+	out := &OverheadResult{}
+	for _, stream := range []bool{false, true} {
+		name := fmt.Sprintf("100 B prompt, %s, open loop %.0f req/s", streamName(stream), o.Rate)
+		gen := func(base func(int) string, d time.Duration) phase {
+			return openLoop(client, base, chatBody(100, stream), stream, o.Rate, d)
+		}
+		out.Rows = append(out.Rows, compare(name, ch, direct, gen, o.Duration))
+	}
+	large := chatBody(o.LargeBytes, false)
+	name := fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d", size(o.LargeBytes), o.LargeConcurrency)
+	out.Rows = append(out.Rows, compare(name, ch, direct, func(base func(int) string, d time.Duration) phase {
+		return closedLoop(client, base, large, o.LargeConcurrency, d)
+	}, o.Duration))
+
+	for _, rate := range o.SearchRates {
+		c0 := ch.cpu()
+		p := openLoop(client, routed, small, false, rate, o.Duration/2)
+		pt := RatePoint{Offered: rate, Achieved: p.rps(), P50: pct(p.lat, .5), P99: pct(p.lat, .99), RouterCPU: perReq(ch.cpu()-c0, len(p.lat))}
+		pt.Sustained = pt.Achieved >= 0.97*rate && p.errors == 0
+		out.Search = append(out.Search, pt)
+		if !pt.Sustained {
+			break
+		}
+		out.MaxRate = rate
+	}
+	return out, nil
 }
 
-func size(n int) string {
-	if n >= 1024 {
-		return fmt.Sprintf("%d KiB", n/1024)
+func perReq(cpu time.Duration, n int) time.Duration {
+	if n == 0 {
+		return 0
 	}
-	return fmt.Sprintf("%d B", n)
+	return cpu / time.Duration(n)
 }
 
-func load(c *http.Client, base func(int) string, body string, stream bool, conc int, d time.Duration) ([]time.Duration, time.Duration) {
+func streamName(s bool) string {
+	if s {
+		return "streaming"
+	}
+	return "non-streaming"
+}
+
+func chatBody(promptBytes int, stream bool) string {
+	return fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"system","content":%q},{"role":"user","content":"hi"}]}`,
+		stream, strings.Repeat("lorem ipsum ", max(1, promptBytes/12)))
+}
+
+// compare alternates direct and routed phases (twice each) so both see the
+// same machine state, and measures the router's CPU during routed phases.
+func compare(name string, ch *child, direct func(int) string, gen func(base func(int) string, d time.Duration) phase, d time.Duration) Row {
+	routed := func(int) string { return "http://" + ch.addr }
+	var dp, rp phase
+	var cpu time.Duration
+	for round := 0; round < 2; round++ {
+		dp.add(gen(direct, d/4))
+		c0 := ch.cpu()
+		rp.add(gen(routed, d/4))
+		cpu += ch.cpu() - c0
+	}
+	row := Row{Scenario: name, Requests: len(dp.lat) + len(rp.lat)}
+	row.DirectP50, row.DirectP99 = pct(dp.lat, .5), pct(dp.lat, .99)
+	row.RouterP50, row.RouterP99 = pct(rp.lat, .5), pct(rp.lat, .99)
+	row.AddedP50, row.AddedP99 = row.RouterP50-row.DirectP50, row.RouterP99-row.DirectP99
+	row.DirectRPS, row.RouterRPS = dp.rps(), rp.rps()
+	row.RouterCPU = perReq(cpu, len(rp.lat))
+	return row
+}
+
+type phase struct {
+	lat     []time.Duration
+	elapsed time.Duration
+	errors  int
+}
+
+func (p *phase) add(q phase) {
+	p.lat, p.elapsed, p.errors = append(p.lat, q.lat...), p.elapsed+q.elapsed, p.errors+q.errors
+}
+
+func (p phase) rps() float64 {
+	if p.elapsed <= 0 {
+		return 0
+	}
+	return float64(len(p.lat)) / p.elapsed.Seconds()
+}
+
+func do(c *http.Client, url, body string, stream bool) (time.Duration, bool) {
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if stream {
+		req.Header.Set("X-Stream", "1")
+	}
+	t0 := time.Now()
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return time.Since(t0), res.StatusCode == http.StatusOK
+}
+
+// openLoop sends at a fixed rate regardless of responses.
+func openLoop(c *http.Client, base func(int) string, body string, stream bool, rate float64, d time.Duration) phase {
 	var mu sync.Mutex
-	var lat []time.Duration
+	var p phase
+	var wg sync.WaitGroup
+	n := int(rate * d.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
+			time.Sleep(w)
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			l, ok := do(c, base(i), body, stream)
+			mu.Lock()
+			if ok {
+				p.lat = append(p.lat, l)
+			} else {
+				p.errors++
+			}
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	p.elapsed = time.Since(start)
+	return p
+}
+
+func closedLoop(c *http.Client, base func(int) string, body string, conc int, d time.Duration) phase {
+	var mu sync.Mutex
+	var p phase
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -150,31 +385,30 @@ func load(c *http.Client, base func(int) string, body string, stream bool, conc 
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			local := make([]time.Duration, 0, 1024)
+			var local []time.Duration
+			errs := 0
 			for i := w; time.Now().Before(deadline); i += conc {
-				req, _ := http.NewRequest(http.MethodPost, base(i)+"/v1/chat/completions", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				if stream {
-					req.Header.Set("X-Stream", "1")
-				}
-				t0 := time.Now()
-				res, err := c.Do(req)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode == 200 {
-					local = append(local, time.Since(t0))
+				if l, ok := do(c, base(i), body, false); ok {
+					local = append(local, l)
+				} else {
+					errs++
 				}
 			}
 			mu.Lock()
-			lat = append(lat, local...)
+			p.lat, p.errors = append(p.lat, local...), p.errors+errs
 			mu.Unlock()
 		}(w)
 	}
 	wg.Wait()
-	return lat, time.Since(start)
+	p.elapsed = time.Since(start)
+	return p
+}
+
+func size(n int) string {
+	if n >= 1024 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -185,15 +419,21 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return d[int(float64(len(d)-1)*p)]
 }
 
-// Markdown renders rows as a table.
-func Markdown(rows []Row, o OverheadOptions) string {
+// Markdown renders the result as tables.
+func Markdown(r *OverheadResult, o OverheadOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Closed loop, concurrency %d, %d echo engines, %s per scenario (direct and routed phases interleaved in one run).\n\n", o.Concurrency, o.Engines, o.Duration)
-	b.WriteString("| scenario | direct p50 | direct p99 | router p50 | router p99 | added p50 | added p99 | direct req/s | router req/s |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f |\n", r.Scenario, ms(r.DirectP50), ms(r.DirectP99), ms(r.RouterP50), ms(r.RouterP99), ms(r.AddedP50), ms(r.AddedP99), r.DirectRPS, r.RouterRPS)
+	fmt.Fprintf(&b, "%d echo engines in the benchmark process; the router runs in a child process, whose CPU time (/proc) is divided by the routed requests. Direct and routed phases alternate (twice each, %s in total per scenario).\n\n", o.Engines, o.Duration)
+	b.WriteString("| scenario | direct p50 | direct p99 | router p50 | router p99 | added p50 | added p99 | direct req/s | router req/s | router CPU/req |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range r.Rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s |\n", r.Scenario, ms(r.DirectP50), ms(r.DirectP99), ms(r.RouterP50), ms(r.RouterP99), ms(r.AddedP50), ms(r.AddedP99), r.DirectRPS, r.RouterRPS, us(r.RouterCPU))
 	}
+	b.WriteString("\nMaximum sustainable rate (100 B prompts, non-streaming, open loop through the router; sustained = ≥97 % of the offered rate completed within the step, no errors):\n\n| offered req/s | achieved req/s | p50 | p99 | router CPU/req | sustained |\n|---|---|---|---|---|---|\n")
+	for _, p := range r.Search {
+		fmt.Fprintf(&b, "| %.0f | %.0f | %s | %s | %s | %v |\n", p.Offered, p.Achieved, ms(p.P50), ms(p.P99), us(p.RouterCPU), p.Sustained)
+	}
+	fmt.Fprintf(&b, "\nMaximum sustained rate: **%.0f req/s**.\n", r.MaxRate)
 	return b.String()
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000) }
+func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }

@@ -115,9 +115,14 @@ func Load(path string) (*RouterConfiguration, []byte, error) {
 	return c, data, nil
 }
 
-// Default is Kthena's default scheduler configuration, the one the quality
-// benchmark shows best: keep engines with a short queue, then prefer the
-// engine that already caches the prompt's prefix, balanced by load.
+// Default is Kthena's default scheduler configuration, chosen with the
+// quality benchmark (docs/bench/quality.md): keep engines with a short
+// queue, then prefer the engine that already caches the prompt's prefix,
+// with the router's live in-flight count weighted as much as the prefix so
+// that affinity yields before an engine queues (prefix-cache ×3 kept the
+// hit rate but doubled-to-quadrupled TTFT p90 on long shared prompts), and
+// the scraped KV usage kept light because it is up to one scrape stale
+// (weighted ×2 it herded requests onto one engine).
 const Default = `scheduler:
   pluginConfig:
   - name: least-request
@@ -136,9 +141,9 @@ const Default = `scheduler:
     Score:
       enabled:
       - name: prefix-cache
-        weight: 3
+        weight: 2
       - name: least-request
-        weight: 1
+        weight: 2
       - name: gpu-usage
         weight: 1
 `
