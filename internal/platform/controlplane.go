@@ -121,6 +121,9 @@ func (u *up) apiserver() *Process {
 			"--disable-admission-plugins=ServiceAccount",
 			"--allow-privileged=true",
 			"--enable-priority-and-fairness=false",
+			// Endpoints of the "kubernetes" Service cannot hold a loopback
+			// address; without this the API server retries every 10s.
+			"--endpoint-reconciler-type=none",
 			"--profiling=false",
 		},
 		LogPath: u.logPath("kube-apiserver"),

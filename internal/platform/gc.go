@@ -17,10 +17,12 @@ import (
 // collector is the platform's owner-reference garbage collector: there is
 // no kube-controller-manager, so it deletes pods and services whose owners
 // are all gone (background cascade), as the upstream garbage collector
-// would. It sweeps every few seconds.
+// would. It sweeps an informer cache every few seconds, so an idle
+// platform makes no requests for it.
 type collector struct {
-	c   client.Client
-	log logr.Logger
+	c     client.Client // deletes
+	cache client.Reader // lists
+	log   logr.Logger
 }
 
 const gcPeriod = 3 * time.Second
@@ -43,11 +45,11 @@ func (g *collector) run(ctx context.Context) {
 // sweep deletes every pod and service whose owners no longer exist.
 func (g *collector) sweep(ctx context.Context) error {
 	var pods corev1.PodList
-	if err := g.c.List(ctx, &pods); err != nil {
+	if err := g.cache.List(ctx, &pods); err != nil {
 		return err
 	}
 	var svcs corev1.ServiceList
-	if err := g.c.List(ctx, &svcs); err != nil {
+	if err := g.cache.List(ctx, &svcs); err != nil {
 		return err
 	}
 	var deps []client.Object
@@ -64,7 +66,7 @@ func (g *collector) sweep(ctx context.Context) error {
 		if !ok {
 			list := &unstructured.UnstructuredList{}
 			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := g.c.List(ctx, list); err != nil {
+			if err := g.cache.List(ctx, list); err != nil {
 				return true, err // unknown kind: keep the dependent
 			}
 			uids = map[types.UID]bool{}

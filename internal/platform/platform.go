@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kthena/kthena/internal/nodeagent"
@@ -201,7 +202,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stopAgent()
 		<-agentDone
 	}()
-	gc := &collector{c: c, log: opts.Log.WithName("gc")}
+	informers, err := cache.New(cfg, cache.Options{Scheme: Scheme()})
+	if err != nil {
+		return err
+	}
+	go func() { _ = informers.Start(agentCtx) }()
+	gc := &collector{c: c, cache: informers, log: opts.Log.WithName("gc")}
 	go gc.run(agentCtx)
 
 	manager := u.controllerManager(kubeconfig)

@@ -216,7 +216,7 @@ func TestRouterMetrics(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "kthena_router_requests_total grows by 5", func() error {
 		if after := counterSum(t, url, "kthena_router_requests_total"); after < before+5 {
-			return fmt.Errorf("before %v, after %v", before, after)
+			return fmt.Errorf("before %v, after %v; %s serves:\n%s", before, after, url, metricsExcerpt(t, url))
 		}
 		return nil
 	})
@@ -245,4 +245,25 @@ func counterSum(t *testing.T, url, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// metricsExcerpt returns the kthena_ lines of a metrics page, for failure
+// messages.
+func metricsExcerpt(t *testing.T, url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "kthena_router_requests") {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return fmt.Sprintf("status %d, %d bytes, no kthena_router_requests lines", resp.StatusCode, len(data))
+	}
+	return strings.Join(out, "\n")
 }
