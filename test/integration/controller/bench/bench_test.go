@@ -223,6 +223,14 @@ func TestScale(t *testing.T) {
 	steady := writes.Load() - settle
 	close(stopSampling)
 	wg.Wait()
+	var events corev1.EventList
+	if err := c.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	eventWrites := 0
+	for _, e := range events.Items {
+		eventWrites += max(int(e.Count), 1)
+	}
 
 	fmt.Printf("\nModelServing controller scale benchmark (%d ModelServings x 2 groups x 2 roles = %d pods, %d workers, GOMAXPROCS %d)\n",
 		nMS, wantPods, workers, runtime.GOMAXPROCS(0))
@@ -231,7 +239,8 @@ func TestScale(t *testing.T) {
 	fmt.Printf("%-44s %v\n", "all pods created and status up to date in", done.Round(time.Millisecond))
 	fmt.Printf("%-44s %d\n", "controller API writes until then", converged)
 	fmt.Printf("%-44s %d\n", "  of which status writes", convergedStatus)
-	fmt.Printf("%-44s %.2f\n", "API writes per pod", float64(converged)/float64(wantPods))
+	fmt.Printf("%-44s %.2f\n", "API writes per pod (client)", float64(converged)/float64(wantPods))
+	fmt.Printf("%-44s %d (%.2f per pod)\n", "events recorded (separate event client)", eventWrites, float64(eventWrites)/float64(wantPods))
 	fmt.Printf("%-44s %d\n", "writes in 10 s of steady state", steady)
 	fmt.Printf("%-44s %.1f MiB\n", "peak Go heap in use (controller+test client)", float64(peakHeap.Load())/(1<<20))
 	fmt.Printf("%-44s %.1f MiB\n", "peak RSS of the process", peakRSS())
