@@ -104,6 +104,7 @@ type Store struct {
 	endpoints map[string]*Endpoint
 	bySrv     map[string][]*Endpoint
 	removed   []func(key string)
+	ext       providers
 }
 
 // New returns an empty store.

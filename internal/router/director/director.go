@@ -36,6 +36,8 @@ type Datastore interface {
 	Routes(model string) ([]*networkingv1alpha1.ModelRoute, bool)
 	Server(nsName string) *networkingv1alpha1.ModelServer
 	Endpoints(server string, dst []*datastore.Endpoint) ([]*datastore.Endpoint, int)
+	Provider(nsName string) *networkingv1alpha1.ExternalModelProvider
+	SecretValue(ns, name, key string) (string, bool)
 }
 
 // Options configure a Director.
@@ -59,6 +61,8 @@ type Options struct {
 type Director struct {
 	o       Options
 	matcher *routing.Matcher
+	// secureRT and insecureRT reach ExternalModelProviders.
+	secureRT, insecureRT http.RoundTripper
 }
 
 // New returns a Director.
@@ -69,7 +73,7 @@ func New(o Options) *Director {
 	if o.PromptLimit == 0 {
 		o.PromptLimit = 8192
 	}
-	return &Director{o: o, matcher: routing.NewMatcher()}
+	return &Director{o: o, matcher: routing.NewMatcher(), secureRT: newExternalTransport(false), insecureRT: newExternalTransport(true)}
 }
 
 // call is the state of one request.
@@ -174,7 +178,11 @@ func (d *Director) serve(c *call) error {
 	c.entry.ModelRoute = tgt.Route.Namespace + "/" + tgt.Route.Name
 	if tgt.ExternalProvider != "" {
 		c.entry.BackendType, c.entry.BackendName = "ExternalProvider", tgt.ExternalProvider
-		return openai.Errorf(http.StatusNotImplemented, "provider_unsupported", "route %s targets ExternalModelProvider %s, which this router does not support yet", c.entry.ModelRoute, tgt.ExternalProvider)
+		p := d.o.Store.Provider(tgt.ExternalProvider)
+		if p == nil {
+			return openai.Errorf(http.StatusNotFound, "provider_discovery", "ExternalModelProvider %s (target of route %s) not found", tgt.ExternalProvider, c.entry.ModelRoute)
+		}
+		return d.external(c, p)
 	}
 	c.entry.BackendType, c.entry.BackendName, c.entry.ModelServer = "ModelServer", tgt.ModelServer, tgt.ModelServer
 	ms := d.o.Store.Server(tgt.ModelServer)

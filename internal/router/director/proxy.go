@@ -151,9 +151,22 @@ func (d *Director) count(result string) {
 
 // attempt sends the request to one endpoint. It returns nil once a
 // response has been relayed (fully or until the client went away).
+// upstream is where one attempt goes.
+type upstream struct {
+	url string
+	rt  http.RoundTripper
+	// header fills the outgoing headers; nil forwards the client's
+	// (end-to-end ones) as for engines.
+	header func(client, out http.Header)
+}
+
 func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	release := ep.Acquire()
 	defer release()
+	return d.send(c, upstream{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}, segs, n, timeout, injected)
+}
+
+func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	if m := d.o.Metrics; m != nil {
 		m.ActiveUpstream.Inc()
 		defer m.ActiveUpstream.Dec()
@@ -165,18 +178,22 @@ func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int
 	if timeout > 0 {
 		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
 	}
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ep.Address+c.r.URL.RequestURI(), &segReader{segs: segs})
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, &segReader{segs: segs})
 	if err != nil {
 		return &attemptError{msg: err.Error()}
 	}
 	out.ContentLength = int64(n)
-	for k, vs := range c.r.Header {
-		if !hopHeaders[k] {
-			out.Header[k] = vs
+	if up.header != nil {
+		up.header(c.r.Header, out.Header)
+	} else {
+		for k, vs := range c.r.Header {
+			if !hopHeaders[k] {
+				out.Header[k] = vs
+			}
 		}
 	}
 	out.Header.Set("Content-Type", "application/json")
-	resp, err := d.o.Transport.RoundTrip(out)
+	resp, err := up.rt.RoundTrip(out)
 	if headerTimer != nil && !headerTimer.Stop() && context.Cause(ctx) == errHeaderTimeout {
 		if resp != nil {
 			resp.Body.Close()

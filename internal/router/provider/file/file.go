@@ -18,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
@@ -32,6 +33,10 @@ type Store interface {
 	DeleteServer(ns, name string)
 	UpsertPod(*datastore.Pod)
 	DeletePod(ns, name string)
+	UpsertProvider(*networkingv1alpha1.ExternalModelProvider)
+	DeleteProvider(ns, name string)
+	UpsertSecret(ns, name string, data map[string][]byte)
+	DeleteSecret(ns, name string)
 }
 
 // Endpoints is the file's list of engines.
@@ -56,6 +61,9 @@ type Snapshot struct {
 	Servers []*networkingv1alpha1.ModelServer
 	Routes  []*networkingv1alpha1.ModelRoute
 	Pods    []*datastore.Pod
+	// Providers are ExternalModelProviders; Secrets hold their credentials.
+	Providers []*networkingv1alpha1.ExternalModelProvider
+	Secrets   []*corev1.Secret
 }
 
 var docSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -112,6 +120,33 @@ func Parse(data []byte) (*Snapshot, error) {
 				return nil, fmt.Errorf("document %d: ModelRoute %s needs modelName or loraAdapters", i+1, mr.Name)
 			}
 			s.Routes = append(s.Routes, &mr)
+		case "ExternalModelProvider":
+			var p networkingv1alpha1.ExternalModelProvider
+			if err := yaml.UnmarshalStrict([]byte(doc), &p); err != nil {
+				return nil, fmt.Errorf("document %d (ExternalModelProvider): %w", i+1, err)
+			}
+			if p.Namespace == "" {
+				p.Namespace = "default"
+			}
+			if err := dup("ExternalModelProvider", p.Namespace, p.Name); err != nil {
+				return nil, err
+			}
+			if p.Spec.BaseURL == "" {
+				return nil, fmt.Errorf("document %d: ExternalModelProvider %s needs spec.baseURL", i+1, p.Name)
+			}
+			s.Providers = append(s.Providers, &p)
+		case "Secret":
+			var sec corev1.Secret
+			if err := yaml.UnmarshalStrict([]byte(doc), &sec); err != nil {
+				return nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
+			}
+			if sec.Namespace == "" {
+				sec.Namespace = "default"
+			}
+			if err := dup("Secret", sec.Namespace, sec.Name); err != nil {
+				return nil, err
+			}
+			s.Secrets = append(s.Secrets, &sec)
 		case "Endpoints":
 			var eps Endpoints
 			if err := yaml.UnmarshalStrict([]byte(doc), &eps); err != nil {
@@ -132,7 +167,7 @@ func Parse(data []byte) (*Snapshot, error) {
 				s.Pods = append(s.Pods, &datastore.Pod{Namespace: ns, Name: e.Name, IP: host, Port: port, Labels: e.Labels})
 			}
 		default:
-			return nil, fmt.Errorf("document %d: unsupported kind %q (want ModelServer, ModelRoute or Endpoints)", i+1, head.Kind)
+			return nil, fmt.Errorf("document %d: unsupported kind %q (want ModelServer, ModelRoute, ExternalModelProvider, Secret or Endpoints)", i+1, head.Kind)
 		}
 	}
 	return s, nil
@@ -151,6 +186,18 @@ func splitAddr(a string) (string, int32, error) {
 		return "", 0, fmt.Errorf("bad port in %q", a)
 	}
 	return host, int32(n), nil
+}
+
+// secretData merges data and stringData as the API server does.
+func secretData(s *corev1.Secret) map[string][]byte {
+	out := make(map[string][]byte, len(s.Data)+len(s.StringData))
+	for k, v := range s.Data {
+		out[k] = v
+	}
+	for k, v := range s.StringData {
+		out[k] = []byte(v)
+	}
+	return out
 }
 
 // Provider keeps a store in sync with a file.
@@ -196,6 +243,12 @@ func (p *Provider) apply(s *Snapshot) {
 	for _, pod := range s.Pods {
 		p.store.UpsertPod(pod)
 	}
+	for _, sec := range s.Secrets {
+		p.store.UpsertSecret(sec.Namespace, sec.Name, secretData(sec))
+	}
+	for _, ep := range s.Providers {
+		p.store.UpsertProvider(ep)
+	}
 	if old := p.prev; old != nil {
 		keep := map[string]bool{}
 		for _, ms := range s.Servers {
@@ -206,6 +259,22 @@ func (p *Provider) apply(s *Snapshot) {
 		}
 		for _, pod := range s.Pods {
 			keep["p/"+pod.Namespace+"/"+pod.Name] = true
+		}
+		for _, e := range s.Providers {
+			keep["x/"+e.Namespace+"/"+e.Name] = true
+		}
+		for _, sec := range s.Secrets {
+			keep["k/"+sec.Namespace+"/"+sec.Name] = true
+		}
+		for _, e := range old.Providers {
+			if !keep["x/"+e.Namespace+"/"+e.Name] {
+				p.store.DeleteProvider(e.Namespace, e.Name)
+			}
+		}
+		for _, sec := range old.Secrets {
+			if !keep["k/"+sec.Namespace+"/"+sec.Name] {
+				p.store.DeleteSecret(sec.Namespace, sec.Name)
+			}
 		}
 		for _, r := range old.Routes {
 			if !keep["r/"+r.Namespace+"/"+r.Name] {

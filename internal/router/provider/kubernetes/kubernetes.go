@@ -1,5 +1,6 @@
 // Package kubernetes is the router's cluster provider: a controller-runtime
-// manager whose caches of ModelServers, ModelRoutes and Pods feed the
+// manager whose caches of ModelServers, ModelRoutes, ExternalModelProviders,
+// their labelled credential Secrets and Pods feed the
 // datastore through informer event handlers (no reconcile queue, so a pod
 // that stops being ready leaves the store as soon as its event arrives).
 // The same manager optionally serves the networking admission webhooks, as
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -35,6 +37,10 @@ type Store interface {
 	DeleteServer(ns, name string)
 	UpsertPod(*datastore.Pod)
 	DeletePod(ns, name string)
+	UpsertProvider(*networkingv1alpha1.ExternalModelProvider)
+	DeleteProvider(ns, name string)
+	UpsertSecret(ns, name string, data map[string][]byte)
+	DeleteSecret(ns, name string)
 }
 
 // Options configure the provider.
@@ -85,6 +91,10 @@ func start(ctx context.Context, o Options, store Store, log logr.Logger, synced 
 		HealthProbeBindAddress: "0",
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
+			// Only credential Secrets labelled for ExternalModelProviders.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
+				networkingv1alpha1.ExternalModelProviderCredentialSecretLabel: networkingv1alpha1.ExternalModelProviderCredentialSecretLabelEnabled,
+			})}},
 		},
 	}
 	if o.Namespace != "" {
@@ -148,6 +158,18 @@ func start(ctx context.Context, o Options, store Store, log logr.Logger, synced 
 			}
 		},
 		remove: store.DeletePod,
+	}); err != nil {
+		return err
+	}
+
+	if err := add(&networkingv1alpha1.ExternalModelProvider{}, handler[*networkingv1alpha1.ExternalModelProvider]{
+		upsert: store.UpsertProvider, remove: store.DeleteProvider,
+	}); err != nil {
+		return err
+	}
+	if err := add(&corev1.Secret{}, handler[*corev1.Secret]{
+		upsert: func(s *corev1.Secret) { store.UpsertSecret(s.Namespace, s.Name, s.Data) },
+		remove: store.DeleteSecret,
 	}); err != nil {
 		return err
 	}
