@@ -21,10 +21,11 @@ import (
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/controller/workload"
+	"github.com/kthena/kthena/internal/controller/workload/plugins"
 )
 
 // controllerSetup registers one controller with the manager.
-type controllerSetup func(mgr ctrl.Manager, o *Options) error
+type controllerSetup func(mgr ctrl.Manager, o *Options, extra *Extra) error
 
 // knownControllers maps each controller to whether "*" enables it.
 var knownControllers = map[string]bool{workload.ControllerName: true}
@@ -33,8 +34,8 @@ func knownControllerNames() []string { return sortedKeys(knownControllers) }
 
 func setups() map[string]controllerSetup {
 	return map[string]controllerSetup{
-		workload.ControllerName: func(mgr ctrl.Manager, o *Options) error {
-			return (&workload.Reconciler{}).SetupWithManager(mgr, o.Workers)
+		workload.ControllerName: func(mgr ctrl.Manager, o *Options, extra *Extra) error {
+			return (&workload.Reconciler{Plugins: extra.Plugins}).SetupWithManager(mgr, o.Workers)
 		},
 	}
 }
@@ -59,6 +60,8 @@ type Extra struct {
 	NewClient client.NewClientFunc
 	// SkipNameValidation allows several managers in one process (tests).
 	SkipNameValidation bool
+	// Plugins replaces the ModelServing plugin registry (default: the built-ins).
+	Plugins *plugins.Registry
 }
 
 // NewManager builds a manager with the selected controllers registered.
@@ -115,12 +118,15 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options, extra Extra) (
 	}); err != nil {
 		return nil, err
 	}
-	if err := o.Webhook.setupWebhooks(ctx, cfg, mgr); err != nil {
+	if extra.Plugins == nil {
+		extra.Plugins = plugins.NewBuiltInRegistry()
+	}
+	if err := o.Webhook.setupWebhooks(ctx, cfg, mgr, extra.Plugins); err != nil {
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}
 	all := setups()
 	for _, name := range sortedKeys(enabled) {
-		if err := all[name](mgr, &o); err != nil {
+		if err := all[name](mgr, &o, &extra); err != nil {
 			return nil, fmt.Errorf("setting up controller %s: %w", name, err)
 		}
 	}

@@ -86,7 +86,7 @@ func (o *WebhookOptions) webhookServer() webhook.Server {
 
 // setupWebhooks registers the workload webhooks and, without provided
 // certificates, prepares and keeps renewing a generated one.
-func (o *WebhookOptions) setupWebhooks(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager) error {
+func (o *WebhookOptions) setupWebhooks(ctx context.Context, cfg *rest.Config, mgr ctrl.Manager, registry *plugins.Registry) error {
 	if !o.Enable {
 		return nil
 	}
@@ -112,6 +112,6 @@ func (o *WebhookOptions) setupWebhooks(ctx context.Context, cfg *rest.Config, mg
 		}
 	}
 	return kthenawebhook.SetupWorkload(mgr, kthenawebhook.WorkloadOptions{
-		ModelServingPlugins: sets.New(plugins.NewBuiltInRegistry().Names()...),
+		ModelServingPlugins: sets.New(registry.Names()...),
 	})
 }

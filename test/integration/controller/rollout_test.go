@@ -171,7 +171,13 @@ func TestPartitionProtectsAndRebuildsOldRevision(t *testing.T) {
 	oldRev := getMS(t, ns, "m").Status.UpdateRevision
 	updateMS(t, ns, "m", setImage("nginx:alpine"))
 
-	imageOf := func(name string) string { return getPod(t, ns, name).Spec.Containers[0].Image }
+	imageOf := func(name string) string {
+		var p corev1.Pod
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+			return err.Error()
+		}
+		return p.Spec.Containers[0].Image
+	}
 	partitioned := func() error {
 		ms := getMS(t, ns, "m")
 		st := ms.Status
@@ -280,7 +286,11 @@ func TestRoleRollingUpdatePartition(t *testing.T) {
 	updateMS(t, ns, "m", setImage("nginx:alpine"))
 	images := func() error {
 		for name, img := range map[string]string{"m-0-p-0-0": wrappers.DefaultImage, "m-0-p-1-0": "nginx:alpine", "m-0-p-2-0": "nginx:alpine"} {
-			if got := getPod(t, ns, name).Spec.Containers[0].Image; got != img {
+			var p corev1.Pod
+			if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+				return err
+			}
+			if got := p.Spec.Containers[0].Image; got != img {
 				return fmt.Errorf("%s image %s, want %s", name, got, img)
 			}
 		}

@@ -143,13 +143,20 @@ func (m *manager) stop(t *testing.T) {
 // startManager runs the controller-manager for ns until the test ends.
 func startManager(t *testing.T, ns string) *manager {
 	t.Helper()
+	return startManagerWith(t, ns, controllermanager.Extra{})
+}
+
+// startManagerWith is startManager with extra settings.
+func startManagerWith(t *testing.T, ns string, extra controllermanager.Extra) *manager {
+	t.Helper()
 	opts := controllermanager.DefaultOptions()
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	opts.WatchNamespaces = []string{ns}
 	opts.Workers = 2
 	opts.Webhook.Enable = false
 	wc := &writeCounter{}
-	mgr, err := controllermanager.NewManager(context.Background(), env.Config, opts, controllermanager.Extra{NewClient: wc.newClient, SkipNameValidation: true})
+	extra.NewClient, extra.SkipNameValidation = wc.newClient, true
+	mgr, err := controllermanager.NewManager(context.Background(), env.Config, opts, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
