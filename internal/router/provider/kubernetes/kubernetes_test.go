@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -225,6 +226,41 @@ spec: {modelName: m, rules: [{targetModels: [{modelServerName: ms}]}]}`, &mr)
 	if b.served.Load() != before {
 		t.Fatal("a deleted pod still received requests")
 	}
+
+	// An ExternalModelProvider whose credential is a labelled Secret.
+	hosted := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Authorization") != "Bearer sk-k8s" {
+			http.Error(w, `{"error":"bad key"}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hosted"}}]}`)
+	}))
+	t.Cleanup(hosted.Close)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "default", Labels: map[string]string{
+		networkingv1alpha1.ExternalModelProviderCredentialSecretLabel: networkingv1alpha1.ExternalModelProviderCredentialSecretLabelEnabled}},
+		StringData: map[string]string{"token": "sk-k8s"}}
+	var emp networkingv1alpha1.ExternalModelProvider
+	decode(t, fmt.Sprintf(`metadata: {name: hosted, namespace: default}
+spec: {baseURL: "%s/v1", insecureSkipVerify: true, auth: {secretRef: {name: creds, key: token}}}`, hosted.URL), &emp)
+	var er networkingv1alpha1.ModelRoute
+	decode(t, `metadata: {name: hosted, namespace: default}
+spec: {modelName: hosted, rules: [{targetModels: [{externalModelProviderName: hosted}]}]}`, &er)
+	for _, o := range []client.Object{sec, &emp, &er} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "hosted provider reachable with the Secret's credential", func() bool {
+		res, err := hc.Post("http://"+r.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"hosted","messages":[]}`))
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK && strings.Contains(string(b), "hosted")
+	})
 
 	// Route deleted: 404.
 	if err := c.Delete(ctx, &mr); err != nil {
