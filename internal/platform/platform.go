@@ -51,16 +51,6 @@ type Options struct {
 	// Out receives progress lines.
 	Out io.Writer
 	Log logr.Logger
-	// Ready, when set, is called once the platform serves.
-	Ready func(Info)
-}
-
-// Info describes a running platform.
-type Info struct {
-	Kubeconfig string
-	APIServer  string
-	RouterURL  string
-	StateDir   string
 }
 
 type up struct {
@@ -237,11 +227,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("router not ready: %w", err)
 	}
 	u.progress("controller manager, router (%s) and node agent ready", routerURL)
-	info := Info{Kubeconfig: kubeconfig, APIServer: cfg.Host, RouterURL: routerURL, StateDir: opts.StateDir}
 	u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
-	if opts.Ready != nil {
-		opts.Ready(info)
-	}
 	if opts.Demo {
 		if err := u.demo(ctx, c, routerURL); err != nil {
 			u.progress("demo failed: %v", err)

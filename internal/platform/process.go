@@ -1,8 +1,6 @@
 package platform
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,9 +74,6 @@ func (p *Process) Err() error {
 	return p.err
 }
 
-// Pid is the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
-
 // Stop sends SIGTERM to the process group, waits up to grace, then sends
 // SIGKILL and waits for the exit.
 func (p *Process) Stop(grace time.Duration) {
@@ -97,16 +92,6 @@ func (p *Process) Stop(grace time.Duration) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// Wait waits for the exit or the context.
-func (p *Process) Wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.Err()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Exited reports a non-nil error when the process has already exited.
 func (p *Process) Exited() error {
 	select {
@@ -119,5 +104,3 @@ func (p *Process) Exited() error {
 		return nil
 	}
 }
-
-var errNotReady = errors.New("not ready")
