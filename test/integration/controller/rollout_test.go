@@ -52,7 +52,11 @@ func podSummary(pods []corev1.Pod) string {
 	out := ""
 	for i := range pods {
 		p := &pods[i]
-		out += fmt.Sprintf("%s(rev=%s ready=%v phase=%s del=%v) ", p.Name, p.Labels[workloadv1alpha1.RevisionLabelKey], podIsReady(p), p.Status.Phase, p.DeletionTimestamp != nil)
+		out += fmt.Sprintf("%s(rev=%s ready=%v phase=%s del=%v", p.Name, p.Labels[workloadv1alpha1.RevisionLabelKey], podIsReady(p), p.Status.Phase, p.DeletionTimestamp != nil)
+		if p.DeletionTimestamp != nil {
+			out += fmt.Sprintf(" finalizers=%v grace=%v node=%q at=%s", p.Finalizers, ptr.Deref(p.DeletionGracePeriodSeconds, -1), p.Spec.NodeName, p.DeletionTimestamp.Format(time.RFC3339Nano))
+		}
+		out += ") "
 	}
 	return out
 }
