@@ -169,3 +169,30 @@ func TestStatusConditionsExclusive(t *testing.T) {
 		t.Error("no labelSelector")
 	}
 }
+
+func TestFinishInterruptedDeletions(t *testing.T) {
+	ms := wrappers.MakeModelServing("ns", "m").Replicas(1).Role(wrappers.MakeRole("r").Replicas(2).Obj()).Obj()
+	pods := fixture(t, ms)
+	zero := int64(0)
+	old := metav1.NewTime(time.Now().Add(-time.Minute))
+	recent := metav1.NewTime(time.Now())
+	pods[0].DeletionTimestamp, pods[0].DeletionGracePeriodSeconds = &old, &zero
+	pods[1].DeletionTimestamp, pods[1].DeletionGracePeriodSeconds = &recent, &zero
+	p := planFor(ms, ms, pods)
+	p.finishDeletions()
+	if got := names(p.delete); len(got) != 1 || got[0] != pods[0].Name {
+		t.Fatalf("deleted %v, want only the old half-deleted pod %s", got, pods[0].Name)
+	}
+	if p.requeue <= 0 || p.requeue > halfDeletedAfter {
+		t.Fatalf("requeue %v", p.requeue)
+	}
+	// Neither is rebuilt while it is still stored.
+	p.scaleGroups()
+	p.scaleRoles()
+	if err := p.fill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.create) != 0 {
+		t.Fatalf("created %v while the old pods are still stored", names(p.create))
+	}
+}

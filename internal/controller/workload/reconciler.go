@@ -119,6 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	m, _ := buildModel(ms.Name, pods)
 	p := newPlan(ms, revs, m, chain, gs.podGroups && ms.Spec.SchedulerName == VolcanoSchedulerName, now)
+	p.finishDeletions()
 	p.recover(r.exp.takeLost(req.NamespacedName))
 	p.scaleGroups()
 	p.scaleRoles()

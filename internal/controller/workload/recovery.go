@@ -57,6 +57,25 @@ func (r *replicaState) started() bool {
 	return false
 }
 
+// halfDeletedAfter is how long a pod may stay marked deleted with a zero
+// grace period before the controller deletes it again.
+const halfDeletedAfter = 5 * time.Second
+
+// finishDeletions deletes again the pods whose deletion was interrupted
+// between its two phases (marking, then removal), for example when the
+// client that deleted them went away. The API server completes such a
+// deletion on a repeated DELETE; otherwise only a kubelet or the pod garbage
+// collector would, and the unit could never be rebuilt.
+func (p *plan) finishDeletions() {
+	for _, pod := range p.m.halfDeleted {
+		if wait := pod.DeletionTimestamp.Add(halfDeletedAfter).Sub(p.now); wait > 0 {
+			p.requeueIn(wait)
+			continue
+		}
+		p.delete = append(p.delete, pod)
+	}
+}
+
 func (p *plan) policy() workloadv1alpha1.RecoveryPolicy {
 	if p.ms.Spec.RecoveryPolicy == "" {
 		return workloadv1alpha1.RoleRecreate
