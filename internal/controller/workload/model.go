@@ -15,8 +15,9 @@ import (
 // no state that a restart could lose.
 type model struct {
 	groups map[int]*groupState
-	// halfDeleted are pods marked deleted with a zero grace period that are
-	// still stored: their deletion was interrupted between its two phases.
+	// halfDeleted are pods marked deleted with a zero grace period and no
+	// finalizer that are still stored: their deletion was interrupted between
+	// its two phases.
 	halfDeleted []*corev1.Pod
 }
 
@@ -87,7 +88,7 @@ func buildModel(ms string, pods []*corev1.Pod) (*model, []*corev1.Pod) {
 		r := m.group(i).replica(role, j)
 		if p.DeletionTimestamp != nil {
 			r.terminating[k] = true
-			if p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds == 0 {
+			if p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds == 0 && len(p.Finalizers) == 0 {
 				m.halfDeleted = append(m.halfDeleted, p)
 			}
 			continue

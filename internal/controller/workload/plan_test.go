@@ -178,7 +178,11 @@ func TestFinishInterruptedDeletions(t *testing.T) {
 	recent := metav1.NewTime(time.Now())
 	pods[0].DeletionTimestamp, pods[0].DeletionGracePeriodSeconds = &old, &zero
 	pods[1].DeletionTimestamp, pods[1].DeletionGracePeriodSeconds = &recent, &zero
-	p := planFor(ms, ms, pods)
+	withFinalizer := fixture(t, ms)[0]
+	withFinalizer.Name, withFinalizer.Finalizers = "m-0-r-9-0", []string{"example.com/hold"}
+	withFinalizer.Labels[workloadv1alpha1.RoleIDLabelKey] = "r-9"
+	withFinalizer.DeletionTimestamp, withFinalizer.DeletionGracePeriodSeconds = &old, &zero
+	p := planFor(ms, ms, append(pods, withFinalizer))
 	p.finishDeletions()
 	if got := names(p.delete); len(got) != 1 || got[0] != pods[0].Name {
 		t.Fatalf("deleted %v, want only the old half-deleted pod %s", got, pods[0].Name)
