@@ -34,6 +34,8 @@ type podWorker struct {
 	failReason  string // the pod failed before running (no runner, bad env)
 	failMessage string
 	startTime   metav1.Time
+	// reportedReady is the readiness last printed on the terminal.
+	reportedReady bool
 
 	stopping  chan struct{} // closed when termination starts
 	stopOnce  sync.Once
@@ -576,9 +578,33 @@ func (w *podWorker) writeStatus(ctx context.Context) error {
 		}
 		st := w.computeStatus(cur.Status)
 		cur.Status = st
-		_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
+		if _, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		w.reportReady(&st)
+		return nil
 	})
+}
+
+// reportReady prints a progress line when the pod becomes ready or stops
+// being ready.
+func (w *podWorker) reportReady(st *corev1.PodStatus) {
+	ready := false
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodReady {
+			ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	w.mu.Lock()
+	changed := ready != w.reportedReady
+	w.reportedReady = ready
+	w.mu.Unlock()
+	switch {
+	case changed && ready:
+		w.a.opts.Progress("pod %s ready on %s", w.key, st.PodIP)
+	case changed && !w.isStopping():
+		w.a.opts.Progress("pod %s not ready (%s)", w.key, st.Phase)
+	}
 }
 
 // computeStatus derives the pod status from the containers' state.
