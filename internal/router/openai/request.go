@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -69,7 +70,9 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 				err = fmt.Errorf(`"model" must be a string`)
 				return false
 			}
-			r.Model = v.Str
+			// Cloned: the body is a pooled buffer, and the model ends up in
+			// metric labels and logs that outlive the request.
+			r.Model = strings.Clone(v.Str)
 			r.model = spanOf(js, v.Raw)
 		case "stream":
 			flag = fStream
