@@ -64,6 +64,12 @@ type Extra struct {
 	Plugins *plugins.Registry
 }
 
+// Permissions of the manager itself (leader election, webhook certificates).
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;update;patch
+
 // NewManager builds a manager with the selected controllers registered.
 func NewManager(ctx context.Context, cfg *rest.Config, o Options, extra Extra) (ctrl.Manager, error) {
 	if err := o.Validate(); err != nil {
