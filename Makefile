@@ -45,11 +45,14 @@ fuzz: ## Run each fuzz target briefly.
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs and webhook manifests.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(GO) run ./hack/crdpatch config/crd/bases/*.yaml
+	$(CONTROLLER_GEN) rbac:roleName=kthena-controller-manager paths="./internal/controller/...;./internal/controllermanager/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths=./internal/webhook/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when generated files are stale.
-	@git diff --exit-code -- api config || (echo "generated files are stale: run 'make generate' and commit" >&2; exit 1)
+	@if [ -n "$$(git status --porcelain -- api config)" ]; then git status --short -- api config; git diff -- api config | head -50; \
+		echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; fi
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.

@@ -159,3 +159,17 @@ func TestGangPolicyImmutable(t *testing.T) {
 		t.Fatalf("want a removal error, got %v", err)
 	}
 }
+
+// TestDuplicateHostAliasesAccepted: a pod template may list one IP in two
+// host aliases, as a Pod may (upstream's e2e relies on it).
+func TestDuplicateHostAliasesAccepted(t *testing.T) {
+	obj := sample(t, "workload_v1alpha1_modelserving.yaml")
+	obj.SetNamespace(namespace(t))
+	set(t, obj.Object, []any{
+		map[string]any{"ip": "10.0.0.1", "hostnames": []any{"a.example"}},
+		map[string]any{"ip": "10.0.0.1", "hostnames": []any{"b.example"}},
+	}, "spec", "template", "roles", 0, "entryTemplate", "spec", "hostAliases")
+	if err := env.Client.Create(context.Background(), obj); err != nil {
+		t.Fatalf("duplicate host alias IPs rejected: %v", err)
+	}
+}
