@@ -22,6 +22,10 @@ type ServingOptions struct {
 	Host    string
 	Port    int
 	CertDir string
+	// CertFile and KeyFile, when set, name a provided key pair anywhere on
+	// disk (for example a mounted cert-manager Secret); CertDir is then unused.
+	CertFile string
+	KeyFile  string
 	// SecretNamespace/SecretName hold the self-managed certificate.
 	SecretNamespace string
 	SecretName      string
@@ -29,28 +33,58 @@ type ServingOptions struct {
 	CertHosts []string
 }
 
-// AddFlags registers the options' flags.
+// AddFlags registers the options' flags. Fields already set are the flags'
+// defaults; unset ones default to port 8443, a directory under the system's
+// temporary directory, namespace kthena-system and defaultSecret.
 func (o *ServingOptions) AddFlags(fs *pflag.FlagSet, defaultSecret string) {
-	fs.StringVar(&o.Host, "webhook-host", "", "Address the webhook server listens on (empty: all).")
-	fs.IntVar(&o.Port, "webhook-port", 8443, "Port of the webhook server.")
-	fs.StringVar(&o.CertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "kthena-webhook-certs"),
-		"Directory the webhook server reads tls.crt and tls.key from.")
-	fs.StringVar(&o.SecretNamespace, "webhook-cert-secret-namespace", "kthena-system", "Namespace of the self-managed certificate's Secret.")
-	fs.StringVar(&o.SecretName, "webhook-cert-secret", defaultSecret, "Name of the self-managed certificate's Secret.")
-	fs.StringSliceVar(&o.CertHosts, "webhook-cert-hosts", nil, "When set, the binary issues its own certificate for these DNS names and IPs, keeps it in --webhook-cert-secret, renews it and injects its CA into the webhook configurations; when empty, --webhook-cert-dir must hold a provided certificate.")
+	if o.Port == 0 {
+		o.Port = 8443
+	}
+	if o.CertDir == "" {
+		o.CertDir = filepath.Join(os.TempDir(), "kthena-webhook-certs")
+	}
+	if o.SecretNamespace == "" {
+		o.SecretNamespace = "kthena-system"
+	}
+	if o.SecretName == "" {
+		o.SecretName = defaultSecret
+	}
+	fs.StringVar(&o.Host, "webhook-host", o.Host, "Address the webhook server listens on (empty: all).")
+	fs.IntVar(&o.Port, "webhook-port", o.Port, "Port of the webhook server.")
+	fs.StringVar(&o.CertDir, "webhook-cert-dir", o.CertDir, "Directory the webhook server reads tls.crt and tls.key from.")
+	fs.StringVar(&o.CertFile, "webhook-tls-cert-file", o.CertFile, "Provided serving certificate; with --webhook-tls-private-key-file it is used as given and nothing is issued.")
+	fs.StringVar(&o.KeyFile, "webhook-tls-private-key-file", o.KeyFile, "Provided serving key; see --webhook-tls-cert-file.")
+	fs.StringVar(&o.SecretNamespace, "webhook-cert-secret-namespace", o.SecretNamespace, "Namespace of the self-issued certificate's Secret.")
+	fs.StringVar(&o.SecretName, "webhook-cert-secret", o.SecretName, "Name of the self-issued certificate's Secret.")
+	fs.StringSliceVar(&o.CertHosts, "webhook-cert-hosts", o.CertHosts, "DNS names and IPs to issue a certificate for: the binary keeps it in --webhook-cert-secret, renews it and injects its CA into the webhook configurations.")
 }
 
 // Server returns the webhook server for a manager.
 func (o *ServingOptions) Server() webhook.Server {
-	return webhook.NewServer(webhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir})
+	opts := webhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir}
+	if o.CertFile != "" {
+		opts.CertDir = filepath.Dir(o.CertFile)
+		opts.CertName = filepath.Base(o.CertFile)
+		opts.KeyName = filepath.Base(o.KeyFile)
+	}
+	return webhook.NewServer(opts)
 }
 
 // Certificates makes sure the serving certificate exists before the server
-// starts. Without CertHosts the operator provides tls.crt and tls.key in
+// starts. With CertFile and KeyFile it checks they exist and returns nil.
+// Without CertHosts the operator provides tls.crt and tls.key in
 // CertDir (for example from cert-manager) and it returns nil. With CertHosts
 // it issues or loads the self-managed certificate, points the group's webhook
 // configurations at its CA, and returns the runnable that renews it.
 func (o *ServingOptions) Certificates(ctx context.Context, c client.Client, group Group) (manager.Runnable, error) {
+	if o.CertFile != "" || o.KeyFile != "" {
+		for _, f := range []string{o.CertFile, o.KeyFile} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("webhook certificate: %w (both a certificate and a key file are needed)", err)
+			}
+		}
+		return nil, nil
+	}
 	if len(o.CertHosts) == 0 {
 		for _, f := range []string{certs.CertKey, certs.KeyKey} {
 			if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {

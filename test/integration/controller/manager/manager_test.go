@@ -87,9 +87,9 @@ func TestControllerManager(t *testing.T) {
 	opts.Controllers = []string{"*"}
 	opts.Webhook.Host = env.WebhookHost()
 	opts.Webhook.Port = env.WebhookPort()
-	opts.Webhook.TLSCertFile = filepath.Join(env.WebhookCertDir(), "tls.crt")
-	opts.Webhook.TLSKeyFile = filepath.Join(env.WebhookCertDir(), "tls.key")
-	if _, err := os.Stat(opts.Webhook.TLSCertFile); err != nil {
+	opts.Webhook.CertFile = filepath.Join(env.WebhookCertDir(), "tls.crt")
+	opts.Webhook.KeyFile = filepath.Join(env.WebhookCertDir(), "tls.key")
+	if _, err := os.Stat(opts.Webhook.CertFile); err != nil {
 		t.Fatal(err)
 	}
 	mgr, err := controllermanager.NewManager(ctx, env.Config, opts, controllermanager.Extra{})
