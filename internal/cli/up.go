@@ -11,6 +11,8 @@ import (
 	"github.com/go-logr/zapr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kthena/kthena/internal/platform"
 )
@@ -44,6 +46,9 @@ a curl command that talks to it.`,
 			}
 			defer func() { _ = zl.Sync() }()
 			opts.Log = zapr.NewLogger(zl)
+			// client-go and controller-runtime log through the same file.
+			ctrllog.SetLogger(opts.Log)
+			klog.SetLogger(opts.Log)
 			opts.Out = cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
