@@ -177,17 +177,6 @@ func (g *groupState) revision() string {
 	return ""
 }
 
-// empty is true when the group has neither live nor terminating pods.
-func (g *groupState) empty() bool {
-	empty := true
-	g.each(func(r *replicaState) {
-		if len(r.pods) > 0 || len(r.terminating) > 0 {
-			empty = false
-		}
-	})
-	return empty
-}
-
 // podReady is true for a live, running pod whose Ready condition is true.
 func podReady(p *corev1.Pod) bool {
 	if p == nil || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
