@@ -5,12 +5,10 @@ package openai
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"unsafe"
-
-	"github.com/tidwall/gjson"
 )
 
 // Request is what the router reads from a body. Spans index into the body.
@@ -38,21 +36,23 @@ func (s span) ok() bool { return s.end > s.start }
 
 // Parse reads body, which must be exactly one JSON object with a string
 // "model". It keeps at most promptLimit bytes of flattened prompt text.
+//
+// The body is scanned once: the scan validates it and records where the
+// top-level members are. Only the prompt prefix is read again, up to
+// promptLimit bytes of output.
 func Parse(body []byte, promptLimit int) (*Request, error) {
 	if len(body) == 0 {
 		return nil, fmt.Errorf("request body is empty")
 	}
-	if !gjson.ValidBytes(body) {
-		return nil, fmt.Errorf("request body is not valid JSON")
+	s := scanner{b: body}
+	s.ws()
+	if s.i >= len(body) || body[s.i] != '{' {
+		if s.value() && s.atEnd() {
+			return nil, fmt.Errorf("request body must be a JSON object")
+		}
+		return nil, errInvalid
 	}
-	js := unsafe.String(unsafe.SliceData(body), len(body))
-	root := gjson.Parse(js)
-	if !root.IsObject() {
-		return nil, fmt.Errorf("request body must be a JSON object")
-	}
-	r := &Request{open: bytes.IndexByte(body, '{') + 1}
-	var err error
-	seen := 0
+	r := &Request{open: s.i + 1}
 	const (
 		fModel = 1 << iota
 		fStream
@@ -61,127 +61,244 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 		fPrompt
 		fInput
 	)
-	root.ForEach(func(k, v gjson.Result) bool {
-		flag := 0
-		switch k.Str {
-		case "model":
-			flag = fModel
-			if v.Type != gjson.String {
-				err = fmt.Errorf(`"model" must be a string`)
-				return false
+	var err error
+	seen := 0
+	prompt := span{}
+	s.i++
+	s.ws()
+	if s.i < len(body) && body[s.i] == '}' {
+		s.i++
+	} else {
+		for {
+			s.ws()
+			if s.i >= len(body) || body[s.i] != '"' {
+				return nil, errInvalid
 			}
-			// Cloned: the body is a pooled buffer, and the model ends up in
-			// metric labels and logs that outlive the request.
-			r.Model = strings.Clone(v.Str)
-			r.model = spanOf(js, v.Raw)
-		case "stream":
-			flag = fStream
-			r.Stream = v.Type == gjson.True
-		case "stream_options":
-			flag = fSO
-			r.streamOptions = spanOf(js, v.Raw)
-			if v.IsObject() {
-				v.ForEach(func(k2, v2 gjson.Result) bool {
-					if k2.Str == "include_usage" {
-						r.IncludeUsage = v2.Type == gjson.True
-						r.includeUsage = spanOf(js, v2.Raw)
+			ks := s.i
+			esc, ok := s.str()
+			if !ok {
+				return nil, errInvalid
+			}
+			ke := s.i
+			if !s.colon() {
+				return nil, errInvalid
+			}
+			v := span{s.i, 0}
+			if !s.value() {
+				return nil, errInvalid
+			}
+			v.end = s.i
+			if err == nil {
+				flag := 0
+				key := keyName(body, ks, ke, esc)
+				switch key {
+				case "model":
+					flag = fModel
+					if body[v.start] != '"' {
+						err = fmt.Errorf(`"model" must be a string`)
+						break
 					}
-					return true
-				})
+					// A copy: the body is a pooled buffer, and the model
+					// ends up in metric labels and logs that outlive the
+					// request.
+					r.Model = string(appendStr(nil, body, v.start, len(body)))
+					r.model = v
+				case "stream":
+					flag = fStream
+					r.Stream = body[v.start] == 't'
+				case "stream_options":
+					flag = fSO
+					r.streamOptions = v
+					if body[v.start] == '{' {
+						sub := scanner{b: body, i: v.start}
+						sub.members(func(k string, at int) bool {
+							if k == "include_usage" {
+								r.IncludeUsage = body[at] == 't'
+								end := scanner{b: body, i: at}
+								end.value()
+								r.includeUsage = span{at, end.i}
+							}
+							return true
+						})
+					}
+				case "messages", "prompt", "input":
+					switch key {
+					case "messages":
+						flag = fMessages
+					case "prompt":
+						flag = fPrompt
+					default:
+						flag = fInput
+					}
+					if seen&(fMessages|fPrompt|fInput) == 0 {
+						r.PromptBytes = v.end - v.start
+						prompt = v
+					}
+				}
+				if err == nil && flag != 0 {
+					if seen&flag != 0 {
+						err = fmt.Errorf("duplicate key %q in request body", key)
+					}
+					seen |= flag
+				}
 			}
-		case "messages", "prompt", "input":
-			switch k.Str {
-			case "messages":
-				flag = fMessages
-			case "prompt":
-				flag = fPrompt
-			default:
-				flag = fInput
+			s.ws()
+			if s.i >= len(body) {
+				return nil, errInvalid
 			}
-			if seen&(fMessages|fPrompt|fInput) == 0 {
-				r.PromptBytes = len(v.Raw)
-				r.Prompt = flatten(v, promptLimit)
+			if body[s.i] == ',' {
+				s.i++
+				continue
 			}
-		default:
-			return true
+			if body[s.i] != '}' {
+				return nil, errInvalid
+			}
+			s.i++
+			break
 		}
-		if seen&flag != 0 {
-			err = fmt.Errorf("duplicate key %q in request body", k.Str)
-			return false
-		}
-		seen |= flag
-		return true
-	})
+	}
+	if !s.atEnd() {
+		return nil, errInvalid
+	}
 	if err != nil {
 		return nil, err
 	}
 	if seen&fModel == 0 || r.Model == "" {
 		return nil, fmt.Errorf(`request body has no "model"`)
 	}
+	if prompt.ok() && promptLimit > 0 {
+		f := flattener{b: body, limit: promptLimit}
+		f.flatten(prompt.start)
+		r.Prompt = f.out
+	}
 	return r, nil
 }
 
-func spanOf(js, raw string) span {
-	if raw == "" {
-		return span{}
+var errInvalid = errors.New("request body is not valid JSON")
+
+// keyName is the member name whose string token spans body[ks:ke] (quotes
+// included). Without escapes it aliases body and must not be kept.
+func keyName(body []byte, ks, ke int, esc bool) string {
+	if esc {
+		return string(appendStr(nil, body, ks, len(body)))
 	}
-	off := int(uintptr(unsafe.Pointer(unsafe.StringData(raw))) - uintptr(unsafe.Pointer(unsafe.StringData(js))))
-	if off < 0 || off+len(raw) > len(js) {
-		return span{}
-	}
-	return span{off, off + len(raw)}
+	return unsafe.String(&body[ks+1], ke-ks-2)
 }
 
-// flatten renders messages ("role: content\n" each) or a prompt string into
-// at most limit bytes.
-func flatten(v gjson.Result, limit int) []byte {
-	if limit <= 0 {
-		return nil
-	}
-	switch {
-	case v.Type == gjson.String:
-		return clip(v.Str, limit, nil)
-	case v.IsArray():
-		var out []byte
-		v.ForEach(func(_, m gjson.Result) bool {
-			switch {
-			case m.Type == gjson.String: // prompt: ["a", "b"]
-				out = clip(m.Str, limit, out)
-			case m.IsObject():
-				out = clip(m.Get("role").Str, limit, out)
-				out = clip(": ", limit, out)
-				c := m.Get("content")
-				if c.Type == gjson.String {
-					out = clip(c.Str, limit, out)
-				} else if c.IsArray() {
-					c.ForEach(func(_, part gjson.Result) bool {
-						out = clip(part.Get("text").Str, limit, out)
-						return len(out) < limit
-					})
-				}
-				out = clip("\n", limit, out)
-			default: // token ids
-				out = clip(m.Raw, limit, out)
-			}
-			return len(out) < limit
-		})
-		return out
-	}
-	return nil
+// flattener renders messages ("role: content\n" each) or a prompt string
+// into at most limit bytes. It reads a body already validated by Parse and
+// stops as soon as the output is full.
+type flattener struct {
+	b     []byte
+	out   []byte
+	limit int
 }
 
-func clip(s string, limit int, out []byte) []byte {
-	room := limit - len(out)
+func (f *flattener) full() bool { return len(f.out) >= f.limit }
+
+func (f *flattener) grow() {
+	if f.out == nil {
+		f.out = make([]byte, 0, min(f.limit, 4096))
+	}
+}
+
+func (f *flattener) add(s []byte) {
+	f.grow()
+	room := f.limit - len(f.out)
 	if room <= 0 {
-		return out
+		return
 	}
 	if len(s) > room {
 		s = s[:room]
 	}
-	if out == nil {
-		out = make([]byte, 0, min(limit, 4096))
+	f.out = append(f.out, s...)
+}
+
+// str adds the string whose opening quote is at b[p].
+func (f *flattener) str(p int) {
+	f.grow()
+	f.out = appendStr(f.out, f.b, p, f.limit-len(f.out))
+}
+
+func (f *flattener) flatten(p int) {
+	switch f.b[p] {
+	case '"':
+		f.str(p)
+	case '[':
+		s := scanner{b: f.b, i: p}
+		s.elements(func(v int) bool {
+			switch f.b[v] {
+			case '"': // prompt: ["a", "b"]
+				f.str(v)
+				s.i = v
+				s.value()
+			case '{':
+				f.message(&s)
+			default: // token ids
+				s.value()
+				f.add(f.b[v:s.i])
+			}
+			return !f.full()
+		})
 	}
-	return append(out, s...)
+}
+
+// message renders the chat message object at s.i and leaves s.i after it
+// unless the output is full.
+func (f *flattener) message(s *scanner) {
+	p := s.i
+	role, content := -1, -1
+	s.members(func(k string, v int) bool {
+		switch {
+		case k == "role" && role < 0:
+			role = v
+		case k == "content" && content < 0:
+			content = v
+		}
+		return role < 0 || content < 0
+	})
+	if role >= 0 && f.b[role] == '"' {
+		f.str(role)
+	} else {
+		f.grow()
+	}
+	f.add([]byte(": "))
+	if content >= 0 {
+		switch f.b[content] {
+		case '"':
+			f.str(content)
+		case '[':
+			c := scanner{b: f.b, i: content}
+			c.elements(func(v int) bool {
+				text := -1
+				if f.b[v] == '{' {
+					c.members(func(k string, tv int) bool {
+						if k == "text" {
+							text = tv
+							return false
+						}
+						return true
+					})
+				}
+				if text >= 0 && f.b[text] == '"' {
+					f.str(text)
+				} else {
+					f.grow()
+				}
+				if f.full() {
+					return false
+				}
+				c.i = v
+				c.value()
+				return true
+			})
+		}
+	}
+	f.add([]byte("\n"))
+	if !f.full() {
+		s.i = p
+		s.value()
+	}
 }
 
 // Rewrite describes the changes to make to a body.

@@ -1,0 +1,370 @@
+package openai
+
+import (
+	"encoding/binary"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// scanner validates and skips JSON (RFC 8259 grammar; strings are not
+// checked for UTF-8) without recursion and without allocating for nesting
+// up to 64 levels.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// atEnd skips trailing whitespace and reports whether nothing follows.
+func (s *scanner) atEnd() bool {
+	s.ws()
+	return s.i == len(s.b)
+}
+
+// colon skips whitespace, a ':' and whitespace.
+func (s *scanner) colon() bool {
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != ':' {
+		return false
+	}
+	s.i++
+	s.ws()
+	return true
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plain8 reports whether none of the 8 bytes in w is a control character,
+// a quote or a backslash.
+func plain8(w uint64) bool {
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((w-ones*0x20)&^w|(q-ones)&^q|(bs-ones)&^bs)&highs == 0
+}
+
+// str skips the string whose opening quote is at s.i and reports whether it
+// holds escapes.
+func (s *scanner) str() (esc, ok bool) {
+	b := s.b
+	i := s.i + 1
+	for {
+		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			return esc, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return esc, true
+		case c == '\\':
+			esc = true
+			if i+1 >= len(b) {
+				return esc, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !hex4(b[i+2:i+6]) {
+					return esc, false
+				}
+				i += 6
+			default:
+				return esc, false
+			}
+		case c < 0x20:
+			return esc, false
+		default:
+			i++
+		}
+	}
+}
+
+func hex4(h []byte) bool {
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scanner) digits() int {
+	n := 0
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
+
+func (s *scanner) number() bool {
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		s.digits()
+	default:
+		return false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// value skips the value at s.i (after optional whitespace), checking it.
+func (s *scanner) value() bool {
+	var stackBuf [64]byte
+	stack := stackBuf[:0] // closing bytes of the open containers
+	for {
+		// A value is expected.
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch c := s.b[s.i]; c {
+		case '{', '[':
+			s.i++
+			s.ws()
+			closer := byte('}')
+			if c == '[' {
+				closer = ']'
+			}
+			if s.i < len(s.b) && s.b[s.i] == closer {
+				s.i++
+				break
+			}
+			stack = append(stack, closer)
+			if c == '{' {
+				if !s.key() {
+					return false
+				}
+			}
+			continue
+		case '"':
+			if _, ok := s.str(); !ok {
+				return false
+			}
+		case 't':
+			if !s.literal("true") {
+				return false
+			}
+		case 'f':
+			if !s.literal("false") {
+				return false
+			}
+		case 'n':
+			if !s.literal("null") {
+				return false
+			}
+		default:
+			if c != '-' && (c < '0' || c > '9') || !s.number() {
+				return false
+			}
+		}
+		// A value ended: close containers or move to the next element.
+		for {
+			if len(stack) == 0 {
+				return true
+			}
+			s.ws()
+			if s.i >= len(s.b) {
+				return false
+			}
+			top := stack[len(stack)-1]
+			if s.b[s.i] == top {
+				s.i++
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			if s.b[s.i] != ',' {
+				return false
+			}
+			s.i++
+			if top == '}' && !s.key() {
+				return false
+			}
+			break
+		}
+	}
+}
+
+// key skips whitespace, a member name and its colon.
+func (s *scanner) key() bool {
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return false
+	}
+	if _, ok := s.str(); !ok {
+		return false
+	}
+	return s.colon()
+}
+
+// members calls fn with each member name and the offset of its value, for
+// the object at s.i, which must be valid. If fn returns true, the value is
+// skipped and the walk goes on; if it returns false, the walk stops with s.i
+// at the value.
+func (s *scanner) members(fn func(key string, v int) bool) {
+	s.i++ // '{'
+	for {
+		s.ws()
+		if s.b[s.i] == '}' {
+			s.i++
+			return
+		}
+		if s.b[s.i] == ',' {
+			s.i++
+			s.ws()
+		}
+		ks := s.i
+		esc, _ := s.str()
+		ke := s.i
+		s.colon()
+		if !fn(keyName(s.b, ks, ke, esc), s.i) {
+			return
+		}
+		s.value()
+	}
+}
+
+// elements calls fn with the offset of each element of the array at s.i,
+// which must be valid, with s.i at the element. fn must leave s.i after the
+// element, or return false to stop.
+func (s *scanner) elements(fn func(v int) bool) {
+	s.i++ // '['
+	for {
+		s.ws()
+		switch s.b[s.i] {
+		case ']':
+			s.i++
+			return
+		case ',':
+			s.i++
+			s.ws()
+		}
+		if !fn(s.i) {
+			return
+		}
+	}
+}
+
+// appendStr appends to dst at most room bytes of the unescaped content of
+// the valid string whose opening quote is at b[p]. An invalid surrogate
+// escape, or one followed by another \u escape that does not pair with it,
+// becomes U+FFFD (the pair is consumed).
+func appendStr(dst, b []byte, p, room int) []byte {
+	i := p + 1
+	var tmp [utf8.UTFMax]byte
+	for room > 0 {
+		c := b[i]
+		if c == '"' {
+			break
+		}
+		if c != '\\' {
+			j := i + 1
+			for j < len(b) && j-i < room && b[j] != '"' && b[j] != '\\' {
+				j++
+			}
+			dst = append(dst, b[i:j]...)
+			room -= j - i
+			i = j
+			continue
+		}
+		var out []byte
+		switch e := b[i+1]; e {
+		case 'u':
+			r := hexRune(b[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+				r = utf16.DecodeRune(r, hexRune(b[i+2:i+6]))
+				i += 6
+			}
+			out = utf8.AppendRune(tmp[:0], r)
+		default:
+			tmp[0] = unescapeByte(e)
+			out = tmp[:1]
+			i += 2
+		}
+		if len(out) > room {
+			out = out[:room]
+		}
+		dst = append(dst, out...)
+		room -= len(out)
+	}
+	return dst
+}
+
+func unescapeByte(e byte) byte {
+	switch e {
+	case 'b':
+		return '\b'
+	case 'f':
+		return '\f'
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	}
+	return e // '"', '\\', '/'
+}
+
+func hexRune(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
