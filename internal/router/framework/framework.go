@@ -96,6 +96,16 @@ type Request struct {
 	InputTokens int
 	// Stream is true for streaming requests.
 	Stream bool
+	// PrefixHashes is the prefix-cache plugin's per-request cache of the
+	// prompt's block hashes; other code must not use it.
+	PrefixHashes PrefixHashes
+}
+
+// PrefixHashes are a prompt's block hashes and what they were computed with.
+type PrefixHashes struct {
+	BlockSize, MaxBlocks int
+	Model                string
+	Hashes               []uint64
 }
 
 // Metrics is the engine state of one endpoint, as last scraped.

@@ -167,7 +167,7 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 		return nil, fmt.Errorf(`request body has no "model"`)
 	}
 	if prompt.ok() && promptLimit > 0 {
-		f := flattener{b: body, limit: promptLimit}
+		f := flattener{b: body, limit: promptLimit, hint: r.PromptBytes + 16}
 		f.flatten(prompt.start)
 		r.Prompt = f.out
 	}
@@ -192,13 +192,16 @@ type flattener struct {
 	b     []byte
 	out   []byte
 	limit int
+	hint  int // expected output size
 }
 
 func (f *flattener) full() bool { return len(f.out) >= f.limit }
 
+// grow allocates the output: flattened text is rarely longer than the raw
+// prompt value (quotes, keys and braces go), so that size usually suffices.
 func (f *flattener) grow() {
 	if f.out == nil {
-		f.out = make([]byte, 0, min(f.limit, 4096))
+		f.out = make([]byte, 0, min(f.limit, f.hint))
 	}
 }
 

@@ -95,21 +95,32 @@ func Hashes(model string, prompt []byte, blockSize, maxBlocks int, dst []uint64)
 		n = maxBlocks
 	}
 	prev := xxhash.Sum64String(model)
-	var num [20]byte
-	var d xxhash.Digest
-	for i := 0; i < n; i++ {
-		d.Reset()
-		_, _ = d.Write(strconv.AppendUint(num[:0], prev, 10))
-		_, _ = d.Write(prompt[i*blockSize : (i+1)*blockSize])
-		prev = d.Sum64()
+	// decimal(prev) ‖ block, hashed in one call.
+	var stack [20 + 64]byte
+	buf := stack[:0]
+	if blockSize > 64 {
+		buf = make([]byte, 0, 20+blockSize)
+	}
+	for i := range n {
+		buf = strconv.AppendUint(buf[:0], prev, 10)
+		buf = append(buf, prompt[i*blockSize:(i+1)*blockSize]...)
+		prev = xxhash.Sum64(buf)
 		dst = append(dst, prev)
 	}
 	return dst
 }
 
+// hashes returns the request's block hashes, computed once per request (Score
+// and PreRequest both need them).
 func (p *Plugin) hashes(req *framework.Request) []uint64 {
-	return Hashes(req.UpstreamModel, req.Prompt, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch,
+	c := &req.PrefixHashes
+	if c.Hashes != nil && c.BlockSize == p.args.BlockSizeToHash && c.MaxBlocks == p.args.MaxBlocksToMatch && c.Model == req.UpstreamModel {
+		return c.Hashes
+	}
+	hs := Hashes(req.UpstreamModel, req.Prompt, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch,
 		make([]uint64, 0, min(len(req.Prompt)/p.args.BlockSizeToHash, p.args.MaxBlocksToMatch)))
+	*c = framework.PrefixHashes{BlockSize: p.args.BlockSizeToHash, MaxBlocks: p.args.MaxBlocksToMatch, Model: req.UpstreamModel, Hashes: hs}
+	return hs
 }
 
 // Score gives each of the top-K engines with the longest cached prefix

@@ -2,9 +2,11 @@ package prefixcache
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/kthena/kthena/internal/router/framework"
 )
 
@@ -81,5 +83,30 @@ func TestTopK(t *testing.T) {
 	p.Score(context.Background(), req("aaaabbbb"), []*framework.Endpoint{{Key: "a"}, {Key: "b"}}, out)
 	if out[0] != 0 || out[1] != 1 {
 		t.Fatalf("top-1 scores %v", out)
+	}
+}
+
+// TestHashesChain checks the chain definition hᵢ = xxh64(decimal(hᵢ₋₁) ‖
+// blockᵢ) against a streaming digest, for block sizes on both sides of the
+// stack buffer.
+func TestHashesChain(t *testing.T) {
+	prompt := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40))
+	for _, bs := range []int{4, 64, 100} {
+		got := Hashes("model-a", prompt, bs, 7, nil)
+		if len(got) != 7 {
+			t.Fatalf("block %d: %d hashes, want 7", bs, len(got))
+		}
+		prev := xxhash.Sum64String("model-a")
+		for i, h := range got {
+			d := xxhash.New()
+			_, _ = d.WriteString(strconv.FormatUint(prev, 10))
+			_, _ = d.Write(prompt[i*bs : (i+1)*bs])
+			if prev = d.Sum64(); h != prev {
+				t.Fatalf("block %d: hash %d = %x, want %x", bs, i, h, prev)
+			}
+		}
+	}
+	if hs := Hashes("m", []byte("abc"), 4, 7, nil); len(hs) != 0 {
+		t.Fatalf("partial block hashed: %v", hs)
 	}
 }
