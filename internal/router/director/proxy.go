@@ -174,7 +174,6 @@ func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time
 	ctx, cancel := context.WithCancelCause(c.r.Context())
 	defer cancel(nil)
 	var headerTimer *time.Timer
-	errHeaderTimeout := errors.New("timeout")
 	if timeout > 0 {
 		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
 	}
@@ -183,6 +182,7 @@ func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time
 		return &attemptError{msg: err.Error()}
 	}
 	out.ContentLength = int64(n)
+	out.Header = make(http.Header, len(c.r.Header)+1)
 	if up.header != nil {
 		up.header(c.r.Header, out.Header)
 	} else {
@@ -253,7 +253,10 @@ func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time
 	return nil
 }
 
-var errIdle = errors.New("stream idle timeout")
+var (
+	errIdle          = errors.New("stream idle timeout")
+	errHeaderTimeout = errors.New("timeout")
+)
 
 // relayBody copies a non-streamed response, keeping up to 1 MiB of it to
 // read usage from.
