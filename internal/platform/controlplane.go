@@ -98,7 +98,7 @@ func (u *up) etcd() *Process {
 			"--election-timeout=5000",
 			"--log-level=warn",
 		},
-		Env:     []string{idleGOGC},
+		Env:     []string{idleGOGC, oneProc},
 		LogPath: u.logPath("etcd"),
 	}
 }
@@ -130,8 +130,10 @@ func (u *up) apiserver() *Process {
 			// address; without this the API server retries every 10s.
 			"--endpoint-reconciler-type=none",
 			"--profiling=false",
+			// No identity lease to renew and collect every few seconds.
+			"--feature-gates=APIServerIdentity=false",
 		},
-		Env:     []string{idleGOGC},
+		Env:     []string{idleGOGC, oneProc},
 		LogPath: u.logPath("kube-apiserver"),
 	}
 }
@@ -140,6 +142,10 @@ func (u *up) apiserver() *Process {
 // less often: their heaps are small here, and an idle platform should cost
 // little CPU.
 const idleGOGC = "GOGC=400"
+
+// oneProc keeps the Go runtime of etcd and kube-apiserver on one thread:
+// at idle, a second processor only adds wake-ups looking for work.
+const oneProc = "GOMAXPROCS=1"
 
 // restConfig is the admin client configuration.
 func (u *up) restConfig() *rest.Config {
