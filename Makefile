@@ -28,8 +28,12 @@ test: ## Run every test: unit, integration against a real API server, end to end
 	@$(MAKE) --no-print-directory fuzz
 
 .PHONY: up
-up: build ## Run the whole system locally with a demo model (kthena up --demo); Ctrl-C stops it.
+up: build kubectl ## Run the whole system locally with a demo model (kthena up --demo); Ctrl-C stops it.
 	$(BIN)/kthena up --demo
+
+.PHONY: kubectl
+kubectl: ## Link bin/kubectl to the kubectl built with the control plane.
+	@assets=$$(bash hack/envtest-bins.sh | tail -n 1) && mkdir -p $(BIN) && ln -sf $$assets/kubectl $(BIN)/kubectl
 
 .PHONY: e2e
 e2e: ## Run only the end-to-end suite on the local platform.
