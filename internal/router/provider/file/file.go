@@ -23,21 +23,8 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/provider"
 )
-
-// Store is what the provider writes into.
-type Store interface {
-	UpsertRoute(*networkingv1alpha1.ModelRoute)
-	DeleteRoute(ns, name string)
-	UpsertServer(*networkingv1alpha1.ModelServer)
-	DeleteServer(ns, name string)
-	UpsertPod(*datastore.Pod)
-	DeletePod(ns, name string)
-	UpsertProvider(*networkingv1alpha1.ExternalModelProvider)
-	DeleteProvider(ns, name string)
-	UpsertSecret(ns, name string, data map[string][]byte)
-	DeleteSecret(ns, name string)
-}
 
 // Endpoints is the file's list of engines.
 type Endpoints struct {
@@ -203,7 +190,7 @@ func secretData(s *corev1.Secret) map[string][]byte {
 // Provider keeps a store in sync with a file.
 type Provider struct {
 	path  string
-	store Store
+	store provider.Store
 	log   logr.Logger
 
 	mu   sync.Mutex
@@ -213,7 +200,7 @@ type Provider struct {
 }
 
 // New returns a provider for path.
-func New(path string, store Store, log logr.Logger) *Provider {
+func New(path string, store provider.Store, log logr.Logger) *Provider {
 	return &Provider{path: path, store: store, log: log}
 }
 

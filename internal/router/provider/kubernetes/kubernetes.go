@@ -26,22 +26,9 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/provider"
 	kthenawebhook "github.com/kthena/kthena/internal/webhook"
 )
-
-// Store is what the provider writes into.
-type Store interface {
-	UpsertRoute(*networkingv1alpha1.ModelRoute)
-	DeleteRoute(ns, name string)
-	UpsertServer(*networkingv1alpha1.ModelServer)
-	DeleteServer(ns, name string)
-	UpsertPod(*datastore.Pod)
-	DeletePod(ns, name string)
-	UpsertProvider(*networkingv1alpha1.ExternalModelProvider)
-	DeleteProvider(ns, name string)
-	UpsertSecret(ns, name string, data map[string][]byte)
-	DeleteSecret(ns, name string)
-}
 
 // Options configure the provider.
 type Options struct {
@@ -79,7 +66,7 @@ func New(o Options) func(ctx context.Context, store *datastore.Store, log logr.L
 	}
 }
 
-func start(ctx context.Context, o Options, store Store, log logr.Logger, synced func()) error {
+func start(ctx context.Context, o Options, store provider.Store, log logr.Logger, synced func()) error {
 	if o.Config == nil {
 		return errors.New("kubernetes provider: no API server configuration")
 	}
