@@ -174,3 +174,17 @@ type FilterOutcome struct {
 	Name    string `json:"name"`
 	Removed int    `json:"removed"`
 }
+
+// NoArgs is the Factory of a plugin that takes no arguments: it rejects any
+// argument (the decoder is strict, so unknown fields fail) and returns p.
+func NoArgs(p Plugin) Factory {
+	return func(dec *json.Decoder, _ Handle) (Plugin, error) {
+		if dec != nil {
+			var none struct{}
+			if err := dec.Decode(&none); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+}

@@ -18,14 +18,8 @@ type Plugin struct{}
 var _ framework.Filter = Plugin{}
 
 // Factory builds the plugin; it takes no args.
-func Factory(dec *json.Decoder, _ framework.Handle) (framework.Plugin, error) {
-	if dec != nil {
-		var none struct{}
-		if err := dec.Decode(&none); err != nil {
-			return nil, err
-		}
-	}
-	return Plugin{}, nil
+func Factory(dec *json.Decoder, h framework.Handle) (framework.Plugin, error) {
+	return framework.NoArgs(Plugin{})(dec, h)
 }
 
 // Type implements framework.Plugin.

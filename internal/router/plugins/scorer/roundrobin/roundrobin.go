@@ -19,14 +19,8 @@ type Plugin struct{ next atomic.Uint64 }
 var _ framework.Scorer = (*Plugin)(nil)
 
 // Factory builds the plugin; it takes no args.
-func Factory(dec *json.Decoder, _ framework.Handle) (framework.Plugin, error) {
-	if dec != nil {
-		var none struct{}
-		if err := dec.Decode(&none); err != nil {
-			return nil, err
-		}
-	}
-	return &Plugin{}, nil
+func Factory(dec *json.Decoder, h framework.Handle) (framework.Plugin, error) {
+	return framework.NoArgs(&Plugin{})(dec, h)
 }
 
 // Type implements framework.Plugin.
