@@ -6,9 +6,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/stdr"
@@ -86,10 +90,10 @@ func quality(args []string) error {
 	fs.StringVar(&o.Profile, "profile", "llama-3.1-8b-h100", "simulator GPU profile")
 	fs.Float64Var(&o.TimeScale, "time-scale", 1, "wall seconds per simulated second")
 	only := fs.String("policies", "", "comma-separated policy names to run (default all)")
-	wl := fs.Int("workload", -1, "run only this workload index")
+	wl := fs.String("workload", "", "run only the workloads whose name contains this (case-insensitive), or this workload index")
 	var extra []string
 	fs.Func("config", "add a policy: name=router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
-	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second)")
+	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second; multi-turn: users starting per second)")
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
 	if *rate > 0 {
@@ -117,17 +121,76 @@ func quality(args []string) error {
 		}
 		o.Policies = append(o.Policies, bench.Policy{Name: name, Config: string(b)})
 	}
-	if *wl >= 0 {
-		o.Workloads = o.Workloads[*wl : *wl+1]
+	if *wl != "" {
+		if i, err := strconv.Atoi(*wl); err == nil {
+			if i < 0 || i >= len(o.Workloads) {
+				return fmt.Errorf("-workload %d: want 0..%d", i, len(o.Workloads)-1)
+			}
+			o.Workloads = o.Workloads[i : i+1]
+		} else {
+			var ws []bench.Workload
+			for _, w := range o.Workloads {
+				if strings.Contains(strings.ToLower(w.Name), strings.ToLower(*wl)) {
+					ws = append(ws, w)
+				}
+			}
+			if len(ws) == 0 {
+				return fmt.Errorf("-workload %q matches no workload", *wl)
+			}
+			o.Workloads = ws
+		}
 	}
+	load0 := loadavg()
+	start := time.Now()
+	// Sample the 1-minute load average while the bench runs.
+	var mu sync.Mutex
+	lo, hi := math.Inf(1), math.Inf(-1)
+	if v, err := strconv.ParseFloat(strings.Fields(load0 + " x")[0], 64); err == nil {
+		lo, hi = v, v
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if v, err := strconv.ParseFloat(strings.Fields(loadavg() + " x")[0], 64); err == nil {
+					mu.Lock()
+					lo, hi = min(lo, v), max(hi, v)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
 	rows, err := bench.RunQuality(context.Background(), o)
+	close(stop)
 	if err != nil {
 		return err
 	}
+	mu.Lock()
+	o.Note = fmt.Sprintf("Last run: %s UTC, %s wall on %d CPUs shared with other jobs; load average (1/5/15 min) %s at the start, %s at the end, 1-minute load %.2f–%.2f sampled every 15 s during the run.",
+		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg(), lo, hi)
+	mu.Unlock()
 	md := bench.QualityMarkdown(rows, o)
 	fmt.Print(md)
 	if err := write(*out, "quality.svg", bench.QualitySVG(rows)); err != nil {
 		return err
 	}
-	return write(*out, "quality.md", "# Routing quality\n\n`go run ./cmd/kthena-bench quality`\n\n"+md+"\n![TTFT p90 and prefix hit rate per policy](quality.svg)\n")
+	return write(*out, "quality.md", "# Routing quality\n\n`go run ./cmd/kthena-bench quality`\n\n"+md+"\n![TTFT p90, output throughput and prefix hit rate per policy and workload](quality.svg)\n")
+}
+
+// loadavg is the first three fields of /proc/loadavg, or "n/a".
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
 }

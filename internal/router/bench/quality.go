@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,32 +23,6 @@ import (
 	"github.com/kthena/kthena/internal/sim"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
-
-// Workload is an open-loop request stream in simulated time.
-type Workload struct {
-	Name string
-	// Groups share a system prompt of SystemTokens; each group sends
-	// PerGroup requests with its own question.
-	Groups, PerGroup int
-	SystemTokens     int
-	QuestionTokens   int // mean; ±30 % uniform
-	OutputTokens     int // mean; ±30 % uniform
-	// Rate is the Poisson arrival rate in requests per simulated second.
-	Rate float64
-	Seed uint64
-}
-
-// Workloads are the quality bench's defaults: the field's shared-prefix
-// "C" shape (150 groups × 5, 6,000-token system prompts, 1,200-token
-// questions; llm-d, GIE) with outputs shortened from 1,000 to 200 tokens to
-// keep the run short on a laptop, and a short-prompt chat mix without shared
-// prefixes, where only load balancing matters.
-func Workloads() []Workload {
-	return []Workload{
-		{Name: "long shared prefix (150×5, sys 6000, q 1200, out 200)", Groups: 150, PerGroup: 5, SystemTokens: 6000, QuestionTokens: 1200, OutputTokens: 200, Rate: 12, Seed: 1},
-		{Name: "short prompts (no sharing, in 400, out 200)", Groups: 600, PerGroup: 1, SystemTokens: 0, QuestionTokens: 400, OutputTokens: 200, Rate: 30, Seed: 2},
-	}
-}
 
 // Policy is a routing policy under test: a router configuration, or the
 // oracle (no router: the client reads every engine's cache).
@@ -83,125 +56,63 @@ type QualityOptions struct {
 	Workloads []Workload
 	Policies  []Policy
 	Log       logr.Logger
+	// Note is added to the report (e.g. machine load during the run).
+	Note string
 }
 
 // QualityRow is one policy on one workload; times are simulated.
 type QualityRow struct {
-	Workload, Policy  string
-	Requests, OK      int
-	OutputTokPerSec   float64
-	TTFTP50, TTFTP90  float64 // seconds
-	E2EP90            float64
-	HitRate           float64 // cached prompt tokens / prompt tokens
-	PerEngineRequests []int
-}
-
-type request struct {
-	at        float64 // simulated seconds from start
-	system, q string
-	maxTokens int
-}
-
-var vocab = strings.Fields(`the of and to in is that for it as was with be by on not he this are or his from at which
-but have an they you were her she there been one all we their has would when if so no will can more about out up
-them some could what into than time only other new two may first then do any like my now over such our man me even
-most made after also did many before must through back years where much your way well down should because each just
-those people how too little state good very make world still own see men work long get here between both life being
-under never day same another know while last might us great old year off come since against go came right used take
-three`)
-
-func words(r *rand.Rand, n int) string {
-	var b strings.Builder
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(vocab[r.IntN(len(vocab))])
-	}
-	return b.String()
-}
-
-func jitter(r *rand.Rand, mean int) int { return max(1, int(float64(mean)*(0.7+0.6*r.Float64()))) }
-
-// Requests generates the workload: groups interleaved in random order, with
-// exponential inter-arrival times.
-func (w Workload) Requests() []request {
-	r := rand.New(rand.NewPCG(w.Seed, 7))
-	systems := make([]string, w.Groups)
-	for g := range systems {
-		if w.SystemTokens > 0 {
-			systems[g] = fmt.Sprintf("You are assistant %d. ", g) + words(r, w.SystemTokens)
-		}
-	}
-	var reqs []request
-	for g := 0; g < w.Groups; g++ {
-		for i := 0; i < w.PerGroup; i++ {
-			reqs = append(reqs, request{system: systems[g], q: words(r, jitter(r, w.QuestionTokens)), maxTokens: jitter(r, w.OutputTokens)})
-		}
-	}
-	r.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
-	t := 0.0
-	for i := range reqs {
-		t += r.ExpFloat64() / w.Rate
-		reqs[i].at = t
-	}
-	return reqs
-}
-
-func (q request) messages() []tokenizer.Message {
-	var m []tokenizer.Message
-	if q.system != "" {
-		m = append(m, tokenizer.Message{Role: "system", Content: q.system})
-	}
-	return append(m, tokenizer.Message{Role: "user", Content: q.q})
-}
-
-func (q request) body(model string) []byte {
-	type msg struct {
-		Role    string `json:"role"`
-		Content string `json:"content"`
-	}
-	var ms []msg
-	for _, m := range q.messages() {
-		ms = append(ms, msg{m.Role, m.Content})
-	}
-	b, _ := json.Marshal(map[string]any{"model": model, "messages": ms, "max_tokens": q.maxTokens, "ignore_eos": true,
-		"stream": true, "stream_options": map[string]bool{"include_usage": true}})
-	return b
+	Workload, Policy          string
+	Requests, OK              int
+	OutputTokPerSec           float64 // output tokens / (last completion − first send)
+	TTFTP50, TTFTP90, TTFTP99 float64 // seconds
+	TPOTP50, TPOTP90          float64 // seconds per output token after the first
+	E2EP90                    float64
+	HitRate                   float64 // cached prompt tokens / prompt tokens
+	PerEngineRequests         []int
+	Wall                      time.Duration // wall time of the run
 }
 
 type result struct {
 	ok                        bool
 	start, ttft, end          time.Duration
 	prompt, cached, completed int
+	text                      string // the answer, when asked for
 }
 
 // RunQuality runs every policy on every workload, each on a fresh fleet
 // (cold caches) and a fresh router.
 func RunQuality(ctx context.Context, o QualityOptions) ([]QualityRow, error) {
+	tok, err := tokenizer.New("")
+	if err != nil {
+		return nil, err
+	}
 	var rows []QualityRow
 	for _, w := range o.Workloads {
-		reqs := w.Requests()
+		ss := w.sessions()
 		for _, p := range o.Policies {
-			row, err := runPolicy(ctx, o, w, p, reqs)
+			start := time.Now()
+			row, _, err := runPolicy(ctx, o, tok, w, p, ss)
 			if err != nil {
 				return nil, fmt.Errorf("%s / %s: %w", w.Name, p.Name, err)
 			}
-			o.Log.Info("policy done", "workload", w.Name, "policy", p.Name, "hitRate", row.HitRate, "ttftP90", row.TTFTP90)
+			row.Wall = time.Since(start)
+			o.Log.Info("policy done", "workload", w.Name, "policy", p.Name, "ok", row.OK, "outTokPerSec", int(row.OutputTokPerSec),
+				"hitRate", row.HitRate, "ttftP90", row.TTFTP90, "wall", row.Wall.Round(time.Second))
 			rows = append(rows, row)
 		}
 	}
 	return rows, nil
 }
 
-func runPolicy(ctx context.Context, o QualityOptions, w Workload, p Policy, reqs []request) (QualityRow, error) {
+func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, w Workload, p Policy, ss []session) (QualityRow, []result, error) {
 	cfgs := make([]sim.Config, o.Engines)
 	for i := range cfgs {
 		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1)}.WithDefaults()
 	}
-	fleet, err := sim.StartLocal(ctx, logr.Discard(), cfgs...)
+	fleet, err := sim.StartFleet(ctx, sim.FleetOptions{Logger: logr.Discard(), Tokenizer: tok}, cfgs...)
 	if err != nil {
-		return QualityRow{}, err
+		return QualityRow{}, nil, err
 	}
 	defer fleet.Close()
 	model := cfgs[0].Model
@@ -214,7 +125,7 @@ func runPolicy(ctx context.Context, o QualityOptions, w Workload, p Policy, reqs
 	} else {
 		dir, err := os.MkdirTemp("", "kthena-quality-")
 		if err != nil {
-			return QualityRow{}, err
+			return QualityRow{}, nil, err
 		}
 		defer os.RemoveAll(dir)
 		var eps strings.Builder
@@ -235,21 +146,21 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 %s`, model, eps.String())
 		epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
 		if err := os.WriteFile(epFile, []byte(file), 0o644); err != nil {
-			return QualityRow{}, err
+			return QualityRow{}, nil, err
 		}
 		if err := os.WriteFile(cfgFile, []byte(p.Config), 0o644); err != nil {
-			return QualityRow{}, err
+			return QualityRow{}, nil, err
 		}
 		r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
 			ScrapeInterval: time.Duration(float64(time.Second) * ts), MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
 		if err != nil {
-			return QualityRow{}, err
+			return QualityRow{}, nil, err
 		}
 		defer func() { _ = r.Shutdown(context.Background()) }()
 		deadline := time.Now().Add(10 * time.Second)
 		for !routerReady(client, r.Addr()) {
 			if time.Now().After(deadline) {
-				return QualityRow{}, fmt.Errorf("router not ready")
+				return QualityRow{}, nil, fmt.Errorf("router not ready")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -258,23 +169,42 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 		model = "bench"
 	}
 
-	results := make([]result, len(reqs))
+	n := 0
+	for _, s := range ss {
+		n += len(s.turns)
+	}
+	results := make([]result, n)
 	var wg sync.WaitGroup
 	t0 := time.Now()
-	for i, q := range reqs {
-		if d := time.Until(t0.Add(time.Duration(q.at * ts * float64(time.Second)))); d > 0 {
+	simDur := func(sec float64) time.Duration { return time.Duration(sec * ts * float64(time.Second)) }
+	for _, s := range ss {
+		if d := time.Until(t0.Add(simDur(s.start))); d > 0 {
 			time.Sleep(d)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			url, done := target(q)
-			defer done()
-			results[i] = send(ctx, client, url, q.body(model), t0)
+			var history []tokenizer.Message
+			for k, q := range s.turns {
+				if k > 0 {
+					time.Sleep(simDur(s.think[k-1]))
+				}
+				q.history = history
+				url, done := target(q)
+				res := send(ctx, client, url, q.body(model), t0, s.chained)
+				done()
+				results[s.first+k] = res
+				if !res.ok {
+					return // the conversation ends; its later rounds count as failed
+				}
+				if s.chained {
+					history = append(history, tokenizer.Message{Role: "user", Content: q.q}, tokenizer.Message{Role: "assistant", Content: res.text})
+				}
+			}
 		}()
 	}
 	wg.Wait()
-	return summarize(w.Name, p.Name, results, ts, fleet), nil
+	return summarize(w.Name, p.Name, results, ts, fleet), results, nil
 }
 
 func routerReady(c *http.Client, addr string) bool {
@@ -339,7 +269,8 @@ func oracle(f *sim.Fleet) func(q request) (string, func()) {
 	}
 }
 
-func send(ctx context.Context, c *http.Client, url string, body []byte, t0 time.Time) result {
+// send streams one request; with wantText it collects the answer's text.
+func send(ctx context.Context, c *http.Client, url string, body []byte, t0 time.Time, wantText bool) result {
 	res := result{start: time.Since(t0)}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -353,12 +284,27 @@ func send(ctx context.Context, c *http.Client, url string, body []byte, t0 time.
 		return res
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var text strings.Builder
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 6 && bytes.HasPrefix(line, []byte("data: ")) {
 			data := line[6:]
 			if res.ttft == 0 && bytes.Contains(data, []byte(`"content"`)) {
 				res.ttft = time.Since(t0)
+			}
+			if wantText && bytes.Contains(data, []byte(`"content"`)) {
+				var ch struct {
+					Choices []struct {
+						Delta struct {
+							Content string `json:"content"`
+						} `json:"delta"`
+					} `json:"choices"`
+				}
+				if json.Unmarshal(data, &ch) == nil {
+					for _, c := range ch.Choices {
+						text.WriteString(c.Delta.Content)
+					}
+				}
 			}
 			if bytes.Contains(data, []byte(`"usage":{`)) {
 				var u struct {
@@ -383,31 +329,39 @@ func send(ctx context.Context, c *http.Client, url string, body []byte, t0 time.
 		}
 	}
 	res.end = time.Since(t0)
+	res.text = text.String()
 	return res
 }
 
 func summarize(wl, policy string, rs []result, ts float64, f *sim.Fleet) QualityRow {
 	row := QualityRow{Workload: wl, Policy: policy, Requests: len(rs)}
-	var ttft, e2e []float64
+	var ttft, tpot, e2e []float64
 	var prompt, cached, out int
 	var first, last time.Duration = math.MaxInt64, 0
+	sec := func(d time.Duration) float64 { return d.Seconds() / ts }
 	for _, r := range rs {
 		if !r.ok {
 			continue
 		}
 		row.OK++
-		sec := func(d time.Duration) float64 { return d.Seconds() / ts }
 		ttft = append(ttft, sec(r.ttft-r.start))
 		e2e = append(e2e, sec(r.end-r.start))
+		if r.completed > 1 {
+			tpot = append(tpot, sec(r.end-r.ttft)/float64(r.completed-1))
+		}
 		prompt += r.prompt
 		cached += r.cached
 		out += r.completed
 		first, last = min(first, r.start), max(last, r.end)
 	}
 	if row.OK > 0 {
-		row.TTFTP50, row.TTFTP90, row.E2EP90 = quantile(ttft, .5), quantile(ttft, .9), quantile(e2e, .9)
-		row.OutputTokPerSec = float64(out) / ((last - first).Seconds() / ts)
+		row.TTFTP50, row.TTFTP90, row.TTFTP99 = quantile(ttft, .5), quantile(ttft, .9), quantile(ttft, .99)
+		row.E2EP90 = quantile(e2e, .9)
+		row.OutputTokPerSec = float64(out) / sec(last-first)
 		row.HitRate = float64(cached) / float64(max(prompt, 1))
+	}
+	if len(tpot) > 0 {
+		row.TPOTP50, row.TPOTP90 = quantile(tpot, .5), quantile(tpot, .9)
 	}
 	for _, e := range f.Engines {
 		row.PerEngineRequests = append(row.PerEngineRequests, int(e.Stats().Totals.FinishedRequests))
@@ -420,20 +374,105 @@ func quantile(v []float64, q float64) float64 {
 	return v[min(len(v)-1, int(q*float64(len(v))))]
 }
 
-// QualityMarkdown renders the rows, one table per workload.
+// Policy names the target checks compare.
+const (
+	PolicyKthena       = "kthena default"
+	PolicyUpstream     = "upstream default"
+	PolicyLeastRequest = "least-request"
+	PolicyOracle       = "oracle"
+)
+
+// QualityMarkdown renders the rows, one table per workload, and the target
+// checks.
 func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d simulated engines (`%s`, `internal/sim`: continuous batching, chunked prefill, paged KV cache with prefix caching, roofline-priced steps), time scale %g; times are simulated seconds. ", o.Engines, o.Profile, o.TimeScale)
-	b.WriteString("Each policy runs on a fresh fleet (cold caches) and a fresh router with the same seeded open-loop Poisson arrivals; requests stream with `ignore_eos`, TTFT is the client's time to the first content chunk, the hit rate is Σ`cached_tokens`/Σ`prompt_tokens` from the engines' usage. ")
-	b.WriteString("The oracle bypasses the router: it reads every engine's cache (`Engine.CachedPrefixTokens`) and the system prompts it has in flight, and picks the longest cached prefix among engines with at most 8 more requests in flight than the least loaded one (ties: fewest in flight).\n")
+	b.WriteString("Each policy runs on a fresh fleet (cold caches) and a fresh router with the same seeded arrivals; requests stream with `ignore_eos`. ")
+	b.WriteString("TTFT is the client's time to the first content chunk; TPOT is (E2E − TTFT)/(output tokens − 1) per request; ")
+	b.WriteString("output tok/s is all output tokens over the makespan, from the first request sent to the last response finished, so a policy that falls behind the arrivals and drains a queue at the end shows a lower figure; ")
+	b.WriteString("the hit rate is Σ`cached_tokens`/Σ`prompt_tokens` from the engines' usage. ")
+	fmt.Fprintf(&b, "The oracle bypasses the router: it reads every engine's cache (`Engine.CachedPrefixTokens`) and the system prompts it has in flight, and picks the longest cached prefix among engines with at most %d more requests in flight than the least loaded one (ties: fewest in flight).\n", oracleBand)
+	if o.Note != "" {
+		b.WriteString("\n" + o.Note + "\n")
+	}
+	about := map[string]Workload{}
+	for _, w := range o.Workloads {
+		about[w.Name] = w
+	}
 	wl := ""
 	for _, r := range rows {
 		if r.Workload != wl {
 			wl = r.Workload
-			fmt.Fprintf(&b, "\n### %s\n\n| policy | ok | output tok/s | TTFT p50 | TTFT p90 | E2E p90 | prefix hit rate | requests per engine |\n|---|---|---|---|---|---|---|---|\n", wl)
+			fmt.Fprintf(&b, "\n### %s\n\n", wl)
+			if a := about[wl].About; a != "" {
+				b.WriteString(a + "\n\n")
+			}
+			b.WriteString("| policy | ok | output tok/s | TTFT p50 | TTFT p90 | TTFT p99 | TPOT p50 | TPOT p90 | E2E p90 | prefix hit rate | requests per engine |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.2f s | %.1f %% | %v |\n", r.Policy, r.OK, r.Requests,
-			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests)
+		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v |\n", r.Policy, r.OK, r.Requests,
+			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests)
+	}
+	if t := Targets(rows, o.Workloads); len(t) > 0 {
+		b.WriteString("\n### Targets\n\n")
+		b.WriteString("Long shared prompts: Kthena's default must beat upstream's default in throughput and TTFT p90 and reach 90 % of the oracle's hit rate. ")
+		b.WriteString("Short prompts: Kthena's default must be no worse than least-request, taken as throughput at least 99 % and TTFT p90 and TPOT p90 at most 105 % of least-request's (the run-to-run noise of the simulated times on this machine is a few per cent).\n\n")
+		b.WriteString("| workload | check | Kthena default | compared with | met |\n|---|---|---|---|---|\n")
+		for _, c := range t {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", c.Workload, c.Check, c.Ours, c.Theirs, yesNo(c.Met))
+		}
 	}
 	return b.String()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// TargetCheck is one acceptance check on one workload.
+type TargetCheck struct {
+	Workload, Check, Ours, Theirs string
+	Met                           bool
+}
+
+// Targets evaluates the acceptance checks of the workloads that name one,
+// when the rows hold the policies they compare.
+func Targets(rows []QualityRow, ws []Workload) []TargetCheck {
+	find := func(wl, policy string) *QualityRow {
+		for i := range rows {
+			if rows[i].Workload == wl && rows[i].Policy == policy {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	var out []TargetCheck
+	for _, w := range ws {
+		short, _, _ := strings.Cut(w.Name, " (")
+		k := find(w.Name, PolicyKthena)
+		if k == nil {
+			continue
+		}
+		switch w.Target {
+		case TargetLong:
+			if u := find(w.Name, PolicyUpstream); u != nil {
+				out = append(out,
+					TargetCheck{short, "throughput > upstream", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", u.OutputTokPerSec), k.OutputTokPerSec > u.OutputTokPerSec},
+					TargetCheck{short, "TTFT p90 < upstream", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", u.TTFTP90), k.TTFTP90 < u.TTFTP90})
+			}
+			if or := find(w.Name, PolicyOracle); or != nil {
+				out = append(out, TargetCheck{short, "hit rate ≥ 90 % of oracle", fmt.Sprintf("%.1f %%", 100*k.HitRate), fmt.Sprintf("%.1f %% (%.0f %% of it)", 100*or.HitRate, 100*k.HitRate/max(or.HitRate, 1e-9)), k.HitRate >= 0.9*or.HitRate})
+			}
+		case TargetShort:
+			if l := find(w.Name, PolicyLeastRequest); l != nil {
+				out = append(out,
+					TargetCheck{short, "throughput ≥ 99 % of least-request", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", l.OutputTokPerSec), k.OutputTokPerSec >= 0.99*l.OutputTokPerSec},
+					TargetCheck{short, "TTFT p90 ≤ 105 % of least-request", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", l.TTFTP90), k.TTFTP90 <= 1.05*l.TTFTP90},
+					TargetCheck{short, "TPOT p90 ≤ 105 % of least-request", fmt.Sprintf("%.1f ms", 1000*k.TPOTP90), fmt.Sprintf("%.1f ms", 1000*l.TPOTP90), k.TPOTP90 <= 1.05*l.TPOTP90})
+			}
+		}
+	}
+	return out
 }

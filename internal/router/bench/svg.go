@@ -49,41 +49,6 @@ func lineSVG(title, xLabel, yLabel string, ss []series) string {
 	return sb.String()
 }
 
-// barSVG draws one group of bars per category, one bar per series.
-func barSVG(title, yLabel string, categories []string, ss []series) string {
-	const w, h, l, r, t, b = 720.0, 380.0, 60.0, 170.0, 30.0, 60.0
-	maxY := 0.0
-	for _, s := range ss {
-		for _, y := range s.y {
-			maxY = max(maxY, y)
-		}
-	}
-	maxY = max(maxY, 1e-9) * 1.1
-	py := func(y float64) float64 { return h - b - (h-t-b)*y/maxY }
-	groupW := (w - l - r) / float64(len(categories))
-	barW := groupW * 0.8 / float64(len(ss))
-	var sb strings.Builder
-	header(&sb, w, h, title)
-	axes(&sb, l, t, w-r, h-b, "", yLabel)
-	for i := 0; i <= 4; i++ {
-		y := maxY * float64(i) / 4
-		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" text-anchor="end" font-size="11">%.3g</text>`+"\n", l-5, py(y)+4, y)
-	}
-	for ci, c := range categories {
-		x0 := l + groupW*float64(ci) + groupW*0.1
-		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" text-anchor="middle" font-size="11">%s</text>`+"\n", x0+groupW*0.4, h-b+15, html.EscapeString(c))
-		for si, s := range ss {
-			y := s.y[ci]
-			fmt.Fprintf(&sb, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x0+barW*float64(si), py(y), barW*0.95, h-b-py(y), palette[si%len(palette)])
-		}
-	}
-	for si, s := range ss {
-		legend(&sb, w-r+10, t+20+float64(si)*18, palette[si%len(palette)], s.name)
-	}
-	sb.WriteString("</svg>\n")
-	return sb.String()
-}
-
 func header(sb *strings.Builder, w, h float64, title string) {
 	fmt.Fprintf(sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif">`+"\n", w, h)
 	fmt.Fprintf(sb, `<rect width="100%%" height="100%%" fill="white"/><text x="%.0f" y="18" text-anchor="middle" font-size="14">%s</text>`+"\n", w/2, html.EscapeString(title))
@@ -112,42 +77,88 @@ func RateSVG(r *OverheadResult) string {
 	return lineSVG("Latency through the router (100 B prompts, echo engines)", "offered rate (req/s)", "latency (ms)", []series{p50, p99})
 }
 
-// QualitySVG plots TTFT p90 and prefix hit rate per policy and workload.
+// QualitySVG draws small multiples: one row per workload, one panel per
+// metric (TTFT p90, output throughput, prefix hit rate), one bar per policy,
+// each panel on its own scale with the values written over the bars.
 func QualitySVG(rows []QualityRow) string {
-	var workloads []string
-	idx := map[string]int{}
+	var workloads, policies []string
+	wi, pi := map[string]int{}, map[string]int{}
 	for _, r := range rows {
-		if _, ok := idx[r.Workload]; !ok {
-			idx[r.Workload] = len(workloads)
+		if _, ok := wi[r.Workload]; !ok {
+			wi[r.Workload] = len(workloads)
 			workloads = append(workloads, r.Workload)
 		}
-	}
-	var policies []string
-	pi := map[string]int{}
-	for _, r := range rows {
 		if _, ok := pi[r.Policy]; !ok {
 			pi[r.Policy] = len(policies)
 			policies = append(policies, r.Policy)
 		}
 	}
-	ttft := make([]series, len(policies))
-	hit := make([]series, len(policies))
-	for i, p := range policies {
-		ttft[i] = series{name: p, y: make([]float64, len(workloads))}
-		hit[i] = series{name: p, y: make([]float64, len(workloads))}
+	type metric struct {
+		title  string
+		format string
+		value  func(QualityRow) float64
 	}
-	short := make([]string, len(workloads))
-	for i, w := range workloads {
-		short[i], _, _ = strings.Cut(w, " (")
+	metrics := []metric{
+		{"TTFT p90 (s, lower is better)", "%.3g", func(r QualityRow) float64 { return r.TTFTP90 }},
+		{"output tok/s (higher is better)", "%.0f", func(r QualityRow) float64 { return r.OutputTokPerSec }},
+		{"prefix hit rate (%, higher is better)", "%.0f", func(r QualityRow) float64 { return 100 * r.HitRate }},
+	}
+	vals := make([][][]float64, len(workloads)) // workload, metric, policy
+	has := make([][]bool, len(workloads))
+	for w := range vals {
+		vals[w] = make([][]float64, len(metrics))
+		for m := range metrics {
+			vals[w][m] = make([]float64, len(policies))
+		}
+		has[w] = make([]bool, len(policies))
 	}
 	for _, r := range rows {
-		ttft[pi[r.Policy]].y[idx[r.Workload]] = r.TTFTP90
-		hit[pi[r.Policy]].y[idx[r.Workload]] = 100 * r.HitRate
+		for m, mt := range metrics {
+			vals[wi[r.Workload]][m][pi[r.Policy]] = mt.value(r)
+		}
+		has[wi[r.Workload]][pi[r.Policy]] = true
 	}
-	a := barSVG("TTFT p90 (simulated s, lower is better)", "seconds", short, ttft)
-	b := barSVG("Prefix-cache hit rate (%, higher is better)", "%", short, hit)
-	// Stack the two charts in one document.
-	a = strings.Replace(a, `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="380"`, `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="380" y="0"`, 1)
-	b = strings.Replace(b, `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="380"`, `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="380" y="380"`, 1)
-	return `<svg xmlns="http://www.w3.org/2000/svg" width="720" height="760">` + "\n" + a + b + "</svg>\n"
+	const left, panelW, gap, top, titleH, panelH, axisB = 55.0, 300.0, 45.0, 58.0, 22.0, 120.0, 8.0
+	rowH := titleH + panelH + axisB + 14
+	w := left + float64(len(metrics))*(panelW+gap)
+	h := top + float64(len(workloads))*rowH + 10
+	var sb strings.Builder
+	header(&sb, w, h, "Routing quality per workload (simulated seconds)")
+	for i, p := range policies {
+		legend(&sb, left+float64(i%6)*150, 40+float64(i/6)*16, palette[i%len(palette)], p)
+	}
+	for wk, name := range workloads {
+		y0 := top + float64(wk)*rowH
+		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" font-size="13" font-weight="bold">%s</text>`+"\n", 10.0, y0+14, html.EscapeString(name))
+		for m, mt := range metrics {
+			x0 := left + float64(m)*(panelW+gap)
+			py0, py1 := y0+titleH, y0+titleH+panelH // top and baseline of the bars
+			top := 0.0                              // the largest value; the scale leaves room for its label
+			for _, v := range vals[wk][m] {
+				top = max(top, v)
+			}
+			maxY := max(top, 1e-9) * 1.18
+			fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" font-size="11" fill="#444">%s</text>`+"\n", x0, py0-3, html.EscapeString(mt.title))
+			fmt.Fprintf(&sb, `<path d="M%.0f,%.0f V%.0f H%.0f" stroke="black" fill="none"/>`+"\n", x0, py0+6, py1, x0+panelW)
+			for _, v := range []float64{0, top / 2, top} {
+				y := py1 - panelH*v/maxY
+				fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" text-anchor="end" font-size="10">%.3g</text>`+"\n", x0-4, y+4, v)
+				if v > 0 {
+					fmt.Fprintf(&sb, `<path d="M%.0f,%.1f H%.0f" stroke="#ddd" fill="none"/>`+"\n", x0, y, x0+panelW)
+				}
+			}
+			barW := panelW / float64(len(policies))
+			for p, v := range vals[wk][m] {
+				if !has[wk][p] {
+					continue
+				}
+				bh := panelH * v / maxY
+				x := x0 + barW*float64(p) + barW*0.1
+				fmt.Fprintf(&sb, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, py1-bh, barW*0.8, bh, palette[p%len(palette)])
+				fmt.Fprintf(&sb, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="9">%s</text>`+"\n", x+barW*0.4, py1-bh-2, fmt.Sprintf(mt.format, v))
+			}
+		}
+	}
+	sb.WriteString("</svg>\n")
+	return sb.String()
 }

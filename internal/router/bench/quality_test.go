@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kthena/kthena/internal/tokenizer"
+)
+
+func TestShareGPTLengths(t *testing.T) {
+	w := Workload{Kind: KindShareGPT, Groups: 4000, PerGroup: 1, Rate: 10, Seed: 1}
+	var in, out int
+	for _, q := range w.Requests() {
+		n := len(strings.Fields(q.q))
+		if n < 4 || n > 1024 || q.maxTokens < 4 || q.maxTokens > 1024 {
+			t.Fatalf("lengths %d/%d outside 4–1024", n, q.maxTokens)
+		}
+		in += n
+		out += q.maxTokens
+	}
+	// Means after the caps: ≈220 words of content (+≈10 template tokens) and ≈203.
+	if m := float64(in) / 4000; m < 200 || m > 240 {
+		t.Fatalf("mean input %.0f", m)
+	}
+	if m := float64(out) / 4000; m < 185 || m > 220 {
+		t.Fatalf("mean output %.0f", m)
+	}
+}
+
+func TestMultiTurnSessions(t *testing.T) {
+	w := Workload{Kind: KindMultiTurn, Groups: 5, PerGroup: 3, SystemTokens: 50, HistoryTokens: 40, QuestionTokens: 10, OutputTokens: 20, Rate: 2, ThinkTime: 1, Seed: 3}
+	ss := w.sessions()
+	if len(ss) != 5 {
+		t.Fatalf("%d sessions", len(ss))
+	}
+	for i, s := range ss {
+		if len(s.turns) != 3 || len(s.think) != 2 || !s.chained || s.first != 3*i {
+			t.Fatalf("session %d: %d turns, %d think times, chained %v, first %d", i, len(s.turns), len(s.think), s.chained, s.first)
+		}
+		if i > 0 && s.start < ss[i-1].start {
+			t.Fatal("sessions not in start order")
+		}
+		if s.turns[0].system != ss[0].turns[0].system {
+			t.Fatal("users must share the system prompt")
+		}
+	}
+	if ss[0].turns[0].q == ss[1].turns[0].q {
+		t.Fatal("users must have their own history")
+	}
+}
+
+// TestMultiTurnCacheHit runs a small conversation workload on a simulated
+// fleet with the oracle, which sends each round to the engine caching most of
+// it: from the second round on, the engine must serve at least the previous
+// round's prompt from its cache, so the conversation is really resent.
+func TestMultiTurnCacheHit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs simulated engines")
+	}
+	tok, err := tokenizer.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Workload{Name: "mt", Kind: KindMultiTurn, Groups: 6, PerGroup: 3, SystemTokens: 300, HistoryTokens: 600, QuestionTokens: 30, OutputTokens: 40, Rate: 20, ThinkTime: 0.2, Seed: 3}
+	o := QualityOptions{Engines: 4, Profile: "llama-3.1-8b-h100", TimeScale: 1, Log: logr.Discard()}
+	for _, p := range []Policy{{PolicyOracle, ""}} {
+		ss := w.sessions()
+		row, res, err := runPolicy(context.Background(), o, tok, w, p, ss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.OK != row.Requests {
+			t.Fatalf("%s: %d/%d ok", p.Name, row.OK, row.Requests)
+		}
+		for _, s := range ss {
+			for k := 1; k < len(s.turns); k++ {
+				prev, cur := res[s.first+k-1], res[s.first+k]
+				t.Logf("round %d: prompt %d, cached %d; previous prompt %d + answer %d", k+1, cur.prompt, cur.cached, prev.prompt, prev.completed)
+				if cur.cached < prev.prompt-16 {
+					t.Errorf("%s: round %d cached %d of %d tokens; the previous round's prompt had %d", p.Name, k+1, cur.cached, cur.prompt, prev.prompt)
+				}
+				if prev.text == "" {
+					t.Errorf("%s: no answer text", p.Name)
+				}
+			}
+		}
+	}
+}
