@@ -18,86 +18,20 @@ import (
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/openai"
 	"github.com/kthena/kthena/internal/router/scheduler"
+	"github.com/kthena/kthena/internal/router/upstream"
 )
 
-// hopHeaders are not forwarded (RFC 9110 §7.6.1) and Content-Length is
-// recomputed.
+// hopHeaders are not forwarded (RFC 9110 §7.6.1), Content-Length is
+// recomputed, and Expect is already answered: the router has the body.
 var hopHeaders = map[string]bool{
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Content-Length": true, "Accept-Encoding": true, "Host": true, DecisionRequestHeader: true,
+	"Content-Length": true, "Accept-Encoding": true, "Host": true, "Expect": true, DecisionRequestHeader: true,
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-
-// segReader reads a list of byte segments without joining them.
-type segReader struct {
-	segs [][]byte
-	i    int
-}
-
-func (s *segReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) && s.i < len(s.segs) {
-		c := copy(p[n:], s.segs[s.i])
-		n += c
-		s.segs[s.i] = s.segs[s.i][c:]
-		if len(s.segs[s.i]) == 0 {
-			s.i++
-		}
-	}
-	if n == 0 && s.i >= len(s.segs) {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-// Close makes segReader an io.ReadCloser, so that http.NewRequest does not
-// hide it behind io.NopCloser from upstreamConn.
-func (s *segReader) Close() error { return nil }
-
-// writeTo writes at most limit bytes of what is left, segment by segment.
-func (s *segReader) writeTo(w io.Writer, limit int64) (int64, error) {
-	var n int64
-	for s.i < len(s.segs) && n < limit {
-		seg := s.segs[s.i]
-		if int64(len(seg)) > limit-n {
-			seg = seg[:limit-n]
-		}
-		m, err := w.Write(seg)
-		n += int64(m)
-		s.segs[s.i] = s.segs[s.i][m:]
-		if len(s.segs[s.i]) == 0 {
-			s.i++
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// upstreamConn lets a spliced request body go to the socket as it is:
-// net/http hands a body of known length to the connection as an
-// io.LimitedReader, which *net.TCPConn would copy through a fresh 32 KiB
-// buffer in 32 KiB writes. Other readers take the connection's own path.
-type upstreamConn struct{ net.Conn }
-
-func (c upstreamConn) ReadFrom(r io.Reader) (int64, error) {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		if sr, ok := lr.R.(*segReader); ok {
-			n, err := sr.writeTo(c.Conn, lr.N)
-			lr.N -= n
-			return n, err
-		}
-	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
 
 // attemptError is why one attempt failed.
 type attemptError struct {
@@ -148,9 +82,7 @@ func (d *Director) proxy(c *call, sched *scheduler.Scheduler, req *framework.Req
 		if c.decision {
 			c.w.Header().Set(DecisionHeader, decisionJSON(res, ep.Key))
 		}
-		body := make([][]byte, len(segs))
-		copy(body, segs)
-		ae := d.attempt(c, ep, body, n, timeout, injected)
+		ae := d.attempt(c, ep, segs, n, timeout, injected)
 		if ae == nil {
 			d.count("ok")
 			return nil
@@ -194,10 +126,8 @@ func (d *Director) count(result string) {
 	}
 }
 
-// attempt sends the request to one endpoint. It returns nil once a
-// response has been relayed (fully or until the client went away).
-// upstream is where one attempt goes.
-type upstream struct {
+// target is where one attempt goes.
+type target struct {
 	url string
 	rt  http.RoundTripper
 	// header fills the outgoing headers; nil forwards the client's
@@ -205,13 +135,15 @@ type upstream struct {
 	header func(client, out http.Header)
 }
 
+// attempt sends the request to one endpoint. It returns nil once a
+// response has been relayed (fully or until the client went away).
 func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	release := ep.Acquire()
 	defer release()
-	return d.send(c, upstream{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}, segs, n, timeout, injected)
+	return d.send(c, target{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}, segs, n, timeout, injected)
 }
 
-func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
+func (d *Director) send(c *call, up target, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	if m := d.o.Metrics; m != nil {
 		m.ActiveUpstream.Inc()
 		defer m.ActiveUpstream.Dec()
@@ -222,7 +154,7 @@ func (d *Director) send(c *call, up upstream, segs [][]byte, n int, timeout time
 	if timeout > 0 {
 		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
 	}
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, &segReader{segs: segs})
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, upstream.NewBody(segs))
 	if err != nil {
 		return &attemptError{msg: err.Error()}
 	}
@@ -391,19 +323,13 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 	}
 }
 
-// NewTransport returns an http.Transport tuned for many long-lived
-// connections to a few engines.
+// NewTransport returns an http.Transport for hosted providers (TLS, HTTP/2):
+// many long-lived connections to a few hosts. Engines use upstream.Transport.
 func NewTransport() *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return upstreamConn{conn}, nil
-		},
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,

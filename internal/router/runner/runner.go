@@ -33,6 +33,7 @@ import (
 	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
 	"github.com/kthena/kthena/internal/router/provider/file"
 	"github.com/kthena/kthena/internal/router/scheduler"
+	"github.com/kthena/kthena/internal/router/upstream"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
 
@@ -174,7 +175,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		counter = tok
 	}
 	dir := director.New(director.Options{
-		Store: r.Store, Scheduler: r.sched.Load, Transport: director.NewTransport(), Metrics: r.Metrics,
+		Store: r.Store, Scheduler: r.sched.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,

@@ -1,0 +1,354 @@
+// Package upstream is the router's HTTP/1.1 client for inference engines.
+//
+// net/http's Transport runs a reader and a writer goroutine per connection
+// and hands every request and response across them; on a small machine
+// those hand-offs (and the thread wake-ups behind them) cost more than the
+// rest of the proxy path. Transport writes the request and reads the
+// response on the calling goroutine, sends the header and a segmented body
+// in one writev, and keeps idle connections in a LIFO pool per address.
+// Parsing stays with net/http (http.ReadResponse).
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Transport is an http.RoundTripper for plain-HTTP/1.1 engines. It is safe
+// for concurrent use.
+type Transport struct {
+	// Dialer opens connections; nil uses a 5 s connect timeout.
+	Dialer *net.Dialer
+	// MaxIdlePerHost bounds the idle connections kept per address
+	// (0: 1024).
+	MaxIdlePerHost int
+	// IdleTimeout drops connections idle for longer (0: 90 s). Engines
+	// close idle connections on their own (uvicorn after 5 s); those are
+	// detected before reuse.
+	IdleTimeout time.Duration
+
+	mu    sync.Mutex
+	idle  map[string][]*conn
+	dials int // for tests: connections opened
+}
+
+// New returns a Transport with the defaults.
+func New() *Transport { return &Transport{} }
+
+// conn is one engine connection.
+type conn struct {
+	net.Conn
+	br       *bufio.Reader
+	hdr      []byte // reused request-head buffer
+	addr     string
+	idleFrom time.Time
+}
+
+// Body is a request body made of segments, sent to the socket as they are
+// (no copy into a buffer). Other RoundTrippers read it as an io.Reader.
+type Body struct {
+	segs [][]byte
+	i    int
+}
+
+// NewBody returns a body of the given segments; the slice is not modified.
+func NewBody(segs [][]byte) *Body { return &Body{segs: slices.Clone(segs)} }
+
+// Read implements io.Reader.
+func (b *Body) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && b.i < len(b.segs) {
+		c := copy(p[n:], b.segs[b.i])
+		n += c
+		b.segs[b.i] = b.segs[b.i][c:]
+		if len(b.segs[b.i]) == 0 {
+			b.i++
+		}
+	}
+	if n == 0 && b.i >= len(b.segs) {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Close implements io.Closer.
+func (b *Body) Close() error { return nil }
+
+// rest is what has not been read yet.
+func (b *Body) rest() [][]byte { return b.segs[b.i:] }
+
+// RoundTrip sends req on a pooled or new connection. A reused connection
+// that turns out to be closed by the engine before answering is replaced
+// once by a new one when the body can be sent again.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" {
+		return nil, fmt.Errorf("upstream: unsupported scheme %q (engines are plain HTTP)", req.URL.Scheme)
+	}
+	ctx := req.Context()
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	var segs [][]byte
+	replayable := req.Body == nil || req.Body == http.NoBody
+	if b, ok := req.Body.(*Body); ok {
+		segs = slices.Clone(b.rest())
+		replayable = true
+	}
+	for try := 0; ; try++ {
+		c, reused, err := t.get(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(ctx, c, req, segs)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		var stale *staleError
+		if errors.As(err, &stale) && reused && replayable && try == 0 {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// staleError is a failure before the engine sent any byte of a response.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// exchange writes the request and reads the response head on c. On error
+// c is closed.
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte) (*http.Response, error) {
+	// Closing (not a deadline) tells the engine at once to stop working.
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = c.Close()
+		return nil, err
+	}
+	if err := c.writeRequest(req, segs); err != nil {
+		return fail(&staleError{err})
+	}
+	// Waiting for the first byte tells "closed before answering" apart
+	// from a broken response.
+	if _, err := c.br.Peek(1); err != nil {
+		return fail(&staleError{err})
+	}
+	var resp *http.Response
+	var err error
+	for {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		// Interim responses (100 Continue, 103 Early Hints) precede the
+		// real one.
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	resp.Body = &responseBody{rc: resp.Body, c: c, t: t, stop: stop, reuse: !resp.Close}
+	return resp, nil
+}
+
+// writeRequest sends the head and body: one writev for a segmented or
+// empty body.
+func (c *conn) writeRequest(req *http.Request, segs [][]byte) error {
+	h := c.hdr[:0]
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	h = append(h, method...)
+	h = append(h, ' ')
+	h = append(h, req.URL.RequestURI()...)
+	h = append(h, " HTTP/1.1\r\nHost: "...)
+	if req.Host != "" {
+		h = append(h, req.Host...)
+	} else {
+		h = append(h, req.URL.Host...)
+	}
+	h = append(h, "\r\n"...)
+	chunked := false
+	switch {
+	case segs != nil || req.ContentLength > 0:
+		h = append(h, "Content-Length: "...)
+		h = strconv.AppendInt(h, req.ContentLength, 10)
+		h = append(h, "\r\n"...)
+	case req.Body != nil && req.Body != http.NoBody && req.ContentLength < 0:
+		chunked = true
+		h = append(h, "Transfer-Encoding: chunked\r\n"...)
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		h = append(h, "Content-Length: 0\r\n"...)
+	}
+	for k, vs := range req.Header {
+		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
+			continue
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				continue // never let a value split the head
+			}
+			h = append(h, k...)
+			h = append(h, ": "...)
+			h = append(h, v...)
+			h = append(h, "\r\n"...)
+		}
+	}
+	h = append(h, "\r\n"...)
+	c.hdr = h
+	switch {
+	case segs != nil:
+		bufs := make(net.Buffers, 0, 1+len(segs))
+		bufs = append(bufs, h)
+		bufs = append(bufs, segs...)
+		_, err := bufs.WriteTo(c.Conn)
+		return err
+	case chunked:
+		if _, err := c.Write(h); err != nil {
+			return err
+		}
+		cw := httputil.NewChunkedWriter(c.Conn)
+		if _, err := io.Copy(cw, req.Body); err != nil {
+			return err
+		}
+		if err := cw.Close(); err != nil {
+			return err
+		}
+		_, err := io.WriteString(c.Conn, "\r\n")
+		return err
+	default:
+		if _, err := c.Write(h); err != nil {
+			return err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			_, err := io.CopyN(c.Conn, req.Body, req.ContentLength)
+			return err
+		}
+		return nil
+	}
+}
+
+// responseBody returns the connection to the pool when the response has
+// been read to the end, and closes it otherwise.
+type responseBody struct {
+	rc    io.ReadCloser
+	c     *conn
+	t     *Transport
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (b *responseBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.finish(b.reuse)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *responseBody) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+func (b *responseBody) finish(reuse bool) {
+	b.done = true
+	// stop reports false when cancellation already closed the connection.
+	if b.stop() && reuse && b.c.br.Buffered() == 0 {
+		b.t.put(b.c)
+		return
+	}
+	_ = b.c.Close()
+}
+
+// get returns an idle connection to addr that is still open, or dials.
+func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
+	timeout := t.IdleTimeout
+	if timeout == 0 {
+		timeout = 90 * time.Second
+	}
+	for {
+		t.mu.Lock()
+		list := t.idle[addr]
+		if len(list) == 0 {
+			t.dials++
+			t.mu.Unlock()
+			break
+		}
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		t.idle[addr] = list[:len(list)-1]
+		t.mu.Unlock()
+		if time.Since(c.idleFrom) < timeout && alive(c.Conn) {
+			return c, true, nil
+		}
+		_ = c.Close()
+	}
+	d := t.Dialer
+	if d == nil {
+		d = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 16<<10), addr: addr}, false, nil
+}
+
+func (t *Transport) put(c *conn) {
+	limit := t.MaxIdlePerHost
+	if limit == 0 {
+		limit = 1024
+	}
+	c.idleFrom = time.Now()
+	t.mu.Lock()
+	if t.idle == nil {
+		t.idle = map[string][]*conn{}
+	}
+	if len(t.idle[c.addr]) < limit {
+		t.idle[c.addr] = append(t.idle[c.addr], c)
+		c = nil
+	}
+	t.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
+// CloseIdleConnections closes every pooled connection.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			_ = c.Close()
+		}
+	}
+}
