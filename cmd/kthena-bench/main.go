@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -67,8 +68,11 @@ func overhead(args []string) error {
 	fs.Float64Var(&o.Rate, "rate", 1000, "open-loop rate of the small-prompt scenarios (req/s)")
 	fs.IntVar(&o.LargeBytes, "large-bytes", 200<<10, "prompt size of the large-prompt scenario")
 	fs.IntVar(&o.LargeConcurrency, "large-concurrency", 150, "closed-loop clients of the large-prompt scenario")
+	fs.DurationVar(&o.EngineTime, "engine-time", 500*time.Millisecond, "engine time per request in the large-prompt scenario that models real engines (negative: skip it)")
 	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "time per scenario")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the router child's CPU profile here")
+	fs.StringVar(&o.Only, "only", "", "run only the scenarios whose name contains this (\"rate search\": the rate search)")
+	fs.IntVar(&o.RouterProcs, "router-procs", 0, "GOMAXPROCS of the router process (0: all cores)")
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
 	res, err := bench.RunOverhead(context.Background(), o)
@@ -95,7 +99,12 @@ func quality(args []string) error {
 	fs.Func("config", "add a policy: name=router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
 	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second; multi-turn: users starting per second)")
 	out := fs.String("out", "docs/bench", "output directory")
+	saveRows := fs.String("save-rows", "", "also write the results as JSON to this file")
+	replot := fs.String("replot", "", "do not run: write the report and plot from a -save-rows file")
 	_ = fs.Parse(args)
+	if *replot != "" {
+		return replotQuality(o, *replot, *out)
+	}
 	if *rate > 0 {
 		for i := range o.Workloads {
 			o.Workloads[i].Rate = *rate
@@ -174,12 +183,54 @@ func quality(args []string) error {
 	o.Note = fmt.Sprintf("Last run: %s UTC, %s wall on %d CPUs shared with other jobs; load average (1/5/15 min) %s at the start, %s at the end, 1-minute load %.2f–%.2f sampled every 15 s during the run.",
 		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg(), lo, hi)
 	mu.Unlock()
+	if *saveRows != "" {
+		b, err := json.MarshalIndent(savedRows{Note: o.Note, Rows: rows}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*saveRows, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return writeQuality(o, rows, *out)
+}
+
+type savedRows struct {
+	Note string
+	Rows []bench.QualityRow
+}
+
+func writeQuality(o bench.QualityOptions, rows []bench.QualityRow, out string) error {
 	md := bench.QualityMarkdown(rows, o)
 	fmt.Print(md)
-	if err := write(*out, "quality.svg", bench.QualitySVG(rows)); err != nil {
+	if err := write(out, "quality.svg", bench.QualitySVG(rows)); err != nil {
 		return err
 	}
-	return write(*out, "quality.md", "# Routing quality\n\n`go run ./cmd/kthena-bench quality`\n\n"+md+"\n![TTFT p90, output throughput and prefix hit rate per policy and workload](quality.svg)\n")
+	return write(out, "quality.md", "# Routing quality\n\n`go run ./cmd/kthena-bench quality`\n\n"+md+"\n![TTFT p90, output throughput and prefix hit rate per policy and workload](quality.svg)\n")
+}
+
+// replotQuality renders saved rows with the current report code.
+func replotQuality(o bench.QualityOptions, file, out string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var s savedRows
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range s.Rows {
+		seen[r.Workload] = true
+	}
+	var ws []bench.Workload
+	for _, w := range o.Workloads {
+		if seen[w.Name] {
+			ws = append(ws, w)
+		}
+	}
+	o.Workloads, o.Note = ws, s.Note
+	return writeQuality(o, s.Rows, out)
 }
 
 // loadavg is the first three fields of /proc/loadavg, or "n/a".

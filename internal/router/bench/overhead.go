@@ -36,6 +36,11 @@ type OverheadOptions struct {
 	// scenario.
 	LargeBytes       int
 	LargeConcurrency int
+	// EngineTime is how long the engines take per request in the
+	// large-prompt scenario that models real engines (an LLM answers a
+	// long prompt in seconds, so 150 clients do not make thousands of
+	// requests per second); the saturation variant answers at once.
+	EngineTime time.Duration
 	// SearchRates are the open-loop rates tried for the maximum sustainable
 	// rate (small prompts, non-streaming).
 	SearchRates []float64
@@ -45,6 +50,12 @@ type OverheadOptions struct {
 	// CPUProfile, when set, makes the child write a CPU profile of the
 	// whole run there.
 	CPUProfile string
+	// Only, when set, runs only the scenarios whose name contains it
+	// ("rate" selects the rate search).
+	Only string
+	// RouterProcs is the router child's GOMAXPROCS (0: the runtime's
+	// default, all cores).
+	RouterProcs int
 }
 
 // Row is one scenario's result.
@@ -91,6 +102,9 @@ func echoEngine() (*http.Server, string, error) {
 	})
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		if d, err := time.ParseDuration(r.Header.Get("X-Engine-Time")); err == nil {
+			time.Sleep(d)
+		}
 		if r.Header.Get("X-Stream") == "1" {
 			w.Header().Set("Content-Type", "text/event-stream")
 			for i := 0; i < 4; i++ {
@@ -147,13 +161,16 @@ type child struct {
 	addr  string
 }
 
-func startChild(command []string, epFile, prof string) (*child, error) {
+func startChild(command []string, epFile, prof string, procs int) (*child, error) {
 	args := append(append([]string{}, command[1:]...), "--endpoints-file", epFile)
 	if prof != "" {
 		args = append(args, "--cpuprofile", prof)
 	}
 	cmd := exec.Command(command[0], args...)
 	cmd.Stderr = os.Stderr
+	if procs > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -220,7 +237,7 @@ func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error
 	if err := os.WriteFile(path, []byte(f.String()), 0o644); err != nil {
 		return nil, err
 	}
-	ch, err := startChild(o.RouterCommand, path, o.CPUProfile)
+	ch, err := startChild(o.RouterCommand, path, o.CPUProfile, o.RouterProcs)
 	if err != nil {
 		return nil, err
 	}
@@ -250,15 +267,27 @@ func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error
 		gen := func(base func(int) string, d time.Duration) phase {
 			return openLoop(client, base, chatBody(100, stream), stream, o.Rate, d)
 		}
-		out.Rows = append(out.Rows, compare(name, ch, direct, gen, o.Duration))
+		if o.selects(name) {
+			out.Rows = append(out.Rows, compare(name, ch, direct, gen, o.Duration))
+		}
 	}
 	large := chatBody(o.LargeBytes, false)
-	name := fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d", size(o.LargeBytes), o.LargeConcurrency)
-	out.Rows = append(out.Rows, compare(name, ch, direct, func(base func(int) string, d time.Duration) phase {
-		return closedLoop(client, base, large, o.LargeConcurrency, d)
-	}, o.Duration))
+	for _, engineTime := range []time.Duration{o.EngineTime, 0} {
+		name := fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d, engine time %s", size(o.LargeBytes), o.LargeConcurrency, engineTime)
+		if engineTime == 0 {
+			name = fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d, engines answer at once (saturation)", size(o.LargeBytes), o.LargeConcurrency)
+		} else if engineTime < 0 || !o.selects(name) {
+			continue
+		}
+		out.Rows = append(out.Rows, compare(name, ch, direct, func(base func(int) string, d time.Duration) phase {
+			return closedLoop(client, base, large, o.LargeConcurrency, engineTime, d)
+		}, o.Duration))
+	}
 
 	for _, rate := range o.SearchRates {
+		if !o.selects("rate search") {
+			break
+		}
 		c0 := ch.cpu()
 		p := openLoop(client, routed, small, false, rate, o.Duration/2)
 		pt := RatePoint{Offered: rate, Achieved: p.rps(), P50: pct(p.lat, .5), P99: pct(p.lat, .99), RouterCPU: perReq(ch.cpu()-c0, len(p.lat))}
@@ -270,6 +299,10 @@ func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error
 		out.MaxRate = rate
 	}
 	return out, nil
+}
+
+func (o OverheadOptions) selects(name string) bool {
+	return o.Only == "" || strings.Contains(name, o.Only)
 }
 
 func perReq(cpu time.Duration, n int) time.Duration {
@@ -329,11 +362,14 @@ func (p phase) rps() float64 {
 	return float64(len(p.lat)) / p.elapsed.Seconds()
 }
 
-func do(c *http.Client, url, body string, stream bool) (time.Duration, bool) {
+func do(c *http.Client, url, body string, stream bool, engineTime time.Duration) (time.Duration, bool) {
 	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if stream {
 		req.Header.Set("X-Stream", "1")
+	}
+	if engineTime > 0 {
+		req.Header.Set("X-Engine-Time", engineTime.String())
 	}
 	t0 := time.Now()
 	res, err := c.Do(req)
@@ -360,7 +396,7 @@ func openLoop(c *http.Client, base func(int) string, body string, stream bool, r
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			l, ok := do(c, base(i), body, stream)
+			l, ok := do(c, base(i), body, stream, 0)
 			mu.Lock()
 			if ok {
 				p.lat = append(p.lat, l)
@@ -375,7 +411,7 @@ func openLoop(c *http.Client, base func(int) string, body string, stream bool, r
 	return p
 }
 
-func closedLoop(c *http.Client, base func(int) string, body string, conc int, d time.Duration) phase {
+func closedLoop(c *http.Client, base func(int) string, body string, conc int, engineTime, d time.Duration) phase {
 	var mu sync.Mutex
 	var p phase
 	deadline := time.Now().Add(d)
@@ -385,10 +421,13 @@ func closedLoop(c *http.Client, base func(int) string, body string, conc int, d 
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			// Clients of slow engines start spread over one engine time,
+			// as users do; started together they would arrive in bursts.
+			time.Sleep(time.Duration(w) * engineTime / time.Duration(conc))
 			var local []time.Duration
 			errs := 0
 			for i := w; time.Now().Before(deadline); i += conc {
-				if l, ok := do(c, base(i), body, false); ok {
+				if l, ok := do(c, base(i), body, false, engineTime); ok {
 					local = append(local, l)
 				} else {
 					errs++

@@ -118,7 +118,11 @@ func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
 		// KiB and a 400 KiB allocation, both cleared and copied).
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.o.MaxBodyBytes))
+	body := waitForBody(r.Context(), r.Body, r.ContentLength)
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, io.NopCloser(body), h.o.MaxBodyBytes))
+	if bw, ok := body.(*bodyWaiter); ok {
+		bw.done()
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -3,6 +3,7 @@ package runner
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -162,4 +163,48 @@ func TestClientCancellationReachesEngine(t *testing.T) {
 		t.Fatal("engine request was not cancelled")
 	}
 	<-done
+}
+
+// Large bodies wait in the kernel until most of them has arrived (the
+// receive watermark); whatever the pace of the client, every body must
+// arrive whole and the connection must serve small requests afterwards.
+func TestLargeBodiesArriveWhole(t *testing.T) {
+	e := newEngine(t, "e")
+	h := start(t, docs(server("s", "", ""), oneRoute, endpoints(map[*fakeEngine]string{e: "s"})), "")
+	one := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	send := func(promptLen int, trickle bool) {
+		t.Helper()
+		body := `{"model":"llama","prompt":"` + strings.Repeat("p", promptLen) + `"}`
+		var rd io.Reader = strings.NewReader(body)
+		if trickle {
+			pr, pw := io.Pipe()
+			go func() {
+				for i := 0; i < len(body); i += 8 << 10 {
+					_, _ = pw.Write([]byte(body[i:min(i+8<<10, len(body))]))
+					time.Sleep(time.Millisecond)
+				}
+				pw.Close()
+			}()
+			rd = pr
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.r.Addr()+"/v1/completions", rd)
+		req.ContentLength = int64(len(body))
+		res, err := one.Do(req)
+		if err != nil {
+			t.Fatalf("prompt of %d bytes (trickle %v): %v", promptLen, trickle, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("prompt of %d bytes (trickle %v): status %d", promptLen, trickle, res.StatusCode)
+		}
+		if p, _ := e.lastBody()["prompt"].(string); len(p) != promptLen {
+			t.Fatalf("engine got a prompt of %d bytes, want %d", len(p), promptLen)
+		}
+	}
+	for _, n := range []int{70 << 10, 300 << 10, 1000 << 10} {
+		send(n, false)
+		send(n, true)
+		send(10, false) // same connection, default watermark again
+	}
 }

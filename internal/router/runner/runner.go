@@ -254,7 +254,7 @@ func (r *Router) listen(addr string, h http.Handler, cert, key string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ConnContext: handlers.ConnContext}
 	r.servers = append(r.servers, srv)
 	r.lns = append(r.lns, ln)
 	go func() {
