@@ -228,7 +228,7 @@ func (f *flattener) flatten(p int) {
 	case '"':
 		f.str(p)
 	case '[':
-		s := scanner{b: f.b, i: p}
+		s := scanner{b: f.b, i: p, trusted: true}
 		s.elements(func(v int) bool {
 			switch f.b[v] {
 			case '"': // prompt: ["a", "b"]
@@ -271,7 +271,7 @@ func (f *flattener) message(s *scanner) {
 		case '"':
 			f.str(content)
 		case '[':
-			c := scanner{b: f.b, i: content}
+			c := scanner{b: f.b, i: content, trusted: true}
 			c.elements(func(v int) bool {
 				text := -1
 				if f.b[v] == '{' {

@@ -132,14 +132,27 @@ func FuzzParse(f *testing.F) {
 		`{"model":"m","prompt":[[1,2,3]]}`,
 		`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}`,
 		`{"model":"\u0041","stream":true,"stream_options":null}`,
-		`[]`, `{}`, `{"model":1}`,
+		`[]`, `{}`, `{"model":1}`, `"a\\\"b\\"`, `"ctl` + "\x01" + `"`,
+		`{"model":"m","messages":[{"role":"user","content":"x\\\\\"\ny"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > 0 && body[0] == '"' {
+			v := scanner{b: body}
+			if esc, ok := v.str(); ok {
+				tr := scanner{b: body, trusted: true}
+				if tesc, tok := tr.str(); !tok || tr.i != v.i || tesc != esc {
+					t.Fatalf("trusted skip of %q ends at %d (esc %v), validating scan at %d (esc %v)", body, tr.i, tesc, v.i, esc)
+				}
+			}
+		}
 		r, err := Parse(body, 256)
 		if err != nil {
 			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("Parse accepted invalid JSON %q", body)
 		}
 		if len(r.Prompt) > 256 {
 			t.Fatalf("prompt %d bytes over limit", len(r.Prompt))
