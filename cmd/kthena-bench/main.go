@@ -33,6 +33,8 @@ func main() {
 		err = quality(os.Args[2:])
 	case "router-child": // internal: the router process of the overhead bench
 		err = bench.ServeRouterChild(os.Args[2:])
+	case "engine-child": // internal: the engines' process of the overhead bench
+		err = bench.ServeEngineChild(os.Args[2:])
 	default:
 		usage()
 	}
@@ -63,7 +65,7 @@ func overhead(args []string) error {
 	if err != nil {
 		return err
 	}
-	o := bench.OverheadOptions{RouterCommand: []string{self, "router-child"}, SearchRates: []float64{1000, 2000, 3000, 4000, 6000, 8000, 12000}}
+	o := bench.OverheadOptions{RouterCommand: []string{self, "router-child"}, EngineCommand: []string{self, "engine-child"}, SearchRates: []float64{1000, 2000, 3000, 4000, 6000, 8000, 12000}}
 	fs.IntVar(&o.Engines, "engines", 4, "echo engines")
 	fs.Float64Var(&o.Rate, "rate", 1000, "open-loop rate of the small-prompt scenarios (req/s)")
 	fs.IntVar(&o.LargeBytes, "large-bytes", 200<<10, "prompt size of the large-prompt scenario")
@@ -72,9 +74,13 @@ func overhead(args []string) error {
 	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "time per scenario")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the router child's CPU profile here")
 	fs.StringVar(&o.Only, "only", "", "run only the scenarios whose name contains this (\"rate search\": the rate search)")
+	inProcess := fs.Bool("engines-in-process", false, "run the engines in the benchmark process, next to the clients (the direct path then crosses no process boundary)")
 	fs.IntVar(&o.RouterProcs, "router-procs", 0, "GOMAXPROCS of the router process (0: all cores)")
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
+	if *inProcess {
+		o.EngineCommand = nil
+	}
 	res, err := bench.RunOverhead(context.Background(), o)
 	if err != nil {
 		return err

@@ -47,6 +47,11 @@ type OverheadOptions struct {
 	// RouterCommand starts the router child process; it is given
 	// --endpoints-file and prints the router's address on its first line.
 	RouterCommand []string
+	// EngineCommand starts the engines' child process; it is given
+	// --engines N and prints their addresses on its first line. Empty:
+	// engines run in the benchmark process, next to the clients, which
+	// favours the direct path (no process boundary on it).
+	EngineCommand []string
 	// CPUProfile, when set, makes the child write a CPU profile of the
 	// whole run there.
 	CPUProfile string
@@ -122,6 +127,33 @@ func echoEngine() (*http.Server, string, error) {
 	return srv, ln.Addr().String(), nil
 }
 
+// ServeEngineChild starts echo engines (--engines N), prints their
+// addresses on one line and serves until stdin closes.
+func ServeEngineChild(args []string) error {
+	n := 4
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] == "--engines" {
+			v, err := strconv.Atoi(args[i+1])
+			if err != nil {
+				return fmt.Errorf("--engines: %w", err)
+			}
+			n = v
+		}
+	}
+	var addrs []string
+	for i := 0; i < n; i++ {
+		srv, addr, err := echoEngine()
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		addrs = append(addrs, addr)
+	}
+	fmt.Println(strings.Join(addrs, " "))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
 // ServeRouterChild is the child side of the benchmark: it starts a router
 // on 127.0.0.1:0 for an endpoints file, prints its address, and serves
 // until stdin closes.
@@ -161,11 +193,8 @@ type child struct {
 	addr  string
 }
 
-func startChild(command []string, epFile, prof string, procs int) (*child, error) {
-	args := append(append([]string{}, command[1:]...), "--endpoints-file", epFile)
-	if prof != "" {
-		args = append(args, "--cpuprofile", prof)
-	}
+func startChild(command []string, extra []string, procs int) (*child, error) {
+	args := append(append([]string{}, command[1:]...), extra...)
 	cmd := exec.Command(command[0], args...)
 	cmd.Stderr = os.Stderr
 	if procs > 0 {
@@ -214,13 +243,22 @@ func (c *child) cpu() time.Duration {
 // RunOverhead runs the benchmark.
 func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error) {
 	var addrs []string
-	for i := 0; i < o.Engines; i++ {
-		srv, addr, err := echoEngine()
+	if len(o.EngineCommand) > 0 {
+		ec, err := startChild(o.EngineCommand, []string{"--engines", strconv.Itoa(o.Engines)}, 0)
 		if err != nil {
 			return nil, err
 		}
-		defer srv.Close()
-		addrs = append(addrs, addr)
+		defer func() { _ = ec.stop() }()
+		addrs = strings.Fields(ec.addr)
+	} else {
+		for i := 0; i < o.Engines; i++ {
+			srv, addr, err := echoEngine()
+			if err != nil {
+				return nil, err
+			}
+			defer srv.Close()
+			addrs = append(addrs, addr)
+		}
 	}
 	dir, err := os.MkdirTemp("", "kthena-bench")
 	if err != nil {
@@ -237,7 +275,11 @@ func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error
 	if err := os.WriteFile(path, []byte(f.String()), 0o644); err != nil {
 		return nil, err
 	}
-	ch, err := startChild(o.RouterCommand, path, o.CPUProfile, o.RouterProcs)
+	extra := []string{"--endpoints-file", path}
+	if o.CPUProfile != "" {
+		extra = append(extra, "--cpuprofile", o.CPUProfile)
+	}
+	ch, err := startChild(o.RouterCommand, extra, o.RouterProcs)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +318,8 @@ func RunOverhead(ctx context.Context, o OverheadOptions) (*OverheadResult, error
 		name := fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d, engine time %s", size(o.LargeBytes), o.LargeConcurrency, engineTime)
 		if engineTime == 0 {
 			name = fmt.Sprintf("%s prompt, non-streaming, closed loop concurrency %d, engines answer at once (saturation)", size(o.LargeBytes), o.LargeConcurrency)
-		} else if engineTime < 0 || !o.selects(name) {
+		}
+		if engineTime < 0 || !o.selects(name) {
 			continue
 		}
 		out.Rows = append(out.Rows, compare(name, ch, direct, func(base func(int) string, d time.Duration) phase {
@@ -461,10 +504,21 @@ func pct(d []time.Duration, p float64) time.Duration {
 // Markdown renders the result as tables.
 func Markdown(r *OverheadResult, o OverheadOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d echo engines in the benchmark process; the router runs in a child process, whose CPU time (/proc) is divided by the routed requests. Direct and routed phases alternate (twice each, %s in total per scenario).\n\n", o.Engines, o.Duration)
+	where := "in their own child process, so that the direct path crosses processes as it does in a deployment"
+	if len(o.EngineCommand) == 0 {
+		where = "in the benchmark process, next to the clients"
+	}
+	procs := "all cores"
+	if o.RouterProcs > 0 {
+		procs = fmt.Sprintf("GOMAXPROCS=%d", o.RouterProcs)
+	}
+	fmt.Fprintf(&b, "%d echo engines %s; the router (%s) runs in a child process, whose CPU time (/proc) is divided by the routed requests. Direct and routed phases alternate (twice each, %s in total per scenario).\n\n", o.Engines, where, procs, o.Duration)
 	b.WriteString("| scenario | direct p50 | direct p99 | router p50 | router p99 | added p50 | added p99 | direct req/s | router req/s | router CPU/req |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range r.Rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s |\n", r.Scenario, ms(r.DirectP50), ms(r.DirectP99), ms(r.RouterP50), ms(r.RouterP99), ms(r.AddedP50), ms(r.AddedP99), r.DirectRPS, r.RouterRPS, us(r.RouterCPU))
+	}
+	if len(r.Search) == 0 {
+		return b.String()
 	}
 	b.WriteString("\nMaximum sustainable rate (100 B prompts, non-streaming, open loop through the router; sustained = ≥97 % of the offered rate completed within the step, no errors):\n\n| offered req/s | achieved req/s | p50 | p99 | router CPU/req | sustained |\n|---|---|---|---|---|---|\n")
 	for _, p := range r.Search {
