@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,7 +107,7 @@ func quality(args []string) error {
 	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second; multi-turn: users starting per second)")
 	out := fs.String("out", "docs/bench", "output directory")
 	saveRows := fs.String("save-rows", "", "also write the results as JSON to this file")
-	replot := fs.String("replot", "", "do not run: write the report and plot from a -save-rows file")
+	replot := fs.String("replot", "", "do not run: write the report and plot from -save-rows files (comma-separated; a later file's workloads replace an earlier one's)")
 	_ = fs.Parse(args)
 	if *replot != "" {
 		return replotQuality(o, *replot, *out)
@@ -216,15 +217,38 @@ func writeQuality(o bench.QualityOptions, rows []bench.QualityRow, out string) e
 }
 
 // replotQuality renders saved rows with the current report code.
-func replotQuality(o bench.QualityOptions, file, out string) error {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
+func replotQuality(o bench.QualityOptions, files, out string) error {
 	var s savedRows
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
+	var notes []string
+	for _, file := range strings.Split(files, ",") {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		var f savedRows
+		if err := json.Unmarshal(b, &f); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		replaced := map[string]bool{}
+		for _, r := range f.Rows {
+			replaced[r.Workload] = true
+		}
+		keep := s.Rows[:0]
+		for _, r := range s.Rows {
+			if !replaced[r.Workload] {
+				keep = append(keep, r)
+			}
+		}
+		s.Rows = append(keep, f.Rows...)
+		notes = append(notes, f.Note)
 	}
+	s.Note = strings.Join(notes, " ")
+	// Order the rows as the workloads are listed.
+	order := map[string]int{}
+	for i, w := range o.Workloads {
+		order[w.Name] = i
+	}
+	slices.SortStableFunc(s.Rows, func(a, b bench.QualityRow) int { return order[a.Workload] - order[b.Workload] })
 	seen := map[string]bool{}
 	for _, r := range s.Rows {
 		seen[r.Workload] = true

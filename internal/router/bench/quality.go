@@ -71,6 +71,7 @@ type QualityRow struct {
 	HitRate                   float64 // cached prompt tokens / prompt tokens
 	PerEngineRequests         []int
 	Wall                      time.Duration // wall time of the run
+	LagP99                    time.Duration // p99 wake-up lateness of the bench process (startLagMonitor)
 }
 
 type result struct {
@@ -175,6 +176,7 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 	}
 	results := make([]result, n)
 	var wg sync.WaitGroup
+	lag := startLagMonitor()
 	t0 := time.Now()
 	simDur := func(sec float64) time.Duration { return time.Duration(sec * ts * float64(time.Second)) }
 	for _, s := range ss {
@@ -204,7 +206,41 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 		}()
 	}
 	wg.Wait()
-	return summarize(w.Name, p.Name, results, ts, fleet), results, nil
+	row := summarize(w.Name, p.Name, results, ts, fleet)
+	row.LagP99 = lag()
+	return row, results, nil
+}
+
+// startLagMonitor measures how late this process wakes up from 5 ms sleeps
+// until the returned function is called, which returns the p99 lateness.
+// The simulated engines run on the wall clock, so when other jobs starve
+// the process every latency grows with this lag: a run with a p99 lag of
+// more than a few milliseconds is disturbed.
+func startLagMonitor() func() time.Duration {
+	stop := make(chan struct{})
+	done := make(chan time.Duration)
+	go func() {
+		var lags []float64
+		for {
+			select {
+			case <-stop:
+				p99 := 0.0
+				if len(lags) > 0 {
+					p99 = quantile(lags, .99)
+				}
+				done <- time.Duration(p99)
+				return
+			default:
+			}
+			t := time.Now()
+			time.Sleep(5 * time.Millisecond)
+			lags = append(lags, float64(time.Since(t)-5*time.Millisecond))
+		}
+	}()
+	return func() time.Duration {
+		close(stop)
+		return <-done
+	}
 }
 
 func routerReady(c *http.Client, addr string) bool {
@@ -391,6 +427,7 @@ func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 	b.WriteString("TTFT is the client's time to the first content chunk; TPOT is (E2E − TTFT)/(output tokens − 1) per request; ")
 	b.WriteString("output tok/s is all output tokens over the makespan, from the first request sent to the last response finished, so a policy that falls behind the arrivals and drains a queue at the end shows a lower figure; ")
 	b.WriteString("the hit rate is Σ`cached_tokens`/Σ`prompt_tokens` from the engines' usage. ")
+	b.WriteString("The simulated engines run on the wall clock (scaled), so when other jobs starve the bench process every latency grows; *lag p99* is how late the process woke from 5 ms sleeps during the run (p99), and a run with more than a few milliseconds of lag is disturbed. ")
 	fmt.Fprintf(&b, "The oracle bypasses the router: it reads every engine's cache (`Engine.CachedPrefixTokens`) and the system prompts it has in flight, and picks the longest cached prefix among engines with at most %d more requests in flight than the least loaded one (ties: fewest in flight).\n", oracleBand)
 	if o.Note != "" {
 		b.WriteString("\n" + o.Note + "\n")
@@ -407,18 +444,18 @@ func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 			if a := about[wl].About; a != "" {
 				b.WriteString(a + "\n\n")
 			}
-			b.WriteString("| policy | ok | output tok/s | TTFT p50 | TTFT p90 | TTFT p99 | TPOT p50 | TPOT p90 | E2E p90 | prefix hit rate | requests per engine |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| policy | ok | output tok/s | TTFT p50 | TTFT p90 | TTFT p99 | TPOT p50 | TPOT p90 | E2E p90 | prefix hit rate | requests per engine | lag p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v |\n", r.Policy, r.OK, r.Requests,
-			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests)
+		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v | %.1f ms |\n", r.Policy, r.OK, r.Requests,
+			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests, float64(r.LagP99.Microseconds())/1000)
 	}
 	if t := Targets(rows, o.Workloads); len(t) > 0 {
 		b.WriteString("\n### Targets\n\n")
 		b.WriteString("Long shared prompts: Kthena's default must beat upstream's default in throughput and TTFT p90 and reach 90 % of the oracle's hit rate. ")
 		b.WriteString("Short prompts: Kthena's default must be no worse than least-request, taken as throughput at least 99 % and TTFT p90 and TPOT p90 at most 105 % of least-request's (the run-to-run noise of the simulated times on this machine is a few per cent).\n\n")
-		b.WriteString("| workload | check | Kthena default | compared with | met |\n|---|---|---|---|---|\n")
+		b.WriteString("| workload | check | Kthena default | compared with | met | note |\n|---|---|---|---|---|---|\n")
 		for _, c := range t {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", c.Workload, c.Check, c.Ours, c.Theirs, yesNo(c.Met))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", c.Workload, c.Check, c.Ours, c.Theirs, yesNo(c.Met), c.Note)
 		}
 	}
 	return b.String()
@@ -435,6 +472,7 @@ func yesNo(b bool) string {
 type TargetCheck struct {
 	Workload, Check, Ours, Theirs string
 	Met                           bool
+	Note                          string
 }
 
 // Targets evaluates the acceptance checks of the workloads that name one,
@@ -458,19 +496,22 @@ func Targets(rows []QualityRow, ws []Workload) []TargetCheck {
 		switch w.Target {
 		case TargetLong:
 			if u := find(w.Name, PolicyUpstream); u != nil {
-				out = append(out,
-					TargetCheck{short, "throughput > upstream", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", u.OutputTokPerSec), k.OutputTokPerSec > u.OutputTokPerSec},
-					TargetCheck{short, "TTFT p90 < upstream", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", u.TTFTP90), k.TTFTP90 < u.TTFTP90})
+				tp := TargetCheck{short, "throughput > upstream", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", u.OutputTokPerSec), k.OutputTokPerSec > u.OutputTokPerSec, ""}
+				if d := k.OutputTokPerSec/max(u.OutputTokPerSec, 1e-9) - 1; math.Abs(d) < 0.01 {
+					tp.Note = fmt.Sprintf("%+.1f %%: below saturation the open-loop arrivals set the throughput", 100*d)
+				}
+				out = append(out, tp,
+					TargetCheck{short, "TTFT p90 < upstream", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", u.TTFTP90), k.TTFTP90 < u.TTFTP90, ""})
 			}
 			if or := find(w.Name, PolicyOracle); or != nil {
-				out = append(out, TargetCheck{short, "hit rate ≥ 90 % of oracle", fmt.Sprintf("%.1f %%", 100*k.HitRate), fmt.Sprintf("%.1f %% (%.0f %% of it)", 100*or.HitRate, 100*k.HitRate/max(or.HitRate, 1e-9)), k.HitRate >= 0.9*or.HitRate})
+				out = append(out, TargetCheck{short, "hit rate ≥ 90 % of oracle", fmt.Sprintf("%.1f %%", 100*k.HitRate), fmt.Sprintf("%.1f %% (ours is %.0f %% of it)", 100*or.HitRate, 100*k.HitRate/max(or.HitRate, 1e-9)), k.HitRate >= 0.9*or.HitRate, ""})
 			}
 		case TargetShort:
 			if l := find(w.Name, PolicyLeastRequest); l != nil {
 				out = append(out,
-					TargetCheck{short, "throughput ≥ 99 % of least-request", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", l.OutputTokPerSec), k.OutputTokPerSec >= 0.99*l.OutputTokPerSec},
-					TargetCheck{short, "TTFT p90 ≤ 105 % of least-request", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", l.TTFTP90), k.TTFTP90 <= 1.05*l.TTFTP90},
-					TargetCheck{short, "TPOT p90 ≤ 105 % of least-request", fmt.Sprintf("%.1f ms", 1000*k.TPOTP90), fmt.Sprintf("%.1f ms", 1000*l.TPOTP90), k.TPOTP90 <= 1.05*l.TPOTP90})
+					TargetCheck{short, "throughput ≥ 99 % of least-request", fmt.Sprintf("%.0f tok/s", k.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", l.OutputTokPerSec), k.OutputTokPerSec >= 0.99*l.OutputTokPerSec, ""},
+					TargetCheck{short, "TTFT p90 ≤ 105 % of least-request", fmt.Sprintf("%.3f s", k.TTFTP90), fmt.Sprintf("%.3f s", l.TTFTP90), k.TTFTP90 <= 1.05*l.TTFTP90, ""},
+					TargetCheck{short, "TPOT p90 ≤ 105 % of least-request", fmt.Sprintf("%.1f ms", 1000*k.TPOTP90), fmt.Sprintf("%.1f ms", 1000*l.TPOTP90), k.TPOTP90 <= 1.05*l.TPOTP90, ""})
 			}
 		}
 	}

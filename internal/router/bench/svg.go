@@ -118,7 +118,7 @@ func QualitySVG(rows []QualityRow) string {
 		}
 		has[wi[r.Workload]][pi[r.Policy]] = true
 	}
-	const left, panelW, gap, top, titleH, panelH, axisB = 55.0, 300.0, 45.0, 58.0, 22.0, 120.0, 8.0
+	const left, panelW, gap, top, titleH, panelH, axisB = 55.0, 300.0, 45.0, 58.0, 36.0, 120.0, 8.0
 	rowH := titleH + panelH + axisB + 14
 	w := left + float64(len(metrics))*(panelW+gap)
 	h := top + float64(len(workloads))*rowH + 10
@@ -142,7 +142,7 @@ func QualitySVG(rows []QualityRow) string {
 			fmt.Fprintf(&sb, `<path d="M%.0f,%.0f V%.0f H%.0f" stroke="black" fill="none"/>`+"\n", x0, py0+6, py1, x0+panelW)
 			for _, v := range []float64{0, top / 2, top} {
 				y := py1 - panelH*v/maxY
-				fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" text-anchor="end" font-size="10">%.3g</text>`+"\n", x0-4, y+4, v)
+				fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" text-anchor="end" font-size="10">%s</text>`+"\n", x0-4, y+4, tickLabel(v))
 				if v > 0 {
 					fmt.Fprintf(&sb, `<path d="M%.0f,%.1f H%.0f" stroke="#ddd" fill="none"/>`+"\n", x0, y, x0+panelW)
 				}
@@ -161,4 +161,13 @@ func QualitySVG(rows []QualityRow) string {
 	}
 	sb.WriteString("</svg>\n")
 	return sb.String()
+}
+
+// tickLabel prints an axis value: whole numbers from 100 up, else three
+// significant digits.
+func tickLabel(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
 }
