@@ -40,7 +40,8 @@ type Transport struct {
 
 	mu    sync.Mutex
 	idle  map[string][]*conn
-	dials int // for tests: connections opened
+	sweep *time.Timer // closes expired idle connections (pods that left)
+	dials int         // for tests: connections opened
 }
 
 // New returns a Transport with the defaults.
@@ -101,17 +102,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	var segs [][]byte
+	length := req.ContentLength
 	replayable := req.Body == nil || req.Body == http.NoBody
 	if b, ok := req.Body.(*Body); ok {
 		segs = slices.Clone(b.rest())
 		replayable = true
+		length = 0
+		for _, s := range segs {
+			length += int64(len(s))
+		}
 	}
 	for try := 0; ; try++ {
 		c, reused, err := t.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req, segs)
+		resp, err := t.exchange(ctx, c, req, segs, length)
 		if err == nil {
 			return resp, nil
 		}
@@ -134,7 +140,7 @@ func (e *staleError) Unwrap() error { return e.err }
 
 // exchange writes the request and reads the response head on c. On error
 // c is closed.
-func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte) (*http.Response, error) {
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte, length int64) (*http.Response, error) {
 	// Closing (not a deadline) tells the engine at once to stop working.
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	fail := func(err error) (*http.Response, error) {
@@ -142,7 +148,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, se
 		_ = c.Close()
 		return nil, err
 	}
-	if err := c.writeRequest(req, segs); err != nil {
+	if err := c.writeRequest(req, segs, length); err != nil {
 		return fail(&staleError{err})
 	}
 	// Waiting for the first byte tells "closed before answering" apart
@@ -168,8 +174,8 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, se
 }
 
 // writeRequest sends the head and body: one writev for a segmented or
-// empty body.
-func (c *conn) writeRequest(req *http.Request, segs [][]byte) error {
+// empty body. length is the body's length (-1 or 0 with a body: unknown).
+func (c *conn) writeRequest(req *http.Request, segs [][]byte, length int64) error {
 	h := c.hdr[:0]
 	method := req.Method
 	if method == "" {
@@ -187,11 +193,11 @@ func (c *conn) writeRequest(req *http.Request, segs [][]byte) error {
 	h = append(h, "\r\n"...)
 	chunked := false
 	switch {
-	case segs != nil || req.ContentLength > 0:
+	case segs != nil || length > 0:
 		h = append(h, "Content-Length: "...)
-		h = strconv.AppendInt(h, req.ContentLength, 10)
+		h = strconv.AppendInt(h, length, 10)
 		h = append(h, "\r\n"...)
-	case req.Body != nil && req.Body != http.NoBody && req.ContentLength < 0:
+	case req.Body != nil && req.Body != http.NoBody:
 		chunked = true
 		h = append(h, "Transfer-Encoding: chunked\r\n"...)
 	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
@@ -238,7 +244,7 @@ func (c *conn) writeRequest(req *http.Request, segs [][]byte) error {
 			return err
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			_, err := io.CopyN(c.Conn, req.Body, req.ContentLength)
+			_, err := io.CopyN(c.Conn, req.Body, length)
 			return err
 		}
 		return nil
@@ -287,11 +293,15 @@ func (b *responseBody) finish(reuse bool) {
 }
 
 // get returns an idle connection to addr that is still open, or dials.
-func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
-	timeout := t.IdleTimeout
-	if timeout == 0 {
-		timeout = 90 * time.Second
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout == 0 {
+		return 90 * time.Second
 	}
+	return t.IdleTimeout
+}
+
+func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
+	timeout := t.idleTimeout()
 	for {
 		t.mu.Lock()
 		list := t.idle[addr]
@@ -333,9 +343,43 @@ func (t *Transport) put(c *conn) {
 	if len(t.idle[c.addr]) < limit {
 		t.idle[c.addr] = append(t.idle[c.addr], c)
 		c = nil
+		if t.sweep == nil {
+			t.sweep = time.AfterFunc(t.idleTimeout(), t.sweepIdle)
+		}
 	}
 	t.mu.Unlock()
 	if c != nil {
+		_ = c.Close()
+	}
+}
+
+// sweepIdle closes connections idle for longer than the timeout, so that
+// those to pods that left do not stay open, and runs again while any
+// connection is pooled.
+func (t *Transport) sweepIdle() {
+	timeout := t.idleTimeout()
+	var expired []*conn
+	t.mu.Lock()
+	for addr, list := range t.idle {
+		// The list is in the order connections went idle.
+		n := 0
+		for n < len(list) && time.Since(list[n].idleFrom) >= timeout {
+			n++
+		}
+		expired = append(expired, list[:n]...)
+		if n == len(list) {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = append(list[:0], list[n:]...)
+		}
+	}
+	if len(t.idle) > 0 {
+		t.sweep.Reset(timeout / 2)
+	} else {
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
 		_ = c.Close()
 	}
 }

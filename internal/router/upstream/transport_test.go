@@ -338,3 +338,50 @@ func TestPlainReaderBodies(t *testing.T) {
 		t.Fatalf("chunked body: %q", got)
 	}
 }
+
+// Connections to a pod that receives no more requests (it left) are
+// closed once idle for the timeout.
+func TestIdleConnectionsAreSwept(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr := &Transport{IdleTimeout: 100 * time.Millisecond}
+	resp, err := post(t, tr, context.Background(), srv.URL, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle connection still open")
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.idle) != 0 || tr.sweep != nil {
+		t.Fatalf("pool not empty after the sweep: %v", tr.idle)
+	}
+}
+
+func TestBodyLengthComesFromSegments(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %s", r.ContentLength, b)
+	}))
+	defer srv.Close()
+	// http.NewRequest cannot know the length of a *Body.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, NewBody([][]byte{[]byte("ab"), []byte("cd")}))
+	resp, err := New().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); got != "4 abcd" {
+		t.Fatalf("engine saw %q", got)
+	}
+}
