@@ -69,49 +69,40 @@ func twoRoleMS(ns string, policy workloadv1alpha1.RecoveryPolicy) *workloadv1alp
 		Role(wrappers.MakeRole("d").Obj()).Obj()
 }
 
-func TestRecoveryRoleRecreateOnPodDelete(t *testing.T) {
+// TestRecoveryOnPodDelete deletes one pod under each recovery policy and
+// checks which pods are rebuilt and which are left alone.
+func TestRecoveryOnPodDelete(t *testing.T) {
 	t.Parallel()
-	ns := newNamespace(t)
-	startManager(t, ns)
-	startKubelet(t, ns, 0)
-	create(t, twoRoleMS(ns, workloadv1alpha1.RoleRecreate))
-	waitAvailable(t, ns, "m", 2)
-	before := uidsByName(listPods(t, ns, nil))
+	for _, tc := range []struct {
+		policy         workloadv1alpha1.RecoveryPolicy
+		delete         string
+		replaced, kept []string
+	}{
+		// The role instance is rebuilt: the entry with its worker.
+		{workloadv1alpha1.RoleRecreate, "m-0-p-0-1",
+			[]string{"m-0-p-0-0", "m-0-p-0-1"}, []string{"m-0-d-0-0", "m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0"}},
+		// The whole serving group is rebuilt.
+		{workloadv1alpha1.ServingGroupRecreate, "m-1-d-0-0",
+			[]string{"m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0"}, []string{"m-0-p-0-0", "m-0-p-0-1", "m-0-d-0-0"}},
+		// Only the deleted pod comes back.
+		{workloadv1alpha1.NoneRestartPolicy, "m-0-p-0-1",
+			[]string{"m-0-p-0-1"}, []string{"m-0-p-0-0", "m-0-d-0-0", "m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0"}},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			t.Parallel()
+			ns := newNamespace(t)
+			startManager(t, ns)
+			startKubelet(t, ns, 0)
+			create(t, twoRoleMS(ns, tc.policy))
+			waitAvailable(t, ns, "m", 2)
+			before := uidsByName(listPods(t, ns, nil))
 
-	deletePod(t, ns, "m-0-p-0-1") // a worker
-	replaced(t, ns, before, "m-0-p-0-0", "m-0-p-0-1")
-	waitAvailable(t, ns, "m", 2)
-	kept(t, ns, before, "m-0-d-0-0", "m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0")
-}
-
-func TestRecoveryServingGroupRecreateOnPodDelete(t *testing.T) {
-	t.Parallel()
-	ns := newNamespace(t)
-	startManager(t, ns)
-	startKubelet(t, ns, 0)
-	create(t, twoRoleMS(ns, workloadv1alpha1.ServingGroupRecreate))
-	waitAvailable(t, ns, "m", 2)
-	before := uidsByName(listPods(t, ns, nil))
-
-	deletePod(t, ns, "m-1-d-0-0")
-	replaced(t, ns, before, "m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0")
-	waitAvailable(t, ns, "m", 2)
-	kept(t, ns, before, "m-0-p-0-0", "m-0-p-0-1", "m-0-d-0-0")
-}
-
-func TestRecoveryNoneOnPodDelete(t *testing.T) {
-	t.Parallel()
-	ns := newNamespace(t)
-	startManager(t, ns)
-	startKubelet(t, ns, 0)
-	create(t, twoRoleMS(ns, workloadv1alpha1.NoneRestartPolicy))
-	waitAvailable(t, ns, "m", 2)
-	before := uidsByName(listPods(t, ns, nil))
-
-	deletePod(t, ns, "m-0-p-0-1")
-	replaced(t, ns, before, "m-0-p-0-1")
-	waitAvailable(t, ns, "m", 2)
-	kept(t, ns, before, "m-0-p-0-0", "m-0-d-0-0", "m-1-p-0-0", "m-1-p-0-1", "m-1-d-0-0")
+			deletePod(t, ns, tc.delete)
+			replaced(t, ns, before, tc.replaced...)
+			waitAvailable(t, ns, "m", 2)
+			kept(t, ns, before, tc.kept...)
+		})
+	}
 }
 
 // errPod makes the kubelet report pod name as restarted and not ready since
