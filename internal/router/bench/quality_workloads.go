@@ -64,7 +64,7 @@ type Workload struct {
 func Workloads() []Workload {
 	long := Workload{Name: "long shared prompts (150×5, sys 6000, q 1200, out 200, 12 req/s)", Groups: 150, PerGroup: 5,
 		SystemTokens: 6000, QuestionTokens: 1200, OutputTokens: 200, Rate: 12, Seed: 1, Target: TargetLong,
-		About: "The field's shared-prefix shape C / \"B2B SaaS\" (llm-d, GIE: 150 groups × 5, 6,000-token system prompts, 1,200-token questions, ~900k cacheable tokens against ~1.6M tokens of KV cache in the fleet) with outputs cut from 1,000 to 200 tokens; open-loop Poisson at 12 req/s, below saturation for the prefix-aware policies."}
+		About: "The field's shared-prefix shape C / \"B2B SaaS\" (llm-d, GIE: 150 groups × 5, 6,000-token system prompts, 1,200-token questions, ~900k cacheable tokens against ~1.7M tokens of KV cache in the fleet) with outputs cut from 1,000 to 200 tokens; open-loop Poisson at 12 req/s, below saturation for the prefix-aware policies."}
 	sat := long
 	sat.Name = "long shared prompts, saturated (150×5, sys 6000, q 1200, out 200, 30 req/s)"
 	sat.Rate = 30
