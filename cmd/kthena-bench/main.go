@@ -75,12 +75,16 @@ func overhead(args []string) error {
 	fs.DurationVar(&o.Duration, "duration", 8*time.Second, "time per scenario")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the router child's CPU profile here")
 	fs.StringVar(&o.Only, "only", "", "run only the scenarios whose name contains this (\"rate search\": the rate search)")
+	routerBinary := fs.String("router-binary", "", "run the router child from this kthena-bench binary (for example one built from another commit, to compare)")
 	inProcess := fs.Bool("engines-in-process", false, "run the engines in the benchmark process, next to the clients (the direct path then crosses no process boundary)")
 	fs.IntVar(&o.RouterProcs, "router-procs", 0, "GOMAXPROCS of the router process (0: all cores)")
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
 	if *inProcess {
 		o.EngineCommand = nil
+	}
+	if *routerBinary != "" {
+		o.RouterCommand = []string{*routerBinary, "router-child"}
 	}
 	res, err := bench.RunOverhead(context.Background(), o)
 	if err != nil {

@@ -48,7 +48,7 @@ type vllmMetrics struct {
 	maxLoRAs                           string
 
 	mu       sync.Mutex
-	lastLoRA string
+	lastLoRA [2]string // running and waiting adapters of the current series
 }
 
 func newVLLMMetrics(reg prometheus.Registerer, model string, c Config, numBlocks int) *vllmMetrics {
@@ -112,13 +112,14 @@ func (m *vllmMetrics) Step(s engine.StepStats) {
 	for _, r := range s.ScheduledRequests {
 		m.queue.Observe(r.QueueTime)
 	}
-	key := strings.Join(s.RunningLoRAs, ",") + "|" + strings.Join(s.WaitingLoRAs, ",")
+	cur := [2]string{strings.Join(s.RunningLoRAs, ","), strings.Join(s.WaitingLoRAs, ",")}
 	m.mu.Lock()
-	if key != m.lastLoRA {
-		m.lastLoRA = key
-		m.lora.Reset()
-		m.lora.WithLabelValues(m.maxLoRAs, strings.Join(s.RunningLoRAs, ","), strings.Join(s.WaitingLoRAs, ",")).
-			Set(float64(time.Now().Unix()))
+	if cur != m.lastLoRA {
+		// The new series goes in before the old one goes, so that a
+		// scrape never finds none.
+		m.lora.WithLabelValues(m.maxLoRAs, cur[0], cur[1]).Set(float64(time.Now().Unix()))
+		m.lora.DeleteLabelValues(m.maxLoRAs, m.lastLoRA[0], m.lastLoRA[1])
+		m.lastLoRA = cur
 	}
 	m.mu.Unlock()
 }
