@@ -86,16 +86,19 @@ func overhead(args []string) error {
 	if *routerBinary != "" {
 		o.RouterCommand = []string{*routerBinary, "router-child"}
 	}
+	start, load0 := time.Now(), loadavg()
 	res, err := bench.RunOverhead(context.Background(), o)
 	if err != nil {
 		return err
 	}
+	run := fmt.Sprintf("Run %s UTC, %s wall on %d CPUs; load average (1/5/15 min) %s at the start, %s at the end (the run's own processes included). Latency percentiles move with other jobs on the machine.\n\n",
+		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg())
 	md := bench.Markdown(res, o)
 	fmt.Print(md)
 	if err := write(*out, "overhead.svg", bench.RateSVG(res)); err != nil {
 		return err
 	}
-	return write(*out, "overhead.md", "# Router overhead\n\n`go run ./cmd/kthena-bench overhead`\n\n"+md+"\n![latency through the router by offered rate](overhead.svg)\n")
+	return write(*out, "overhead.md", "# Router overhead\n\n`go run ./cmd/kthena-bench overhead`\n\n"+run+md+"\n![latency through the router by offered rate](overhead.svg)\n")
 }
 
 func quality(args []string) error {
