@@ -36,6 +36,8 @@ func main() {
 		err = bench.ServeRouterChild(os.Args[2:])
 	case "engine-child": // internal: the engines' process of the overhead bench
 		err = bench.ServeEngineChild(os.Args[2:])
+	case "relay-child": // internal: a layer-4 relay in the router's place (-relay)
+		err = bench.ServeRelayChild(os.Args[2:])
 	default:
 		usage()
 	}
@@ -76,6 +78,7 @@ func overhead(args []string) error {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the router child's CPU profile here")
 	fs.StringVar(&o.Only, "only", "", "run only the scenarios whose name contains this (\"rate search\": the rate search)")
 	routerBinary := fs.String("router-binary", "", "run the router child from this kthena-bench binary (for example one built from another commit, to compare)")
+	relay := fs.Bool("relay", false, "measure a layer-4 relay (no HTTP, no scheduling) in the router's place: the cost of the hop alone")
 	inProcess := fs.Bool("engines-in-process", false, "run the engines in the benchmark process, next to the clients (the direct path then crosses no process boundary)")
 	fs.IntVar(&o.RouterProcs, "router-procs", 0, "GOMAXPROCS of the router process (0: all cores)")
 	out := fs.String("out", "docs/bench", "output directory")
@@ -85,6 +88,9 @@ func overhead(args []string) error {
 	}
 	if *routerBinary != "" {
 		o.RouterCommand = []string{*routerBinary, "router-child"}
+	}
+	if *relay {
+		o.RouterCommand = []string{self, "relay-child"}
 	}
 	start, load0 := time.Now(), loadavg()
 	res, err := bench.RunOverhead(context.Background(), o)

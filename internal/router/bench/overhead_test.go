@@ -21,6 +21,11 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "relay":
+		if err := ServeRelayChild(os.Args[1:]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -54,4 +59,21 @@ func TestRunOverheadSmoke(t *testing.T) {
 		t.Fatalf("report:\n%s", md)
 	}
 	wellFormed(t, RateSVG(res))
+}
+
+// The relay stands in for the router and relays every request.
+func TestRelayInTheRoutersPlace(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := OverheadOptions{Engines: 2, Rate: 200, Duration: 400 * time.Millisecond, Only: "100 B prompt, non-streaming",
+		RouterCommand: []string{"env", "KTHENA_BENCH_CHILD=relay", self}}
+	res, err := RunOverhead(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 1 || res.Rows[0].RouterRPS < 150 {
+		t.Fatalf("relay did not carry the load: %+v", res.Rows)
+	}
 }
