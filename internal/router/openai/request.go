@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -111,7 +113,7 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 					r.streamOptions = v
 					if body[v.start] == '{' {
 						sub := scanner{b: body, i: v.start}
-						sub.members(func(k string, at int) bool {
+						sub.members(func(k string, _, at int) bool {
 							if k == "include_usage" {
 								r.IncludeUsage = body[at] == 't'
 								end := scanner{b: body, i: at}
@@ -251,7 +253,7 @@ func (f *flattener) flatten(p int) {
 func (f *flattener) message(s *scanner) {
 	p := s.i
 	role, content := -1, -1
-	s.members(func(k string, v int) bool {
+	s.members(func(k string, _, v int) bool {
 		switch {
 		case k == "role" && role < 0:
 			role = v
@@ -275,7 +277,7 @@ func (f *flattener) message(s *scanner) {
 			c.elements(func(v int) bool {
 				text := -1
 				if f.b[v] == '{' {
-					c.members(func(k string, tv int) bool {
+					c.members(func(k string, _, tv int) bool {
 						if k == "text" {
 							text = tv
 							return false
@@ -308,51 +310,91 @@ func (f *flattener) message(s *scanner) {
 type Rewrite struct {
 	// Model replaces the body's model when non-empty.
 	Model string
-	// ForceUsage asks a streaming engine for the usage chunk.
+	// ForceUsage asks a streaming engine for the usage chunk. It is ignored
+	// when Remove or Set name "stream" or "stream_options".
 	ForceUsage bool
+	// Remove drops these top-level members ("model" is never removed).
+	Remove []string
+	// Set replaces these top-level members' values, adding the missing ones.
+	Set []Member
+}
+
+// Member is a top-level body member to set.
+type Member struct {
+	Name string
+	// Value is the member's JSON value, inserted as is.
+	Value []byte
+	// IfPresent sets the member only when the body already has it.
+	IfPresent bool
 }
 
 // Splice returns the body as segments (aliasing body where unchanged) with
 // the rewrite applied, and its total length.
 func (r *Request) Splice(body []byte, rw Rewrite) ([][]byte, int) {
-	type edit struct {
-		s   span
-		rep []byte
+	if len(rw.Remove) > 0 || len(rw.Set) > 0 {
+		return r.spliceMembers(body, rw)
 	}
-	var edits [3]edit
+	var edits [2]edit
 	n := 0
+	if e, ok := r.modelEdit(rw); ok {
+		edits[n] = e
+		n++
+	}
+	if e, ok := r.usageEdit(body, rw); ok {
+		edits[n] = e
+		n++
+	}
+	return applyEdits(body, edits[:n])
+}
+
+type edit struct {
+	s   span
+	rep []byte
+}
+
+func (r *Request) modelEdit(rw Rewrite) (edit, bool) {
 	if rw.Model != "" && rw.Model != r.Model && r.model.ok() {
-		edits[n] = edit{r.model, strconv.AppendQuote(nil, rw.Model)}
-		n++
+		return edit{r.model, strconv.AppendQuote(nil, rw.Model)}, true
 	}
-	if rw.ForceUsage && r.Stream && !r.IncludeUsage {
-		switch {
-		case r.includeUsage.ok():
-			edits[n] = edit{r.includeUsage, []byte("true")}
-		case r.streamOptions.ok() && body[r.streamOptions.start] == '{':
-			at := r.streamOptions.start + 1
-			rep := `"include_usage":true`
-			if !isEmptyObject(body[r.streamOptions.start:r.streamOptions.end]) {
-				rep += ","
-			}
-			edits[n] = edit{span{at, at}, []byte(rep)}
-		case r.streamOptions.ok():
-			edits[n] = edit{r.streamOptions, []byte(`{"include_usage":true}`)}
-		default:
-			edits[n] = edit{span{r.open, r.open}, []byte(`"stream_options":{"include_usage":true},`)}
+	return edit{}, false
+}
+
+func (r *Request) usageEdit(body []byte, rw Rewrite) (edit, bool) {
+	if !rw.ForceUsage || !r.Stream || r.IncludeUsage {
+		return edit{}, false
+	}
+	switch {
+	case r.includeUsage.ok():
+		return edit{r.includeUsage, []byte("true")}, true
+	case r.streamOptions.ok() && body[r.streamOptions.start] == '{':
+		at := r.streamOptions.start + 1
+		rep := `"include_usage":true`
+		if !isEmptyObject(body[r.streamOptions.start:r.streamOptions.end]) {
+			rep += ","
 		}
-		n++
+		return edit{span{at, at}, []byte(rep)}, true
+	case r.streamOptions.ok():
+		return edit{r.streamOptions, []byte(`{"include_usage":true}`)}, true
+	default:
+		return edit{span{r.open, r.open}, []byte(`"stream_options":{"include_usage":true},`)}, true
 	}
-	if n == 0 {
+}
+
+// applyEdits splices non-overlapping edits into body.
+func applyEdits(body []byte, edits []edit) ([][]byte, int) {
+	if len(edits) == 0 {
 		return [][]byte{body}, len(body)
 	}
-	if n == 2 && edits[1].s.start < edits[0].s.start {
-		edits[0], edits[1] = edits[1], edits[0]
-	}
-	segs := make([][]byte, 0, 2*n+1)
+	slices.SortStableFunc(edits, func(a, b edit) int { return a.s.start - b.s.start })
+	segs := make([][]byte, 0, 2*len(edits)+1)
 	pos, total := 0, 0
-	for _, e := range edits[:n] {
-		segs = append(segs, body[pos:e.s.start], e.rep)
+	for _, e := range edits {
+		if e.s.start > pos {
+			segs = append(segs, body[pos:e.s.start])
+		}
+		if len(e.rep) > 0 {
+			segs = append(segs, e.rep)
+		}
 		total += e.s.start - pos + len(e.rep)
 		pos = e.s.end
 	}
@@ -360,6 +402,82 @@ func (r *Request) Splice(body []byte, rw Rewrite) ([][]byte, int) {
 	total += len(body) - pos
 	return segs, total
 }
+
+// topMember is where one top-level member lies in the body.
+type topMember struct {
+	name     string
+	keyStart int // the key's opening quote
+	value    span
+}
+
+// spliceMembers is the general rewrite: it walks the (validated) body's
+// members once, which the common rewrite does not need to.
+func (r *Request) spliceMembers(body []byte, rw Rewrite) ([][]byte, int) {
+	var ms []topMember
+	s := scanner{b: body, i: r.open - 1, trusted: true}
+	s.members(func(k string, ks, v int) bool {
+		end := scanner{b: body, i: v, trusted: true}
+		end.value()
+		ms = append(ms, topMember{name: strings.Clone(k), keyStart: ks, value: span{v, end.i}})
+		return true
+	})
+	touched := func(name string) bool {
+		return slices.Contains(rw.Remove, name) || slices.ContainsFunc(rw.Set, func(m Member) bool { return m.Name == name })
+	}
+	var edits []edit
+	if e, ok := r.modelEdit(rw); ok {
+		edits = append(edits, e)
+	}
+	if !touched("stream") && !touched("stream_options") {
+		if e, ok := r.usageEdit(body, rw); ok {
+			edits = append(edits, e)
+		}
+	}
+	removed := make([]bool, len(ms))
+	present := map[string]int{}
+	for i, m := range ms {
+		present[m.name] = i
+		removed[i] = m.name != "model" && slices.Contains(rw.Remove, m.name)
+	}
+	for _, m := range rw.Set {
+		if i, ok := present[m.Name]; ok {
+			if !removed[i] && m.Name != "model" {
+				edits = append(edits, edit{ms[i].value, m.Value})
+			}
+			continue
+		}
+		if m.IfPresent {
+			continue
+		}
+		rep := strconv.AppendQuote(nil, m.Name)
+		rep = append(rep, ':')
+		rep = append(rep, m.Value...)
+		rep = append(rep, ',') // "model" always follows
+		edits = append(edits, edit{span{r.open, r.open}, rep})
+	}
+	// Each run of removed members goes with the comma after it, or before
+	// it when it ends the object.
+	for a := 0; a < len(ms); a++ {
+		if !removed[a] {
+			continue
+		}
+		b := a
+		for b+1 < len(ms) && removed[b+1] {
+			b++
+		}
+		switch {
+		case b+1 < len(ms):
+			edits = append(edits, edit{span{ms[a].keyStart, ms[b+1].keyStart}, nil})
+		case a > 0:
+			edits = append(edits, edit{span{ms[a-1].value.end, ms[b].value.end}, nil})
+		default:
+			edits = append(edits, edit{span{ms[a].keyStart, ms[b].value.end}, nil})
+		}
+		a = b
+	}
+	return applyEdits(body, edits)
+}
+
 
 func isEmptyObject(b []byte) bool {
 	return len(bytes.TrimSpace(b[1:len(b)-1])) == 0

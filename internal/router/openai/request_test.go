@@ -172,5 +172,65 @@ func FuzzParse(f *testing.F) {
 		if r.Stream && !r2.IncludeUsage {
 			t.Fatalf("usage not forced in %q", out)
 		}
+		// The prefill rewrite of the PD connectors.
+		segs, n = r.Splice(body, Rewrite{Model: "p", Remove: []string{"stream", "stream_options"},
+			Set: []Member{{Name: "max_tokens", Value: []byte("1")}, {Name: "kv_transfer_params", Value: []byte(`{"a":1}`)}}})
+		out = join(segs)
+		if len(out) != n {
+			t.Fatalf("length mismatch")
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("prefill body %q invalid: %v (from %q)", out, err, body)
+		}
+		if _, ok := m["stream"]; ok {
+			t.Fatalf("stream kept in %q", out)
+		}
+		if string(m["max_tokens"]) != "1" || string(m["kv_transfer_params"]) != `{"a":1}` {
+			t.Fatalf("members not set in %q", out)
+		}
 	})
+}
+
+func TestSpliceMembers(t *testing.T) {
+	prefill := Rewrite{Remove: []string{"stream", "stream_options"}, Set: []Member{
+		{Name: "max_tokens", Value: []byte("1")}, {Name: "max_completion_tokens", Value: []byte("1"), IfPresent: true}}}
+	cases := []struct {
+		name, body string
+		rw         Rewrite
+		want       string // compact JSON of the result
+	}{
+		{"removed last two", `{"model":"m","a":1,"stream":true,"stream_options":{"include_usage":true}}`, prefill,
+			`{"max_tokens":1,"model":"m","a":1}`},
+		{"removed first two", `{"stream":true, "stream_options":{} ,"model":"m"}`, prefill, `{"max_tokens":1,"model":"m"}`},
+		{"removed in the middle", `{"model":"m","stream":true,"max_tokens":99,"stream_options":null,"x":[1]}`, prefill,
+			`{"model":"m","max_tokens":1,"x":[1]}`},
+		{"if present", `{"model":"m","max_completion_tokens":50}`, prefill, `{"max_tokens":1,"model":"m","max_completion_tokens":1}`},
+		{"model kept and rewritten", `{"model":"m"}`, Rewrite{Model: "real", Remove: []string{"model"}}, `{"model":"real"}`},
+		{"replace object", `{"model":"m","kv_transfer_params":{"old":true}}`,
+			Rewrite{Set: []Member{{Name: "kv_transfer_params", Value: []byte(`{"new":1}`)}}}, `{"model":"m","kv_transfer_params":{"new":1}}`},
+		{"usage still forced", `{"model":"m","stream":true}`, Rewrite{ForceUsage: true, Set: []Member{{Name: "bootstrap_room", Value: []byte("7")}}},
+			`{"stream_options":{"include_usage":true},"bootstrap_room":7,"model":"m","stream":true}`},
+		{"escaped key", `{"model":"m","str\u0065am":true}`, prefill, `{"max_tokens":1,"model":"m"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Parse([]byte(c.body), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			segs, n := r.Splice([]byte(c.body), c.rw)
+			out := join(segs)
+			if len(out) != n {
+				t.Fatalf("length %d, reported %d", len(out), n)
+			}
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, out); err != nil {
+				t.Fatalf("rewritten body %q invalid: %v", out, err)
+			}
+			if buf.String() != c.want {
+				t.Fatalf("got  %s\nwant %s", buf.String(), c.want)
+			}
+		})
+	}
 }

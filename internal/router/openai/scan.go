@@ -288,11 +288,12 @@ func (s *scanner) key() bool {
 	return s.colon()
 }
 
-// members calls fn with each member name and the offset of its value, for
+// members calls fn with each member name, the offset of its key's opening
+// quote and the offset of its value, for
 // the object at s.i, which must be valid. If fn returns true, the value is
 // skipped and the walk goes on; if it returns false, the walk stops with s.i
 // at the value.
-func (s *scanner) members(fn func(key string, v int) bool) {
+func (s *scanner) members(fn func(key string, k, v int) bool) {
 	s.i++ // '{'
 	for {
 		s.ws()
@@ -308,7 +309,7 @@ func (s *scanner) members(fn func(key string, v int) bool) {
 		esc, _ := s.str()
 		ke := s.i
 		s.colon()
-		if !fn(keyName(s.b, ks, ke, esc), s.i) {
+		if !fn(keyName(s.b, ks, ke, esc), ks, s.i) {
 			return
 		}
 		s.value()
