@@ -478,7 +478,6 @@ func (r *Request) spliceMembers(body []byte, rw Rewrite) ([][]byte, int) {
 	return applyEdits(body, edits)
 }
 
-
 func isEmptyObject(b []byte) bool {
 	return len(bytes.TrimSpace(b[1:len(b)-1])) == 0
 }
