@@ -23,6 +23,9 @@ type Entry struct {
 	ModelRoute         string    `json:"model_route,omitempty"`
 	ModelServer        string    `json:"model_server,omitempty"`
 	SelectedPod        string    `json:"selected_pod,omitempty"`
+	// PrefillPod is the prefill pod of a disaggregated request (SelectedPod
+	// is then its decode pod).
+	PrefillPod string `json:"prefill_pod,omitempty"`
 	RequestID          string    `json:"request_id,omitempty"`
 	BackendType        string    `json:"backend_type,omitempty"`
 	BackendName        string    `json:"backend_name,omitempty"`
@@ -37,6 +40,9 @@ type Entry struct {
 	DurationRequestProcessing  float64 `json:"duration_request_processing"`
 	DurationUpstreamProcessing float64 `json:"duration_upstream_processing"`
 	DurationResponseProcessing float64 `json:"duration_response_processing"`
+	// DurationPrefill is the prefill phase of a disaggregated request, part
+	// of the upstream processing time.
+	DurationPrefill float64 `json:"duration_prefill,omitempty"`
 }
 
 // Error is the error field.
@@ -102,6 +108,7 @@ func (l *Logger) Log(e *Entry) {
 	kv("model_route", e.ModelRoute)
 	kv("model_server", e.ModelServer)
 	kv("selected_pod", e.SelectedPod)
+	kv("prefill_pod", e.PrefillPod)
 	kv("request_id", e.RequestID)
 	kv("backend_type", e.BackendType)
 	kv("upstream_model", e.UpstreamModel)
@@ -125,7 +132,13 @@ func (l *Logger) Log(e *Entry) {
 	b = strconv.AppendFloat(b, e.DurationUpstreamProcessing, 'f', 2, 64)
 	b = append(b, '+')
 	b = strconv.AppendFloat(b, e.DurationResponseProcessing, 'f', 2, 64)
-	b = append(b, ")\n"...)
+	b = append(b, ')')
+	if e.DurationPrefill > 0 {
+		b = append(b, " prefill="...)
+		b = strconv.AppendFloat(b, e.DurationPrefill, 'f', 2, 64)
+		b = append(b, "ms"...)
+	}
+	b = append(b, '\n')
 	l.buf = b
 	_, _ = l.w.Write(b)
 }

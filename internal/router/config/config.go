@@ -43,6 +43,35 @@ type SchedulerConfig struct {
 	// TopN is how many ranked candidates the director may fail over across
 	// (Kthena extension; default 5 as upstream).
 	TopN int `json:"topN,omitempty"`
+	// Profiles are the plugin sets of the two phases of prefill/decode
+	// disaggregated routing (Kthena extension). A phase without a profile
+	// uses Plugins, as upstream does for both.
+	Profiles *PDProfiles `json:"profiles,omitempty"`
+	// PDDecider decides per request whether disaggregation pays (Kthena
+	// extension). Unset: every request of a PD ModelServer is prefilled
+	// remotely, as upstream.
+	PDDecider *PDDecider `json:"pdDecider,omitempty"`
+}
+
+// PDProfiles are the prefill and decode profiles.
+type PDProfiles struct {
+	Prefill *Profile `json:"prefill,omitempty"`
+	Decode  *Profile `json:"decode,omitempty"`
+}
+
+// Profile is one phase's plugin set; plugin args come from pluginConfig and
+// instances are shared with the other profiles.
+type Profile struct {
+	Plugins Plugins `json:"plugins"`
+}
+
+// PDDecider is conditional disaggregation.
+type PDDecider struct {
+	// MinUncachedTokens: a request is prefilled on a prefill pod only when at
+	// least this many of its prompt tokens are not cached on the chosen
+	// decode pod; otherwise the decode pod prefills it itself and no KV
+	// moves. 0 always disaggregates.
+	MinUncachedTokens int `json:"minUncachedTokens"`
 }
 
 // PluginConfig carries one plugin's args.
@@ -98,6 +127,9 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 	}
 	if c.Scheduler.TopN < 0 {
 		return nil, fmt.Errorf("scheduler.topN must be >= 0, got %d", c.Scheduler.TopN)
+	}
+	if d := c.Scheduler.PDDecider; d != nil && d.MinUncachedTokens < 0 {
+		return nil, fmt.Errorf("scheduler.pdDecider.minUncachedTokens must be >= 0, got %d", d.MinUncachedTokens)
 	}
 	return &c, nil
 }

@@ -211,6 +211,27 @@ func (d *Director) serve(c *call) error {
 	if d.o.Tokenizer != nil && len(parsed.Prompt) > 0 {
 		req.InputTokens = d.o.Tokenizer.Count(string(parsed.Prompt))
 	}
+	sched := d.o.Scheduler()
+	if ms.Spec.WorkloadSelector != nil && ms.Spec.WorkloadSelector.PDGroup != nil {
+		return d.servePD(c, sched, ms, req, eps)
+	}
+	ptrs, byKey := viewsOf(eps)
+	res, err := sched.Schedule(c.r.Context(), req, ptrs, d.recorder())
+	if err != nil {
+		if c.decision {
+			c.w.Header().Set(DecisionHeader, decisionJSON(res, ""))
+		}
+		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", tgt.ModelServer, err)
+	}
+	segs, n := parsed.Splice(c.body, openai.Rewrite{Model: upstreamModel, ForceUsage: true})
+	ctx := c.r.Context()
+	return d.proxy(c, func(ep *framework.Endpoint) { sched.PreRequest(ctx, req, ep) },
+		func(chosen string) string { return decisionJSON(res, chosen) }, res, byKey, ms, segs, n)
+}
+
+// viewsOf returns the scheduler's views of eps and the endpoint behind
+// each view.
+func viewsOf(eps []*datastore.Endpoint) ([]*framework.Endpoint, map[*framework.Endpoint]*datastore.Endpoint) {
 	views := make([]framework.Endpoint, len(eps))
 	ptrs := make([]*framework.Endpoint, len(eps))
 	byKey := make(map[*framework.Endpoint]*datastore.Endpoint, len(eps))
@@ -219,20 +240,14 @@ func (d *Director) serve(c *call) error {
 		ptrs[i] = &views[i]
 		byKey[ptrs[i]] = e
 	}
-	sched := d.o.Scheduler()
-	var rec scheduler.Recorder
+	return ptrs, byKey
+}
+
+func (d *Director) recorder() scheduler.Recorder {
 	if d.o.Metrics != nil {
-		rec = d.o.Metrics
+		return d.o.Metrics
 	}
-	res, err := sched.Schedule(c.r.Context(), req, ptrs, rec)
-	if err != nil {
-		if c.decision {
-			c.w.Header().Set(DecisionHeader, decisionJSON(res, ""))
-		}
-		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", tgt.ModelServer, err)
-	}
-	segs, n := parsed.Splice(c.body, openai.Rewrite{Model: upstreamModel, ForceUsage: true})
-	return d.proxy(c, sched, req, res, byKey, ms, segs, n)
+	return nil
 }
 
 type decision struct {
@@ -253,6 +268,10 @@ func decisionJSON(res *framework.Result, chosen string) string {
 	if res == nil {
 		return "{}"
 	}
+	return marshalDecision(decisionOf(res, chosen))
+}
+
+func decisionOf(res *framework.Result, chosen string) decision {
 	d := decision{Scorers: res.Scorers, Filtered: res.Filtered, Considered: res.Considered, Chosen: chosen}
 	for _, c := range res.Ranked {
 		dc := decisionCandidate{Pod: c.Endpoint.Key, Total: round(c.Total), Scores: map[string]float64{}}
@@ -261,7 +280,11 @@ func decisionJSON(res *framework.Result, chosen string) string {
 		}
 		d.Candidates = append(d.Candidates, dc)
 	}
-	b, _ := json.Marshal(d)
+	return d
+}
+
+func marshalDecision(v any) string {
+	b, _ := json.Marshal(v)
 	return string(b)
 }
 

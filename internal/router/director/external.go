@@ -88,7 +88,7 @@ func (d *Director) external(c *call, p *networkingv1alpha1.ExternalModelProvider
 	injected := c.parsed.Stream && !c.parsed.IncludeUsage && spec.ProviderType != networkingv1alpha1.Anthropic
 	c.upStart = time.Now()
 	c.entry.UpstreamAttempts = 1
-	ae := d.send(c, target{url: url, rt: d.externalTransport(spec.InsecureSkipVerify), header: header}, segs, n, 0, injected)
+	ae := d.send(c.r.Context(), c, target{url: url, rt: d.externalTransport(spec.InsecureSkipVerify), header: header}, segs, n, 0, injected)
 	if ae == nil {
 		return nil
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/kthena/kthena/internal/router/datastore"
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/openai"
-	"github.com/kthena/kthena/internal/router/scheduler"
 	"github.com/kthena/kthena/internal/router/upstream"
 )
 
@@ -41,35 +40,63 @@ type attemptError struct {
 	msg     string
 }
 
-func (d *Director) proxy(c *call, sched *scheduler.Scheduler, req *framework.Request, res *framework.Result,
-	byKey map[*framework.Endpoint]*datastore.Endpoint, ms *networkingv1alpha1.ModelServer, segs [][]byte, n int) error {
-	attempts := len(res.Ranked)
-	var interval, timeout time.Duration
+// budget is how a ModelServer retries: attempts over n candidates (each
+// candidate once by default; 1+retry.attempts cycling over them when
+// set), the pause between attempts, and the per-attempt header timeout.
+type budget struct {
+	attempts          int
+	interval, timeout time.Duration
+}
+
+func budgetOf(ms *networkingv1alpha1.ModelServer, n int) budget {
+	b := budget{attempts: n}
 	if tp := ms.Spec.TrafficPolicy; tp != nil {
 		if tp.Retry != nil && tp.Retry.Attempts > 0 {
-			attempts = 1 + int(tp.Retry.Attempts)
-			interval = 100 * time.Millisecond
+			b.attempts = 1 + int(tp.Retry.Attempts)
+			b.interval = 100 * time.Millisecond
 			if tp.Retry.RetryInterval != nil {
-				interval = tp.Retry.RetryInterval.Duration
+				b.interval = tp.Retry.RetryInterval.Duration
 			}
 		}
 		if tp.Timeout != nil {
-			timeout = tp.Timeout.Duration
+			b.timeout = tp.Timeout.Duration
 		}
 	}
+	return b
+}
+
+// pause waits the retry interval before attempt i > 0; false when the
+// client went away meanwhile.
+func (b budget) pause(ctx context.Context, i int) bool {
+	if i == 0 || b.interval <= 0 {
+		return true
+	}
+	t := time.NewTimer(b.interval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+var errBackoffCancelled = openai.Errorf(499, "client_cancelled", "client went away during retry backoff")
+
+// proxy tries the ranked candidates in turn until one answers. pre is told
+// of each attempt's endpoint before it is sent; describe renders the
+// decision header for the chosen endpoint.
+func (d *Director) proxy(c *call, pre func(*framework.Endpoint), describe func(chosen string) string, res *framework.Result,
+	byKey map[*framework.Endpoint]*datastore.Endpoint, ms *networkingv1alpha1.ModelServer, segs [][]byte, n int) error {
+	b := budgetOf(ms, len(res.Ranked))
+	attempts, timeout := b.attempts, b.timeout
 	injected := c.parsed.Stream && !c.parsed.IncludeUsage
 	var last *attemptError
 	ctx := c.r.Context()
 	c.upStart = time.Now()
 	for i := 0; i < attempts; i++ {
-		if i > 0 && interval > 0 {
-			t := time.NewTimer(interval)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return openai.Errorf(499, "client_cancelled", "client went away during retry backoff")
-			case <-t.C:
-			}
+		if !b.pause(ctx, i) {
+			return errBackoffCancelled
 		}
 		cand := res.Ranked[i%len(res.Ranked)]
 		ep := byKey[cand.Endpoint]
@@ -78,9 +105,9 @@ func (d *Director) proxy(c *call, sched *scheduler.Scheduler, req *framework.Req
 		}
 		c.entry.SelectedPod = ep.Key
 		c.entry.UpstreamAttempts = i + 1
-		sched.PreRequest(ctx, req, cand.Endpoint)
+		pre(cand.Endpoint)
 		if c.decision {
-			c.w.Header().Set(DecisionHeader, decisionJSON(res, ep.Key))
+			c.w.Header().Set(DecisionHeader, describe(ep.Key))
 		}
 		ae := d.attempt(c, ep, segs, n, timeout, injected)
 		if ae == nil {
@@ -140,60 +167,30 @@ type target struct {
 func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	release := ep.Acquire()
 	defer release()
-	return d.send(c, target{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}, segs, n, timeout, injected)
+	return d.send(c.r.Context(), c, d.engineTarget(c, ep), segs, n, timeout, injected)
 }
 
-func (d *Director) send(c *call, up target, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
+func (d *Director) engineTarget(c *call, ep *datastore.Endpoint) target {
+	return target{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}
+}
+
+// send sends one attempt under parent (the client's context, or one the
+// caller may cancel) and relays the response to the client.
+func (d *Director) send(parent context.Context, c *call, up target, segs [][]byte, n int, timeout time.Duration, injected bool) *attemptError {
 	if m := d.o.Metrics; m != nil {
 		m.ActiveUpstream.Inc()
 		defer m.ActiveUpstream.Dec()
 	}
-	ctx, cancel := context.WithCancelCause(c.r.Context())
+	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	var headerTimer *time.Timer
-	if timeout > 0 {
-		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
-	}
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, upstream.NewBody(segs))
-	if err != nil {
-		return &attemptError{msg: err.Error()}
-	}
-	out.ContentLength = int64(n)
-	out.Header = make(http.Header, len(c.r.Header)+1)
-	if up.header != nil {
-		up.header(c.r.Header, out.Header)
-	} else {
-		for k, vs := range c.r.Header {
-			if !hopHeaders[k] {
-				out.Header[k] = vs
-			}
-		}
-	}
-	out.Header.Set("Content-Type", "application/json")
-	resp, err := up.rt.RoundTrip(out)
-	if headerTimer != nil && !headerTimer.Stop() && context.Cause(ctx) == errHeaderTimeout {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return &attemptError{timeout: true, msg: fmt.Sprintf("no response headers within the timeout of %s", timeout)}
-	}
-	if err != nil {
-		var ne net.Error
-		ae := &attemptError{msg: err.Error()}
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "dial" {
-			ae.connect = true
-		}
-		if errors.As(err, &ne) && ne.Timeout() {
-			ae.timeout = true
-		}
+	resp, ae := d.roundTrip(ctx, cancel, c, up, segs, n, timeout)
+	if ae != nil {
 		return ae
 	}
 	defer resp.Body.Close()
 	c.entry.UpstreamStatusCode = resp.StatusCode
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))}
+		return statusError(resp)
 	}
 	// From here on the response goes to the client: no more failover.
 	h := c.w.Header()
@@ -228,6 +225,88 @@ func (d *Director) send(c *call, up target, segs [][]byte, n int, timeout time.D
 		return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d", resp.StatusCode)}
 	}
 	return nil
+}
+
+// exchange sends one request whose response the router keeps (a prefill):
+// it returns the body of a 2xx response, at most maxExchangeBody bytes.
+func (d *Director) exchange(parent context.Context, c *call, up target, segs [][]byte, n int, timeout time.Duration) ([]byte, *attemptError) {
+	if m := d.o.Metrics; m != nil {
+		m.ActiveUpstream.Inc()
+		defer m.ActiveUpstream.Dec()
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	resp, ae := d.roundTrip(ctx, cancel, c, up, segs, n, timeout)
+	if ae != nil {
+		return nil, ae
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, statusError(resp)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxExchangeBody+1))
+	if err != nil {
+		return nil, &attemptError{status: resp.StatusCode, msg: "reading response: " + err.Error()}
+	}
+	if len(body) > maxExchangeBody {
+		return nil, &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("response larger than %d bytes", maxExchangeBody)}
+	}
+	return body, nil
+}
+
+const maxExchangeBody = 1 << 20
+
+func statusError(resp *http.Response) *attemptError {
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d: %s", resp.StatusCode, strings.TrimSpace(string(snippet)))}
+}
+
+// roundTrip sends the request under ctx (whose cancel it is given, for the
+// header timeout) and returns the response once its headers arrived.
+func (d *Director) roundTrip(ctx context.Context, cancel context.CancelCauseFunc, c *call, up target, segs [][]byte, n int, timeout time.Duration) (*http.Response, *attemptError) {
+	var headerTimer *time.Timer
+	if timeout > 0 {
+		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
+	}
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, upstream.NewBody(segs))
+	if err != nil {
+		return nil, &attemptError{msg: err.Error()}
+	}
+	out.ContentLength = int64(n)
+	out.Header = make(http.Header, len(c.r.Header)+1)
+	if up.header != nil {
+		up.header(c.r.Header, out.Header)
+	} else {
+		for k, vs := range c.r.Header {
+			if !hopHeaders[k] {
+				out.Header[k] = vs
+			}
+		}
+	}
+	out.Header.Set("Content-Type", "application/json")
+	resp, err := up.rt.RoundTrip(out)
+	if headerTimer != nil && !headerTimer.Stop() && context.Cause(ctx) == errHeaderTimeout {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, &attemptError{timeout: true, msg: fmt.Sprintf("no response headers within the timeout of %s", timeout)}
+	}
+	if err != nil {
+		var ne net.Error
+		ae := &attemptError{msg: err.Error()}
+		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+			ae.msg = cause.Error()
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			ae.connect = true
+		}
+		if errors.As(err, &ne) && ne.Timeout() {
+			ae.timeout = true
+		}
+		return nil, ae
+	}
+	return resp, nil
 }
 
 var (

@@ -46,6 +46,16 @@ type PreRequest interface {
 	PreRequest(ctx context.Context, req *Request, ep *Endpoint)
 }
 
+// PrefixEstimator estimates how much of a prompt an endpoint holds in its
+// KV cache; the PD decider uses it to skip remote prefill when little of
+// the prompt is left to compute.
+type PrefixEstimator interface {
+	Plugin
+	// CachedPromptBytes is how many leading bytes of req.Prompt ep is
+	// believed to cache.
+	CachedPromptBytes(ctx context.Context, req *Request, ep *Endpoint) int
+}
+
 // EndpointObserver is told when an endpoint leaves, so per-endpoint state can
 // be dropped at once.
 type EndpointObserver interface {

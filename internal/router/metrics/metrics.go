@@ -21,6 +21,11 @@ type Metrics struct {
 	PrefixEvictions  prometheus.Counter
 	ScrapeErrors     *prometheus.CounterVec
 	ConfigReloads    *prometheus.CounterVec
+	// PD routing: phase durations (upstream's names) and how the decider
+	// served each request.
+	PrefillDuration *prometheus.HistogramVec
+	DecodeDuration  *prometheus.HistogramVec
+	PDRequests      *prometheus.CounterVec
 }
 
 // New creates and registers the metrics on reg.
@@ -54,8 +59,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "kthena_router_config_reloads_total", Help: "Router configuration reloads by result.",
 		}, []string{"result"}),
 	}
+	phase := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	m.PrefillDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kthena_router_request_prefill_duration_seconds", Help: "Prefill phase of disaggregated requests: from sending the prefill request to its response.", Buckets: phase,
+	}, []string{"model"})
+	m.DecodeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kthena_router_request_decode_duration_seconds", Help: "Decode phase of disaggregated requests: from sending the decode request to the end of its response.", Buckets: phase,
+	}, []string{"model"})
+	m.PDRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_pd_requests_total", Help: "Requests to prefill/decode ModelServers by how they were served (disaggregated, or decode_only when the decider skipped remote prefill).",
+	}, []string{"model", "mode"})
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
-		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads)
+		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,
+		m.PrefillDuration, m.DecodeDuration, m.PDRequests)
 	return m
 }
 

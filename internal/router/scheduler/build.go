@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/kthena/kthena/internal/router/config"
@@ -18,8 +19,9 @@ type instance struct {
 	args   []byte
 }
 
-// Build instantiates the plugins of cfg in four named stages (resolve args,
-// instantiate, assemble filters, assemble scorers) and fails on any unknown
+// Build instantiates the plugins of cfg (resolve args, instantiate, then
+// assemble the aggregated profile and the PD profiles from the shared
+// instances) and fails on any unknown
 // plugin, duplicate, bad weight or bad args. Plugins whose type and args are
 // unchanged from prev are reused, so stateful plugins (the prefix index)
 // survive a configuration reload.
@@ -70,10 +72,67 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 		}
 	}
 
-	s := &Scheduler{topN: cfg.TopN, instances: insts}
+	s, err := assemble(cfg.Plugins, get)
+	if err != nil {
+		return nil, err
+	}
+	s.topN = cfg.TopN
 	if s.topN == 0 {
 		s.topN = DefaultTopN
 	}
+	s.instances = insts
+	for _, in := range insts {
+		if ob, ok := in.plugin.(framework.EndpointObserver); ok {
+			s.observers = append(s.observers, ob)
+		}
+	}
+
+	// Stage 5: the PD profiles share the instances; a phase without a
+	// profile is scheduled like an aggregated request.
+	s.prefill, s.decode = s, s
+	if p := cfg.Profiles; p != nil {
+		for _, ph := range []struct {
+			name string
+			prof *config.Profile
+			dst  **Scheduler
+		}{{"prefill", p.Prefill, &s.prefill}, {"decode", p.Decode, &s.decode}} {
+			if ph.prof == nil {
+				continue
+			}
+			ps, err := assemble(ph.prof.Plugins, get)
+			if err != nil {
+				return nil, fmt.Errorf("profiles.%s: %w", ph.name, err)
+			}
+			ps.topN, ps.instances, ps.prefill, ps.decode = s.topN, insts, ps, ps
+			*ph.dst = ps
+		}
+	}
+	// Both pods of a pair end up holding the prompt's KV, so each hook of
+	// either phase hears of both.
+	for _, h := range append(slices.Clone(s.prefill.pre), s.decode.pre...) {
+		if !slices.Contains(s.pdPre, h) {
+			s.pdPre = append(s.pdPre, h)
+		}
+	}
+	if d := cfg.PDDecider; d != nil && d.MinUncachedTokens > 0 {
+		for _, h := range s.pdPre {
+			if e, ok := h.(framework.PrefixEstimator); ok {
+				s.estimator = e
+				break
+			}
+		}
+		if s.estimator == nil {
+			return nil, fmt.Errorf("pdDecider: no plugin of the prefill or decode profile estimates cached prefixes (enable prefix-cache in one)")
+		}
+		s.minUncached = d.MinUncachedTokens
+	}
+	return s, nil
+}
+
+// assemble builds one profile from instantiated plugins: filters and
+// scorers in configured order, their request hooks, and the picker.
+func assemble(ps config.Plugins, get func(string) (framework.Plugin, error)) (*Scheduler, error) {
+	s := &Scheduler{}
 	disabled := func(set config.PluginSet) map[string]bool {
 		m := map[string]bool{}
 		for _, d := range set.Disabled {
@@ -82,10 +141,9 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 		return m
 	}
 
-	// Stage 2: filters in configured order.
-	fdis := disabled(cfg.Plugins.Filter)
+	fdis := disabled(ps.Filter)
 	seen := map[string]bool{}
-	for _, ref := range cfg.Plugins.Filter.Enabled {
+	for _, ref := range ps.Filter.Enabled {
 		if fdis[ref.Name] {
 			continue
 		}
@@ -107,10 +165,10 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 		s.filters = append(s.filters, namedFilter{name: ref.Name, f: f})
 	}
 
-	// Stage 3: scorers in configured order (a slice, never a map).
-	sdis := disabled(cfg.Plugins.Score)
+	// Scorers in configured order (a slice, never a map).
+	sdis := disabled(ps.Score)
 	seen = map[string]bool{}
-	for _, ref := range cfg.Plugins.Score.Enabled {
+	for _, ref := range ps.Score.Enabled {
 		if sdis[ref.Name] {
 			continue
 		}
@@ -140,20 +198,15 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 		return nil, fmt.Errorf("scorers: random is a baseline and cannot be combined with other scorers")
 	}
 
-	// Stage 4: hooks (in filter then scorer order) and picker.
+	// Hooks in filter then scorer order.
 	for _, f := range s.filters {
 		if pr, ok := f.f.(framework.PreRequest); ok {
 			s.pre = append(s.pre, pr)
 		}
 	}
 	for _, sc := range s.scorers {
-		if pr, ok := sc.s.(framework.PreRequest); ok {
+		if pr, ok := sc.s.(framework.PreRequest); ok && !slices.Contains(s.pre, pr) {
 			s.pre = append(s.pre, pr)
-		}
-	}
-	for _, in := range insts {
-		if ob, ok := in.plugin.(framework.EndpointObserver); ok {
-			s.observers = append(s.observers, ob)
 		}
 	}
 	s.picker = MaxScorePicker{}

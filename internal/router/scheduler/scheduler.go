@@ -43,13 +43,55 @@ type Scheduler struct {
 	observers []framework.EndpointObserver
 	topN      int
 	instances map[string]instance
+
+	// prefill and decode are the PD phases' profiles (s itself when not
+	// configured); pdPre are the hooks of both, told of both pods of a pair.
+	prefill, decode *Scheduler
+	pdPre           []framework.PreRequest
+	// estimator and minUncached are the PD decider (nil: always
+	// disaggregate).
+	estimator   framework.PrefixEstimator
+	minUncached int
 }
+
+// Prefill is the profile that ranks prefill pods.
+func (s *Scheduler) Prefill() *Scheduler { return s.prefill }
+
+// Decode is the profile that ranks decode pods.
+func (s *Scheduler) Decode() *Scheduler { return s.decode }
+
+// PrePair tells the hooks of both PD profiles that req is about to be
+// served by this prefill and decode pod (prefill may be nil when the
+// decider skipped it).
+func (s *Scheduler) PrePair(ctx context.Context, req *framework.Request, prefill, decode *framework.Endpoint) {
+	for _, p := range s.pdPre {
+		if prefill != nil {
+			p.PreRequest(ctx, req, prefill)
+		}
+		p.PreRequest(ctx, req, decode)
+	}
+}
+
+// Decider returns the prefix estimator and the threshold of conditional
+// disaggregation, or nil when every request is disaggregated.
+func (s *Scheduler) Decider() (framework.PrefixEstimator, int) { return s.estimator, s.minUncached }
 
 // TopN is how many ranked candidates Schedule returns at most.
 func (s *Scheduler) TopN() int { return s.topN }
 
-// Schedule ranks eps for req. eps may be reordered and reused.
+// Schedule ranks eps for req and keeps the best TopN. eps may be reordered
+// and reused.
 func (s *Scheduler) Schedule(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, rec Recorder) (*framework.Result, error) {
+	return s.schedule(ctx, req, eps, rec, s.topN)
+}
+
+// Rank is Schedule without the TopN bound: every endpoint that passed the
+// filters, best first (PD pairing looks for the best pod of each group).
+func (s *Scheduler) Rank(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, rec Recorder) (*framework.Result, error) {
+	return s.schedule(ctx, req, eps, rec, len(eps))
+}
+
+func (s *Scheduler) schedule(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, rec Recorder, topN int) (*framework.Result, error) {
 	res := &framework.Result{Considered: len(eps), Scorers: s.weights}
 	if len(eps) == 0 {
 		return res, ErrNoEndpoints
@@ -94,8 +136,8 @@ func (s *Scheduler) Schedule(ctx context.Context, req *framework.Request, eps []
 	start := time.Now()
 	ranked := s.picker.Pick(ctx, req, cands)
 	observe(rec, s.picker.Type(), "pick", start)
-	if len(ranked) > s.topN {
-		ranked = ranked[:s.topN]
+	if len(ranked) > topN {
+		ranked = ranked[:topN]
 	}
 	res.Ranked = ranked
 	return res, nil

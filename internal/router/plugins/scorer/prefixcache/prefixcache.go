@@ -45,6 +45,7 @@ var (
 	_ framework.Scorer           = (*Plugin)(nil)
 	_ framework.PreRequest       = (*Plugin)(nil)
 	_ framework.EndpointObserver = (*Plugin)(nil)
+	_ framework.PrefixEstimator  = (*Plugin)(nil)
 )
 
 // Factory builds the plugin from args.
@@ -164,6 +165,16 @@ func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framewo
 			}
 		}
 	}
+}
+
+// CachedPromptBytes is the length of the prompt prefix ep is believed to
+// hold: its matched blocks times the block size.
+func (p *Plugin) CachedPromptBytes(_ context.Context, req *framework.Request, ep *framework.Endpoint) int {
+	hs := p.hashes(req)
+	if len(hs) == 0 {
+		return 0
+	}
+	return p.Match(hs)[ep.Key] * p.args.BlockSizeToHash
 }
 
 // Match returns, per engine, how many leading blocks of hs it holds.
