@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/go-logr/zapr"
@@ -19,6 +20,7 @@ import (
 
 func newUp() *cobra.Command {
 	var opts platform.Options
+	var demo string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run Kthena on this machine: API server, controllers, router and pods as local processes",
@@ -26,9 +28,19 @@ func newUp() *cobra.Command {
 a real etcd and kube-apiserver (state kept in --state-dir), Kthena's CRDs and
 webhooks, the controller manager, the router and a node agent that runs pods
 as local processes. With --demo it also deploys a simulated model and prints
-a curl command that talks to it.`,
-		Args: cobra.NoArgs,
+a curl command that talks to it: --demo (or --demo=aggregated) deploys two
+engines that serve whole requests, --demo=pd (or --demo pd) a prefill/decode
+disaggregated model.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			kind, rest, err := resolveDemo(demo, cmd.Flags().Changed("demo"), args)
+			if err != nil {
+				return err
+			}
+			demo = kind
+			return cobra.NoArgs(cmd, rest)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Demo, opts.DemoKind = demo != "", demo
 			dir, err := stateDir(cmd)
 			if err != nil {
 				return err
@@ -59,11 +71,30 @@ a curl command that talks to it.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&opts.Demo, "demo", false, "also deploy a demo model of simulated engines and print a curl command for it")
+	f.StringVar(&demo, "demo", "", "also deploy a demo model of simulated engines and print a curl command for it: "+
+		"aggregated (the default of a bare --demo) or pd (prefill/decode disaggregation)")
+	f.Lookup("demo").NoOptDefVal = platform.DemoAggregated
 	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
 	f.StringVar(&opts.RouterConfig, "router-config", "", "router configuration file (default: the router's built-in configuration); reloaded on change")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of kthena-controller-manager, kthena-router and kthena-sim (default: beside this binary)")
 	f.StringVar(&opts.AssetsDir, "assets-dir", "", "directory of etcd and kube-apiserver (default: built by hack/envtest-bins.sh and cached)")
 	f.StringVar(&opts.SourceDir, "source-dir", "", "Kthena source tree, to build missing control-plane binaries (default: found from the binary or the working directory)")
 	return cmd
+}
+
+// resolveDemo returns the demo kind the --demo flag asks for ("" for no
+// demo) and the arguments left. A bare --demo takes the default kind;
+// pflag attaches an optional value only as --demo=pd, so the kind of
+// `--demo pd` arrives as the first argument.
+func resolveDemo(value string, set bool, args []string) (string, []string, error) {
+	if !set {
+		return "", args, nil
+	}
+	if value == platform.DemoAggregated && len(args) > 0 && platform.ValidDemoKind(args[0]) {
+		value, args = args[0], args[1:]
+	}
+	if value == "" || !platform.ValidDemoKind(value) {
+		return "", args, fmt.Errorf("--demo=%s: unknown demo (known: %s)", value, strings.Join(platform.DemoKinds(), ", "))
+	}
+	return value, args, nil
 }

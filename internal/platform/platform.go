@@ -36,6 +36,9 @@ type Options struct {
 	RouterPort int
 	// Demo applies the demo model and prints a curl command.
 	Demo bool
+	// DemoKind is the demo Demo applies: DemoAggregated (also "") or
+	// DemoPD (see DemoKinds).
+	DemoKind string
 	// BinDir holds kthena-controller-manager, kthena-router and kthena-sim
 	// (default: beside the running executable).
 	BinDir string
