@@ -28,6 +28,8 @@ type fakeEngine struct {
 	status    int // if set, every inference request returns it
 	hang      bool
 	scrapes   int
+	// respond, when set, may answer an inference request itself (true).
+	respond func(w http.ResponseWriter, body map[string]any) bool
 
 	served    atomic.Int64
 	cancelled chan struct{}
@@ -65,7 +67,7 @@ func newEngine(t *testing.T, name string) *fakeEngine {
 		if fail {
 			e.failFirst--
 		}
-		status, hang := e.status, e.hang
+		status, hang, respond := e.status, e.hang, e.respond
 		e.mu.Unlock()
 		if hang {
 			<-r.Context().Done()
@@ -81,6 +83,9 @@ func newEngine(t *testing.T, name string) *fakeEngine {
 			return
 		}
 		e.served.Add(1)
+		if respond != nil && respond(w, body) {
+			return
+		}
 		model, _ := body["model"].(string)
 		if body["stream"] == true {
 			w.Header().Set("Content-Type", "text/event-stream")
