@@ -13,28 +13,28 @@ import (
 
 // Entry is one request's record.
 type Entry struct {
-	Timestamp          time.Time `json:"timestamp"`
-	Method             string    `json:"method"`
-	Path               string    `json:"path"`
-	Protocol           string    `json:"protocol"`
-	StatusCode         int       `json:"status_code"`
-	Error              *Error    `json:"error,omitempty"`
-	ModelName          string    `json:"model_name,omitempty"`
-	ModelRoute         string    `json:"model_route,omitempty"`
-	ModelServer        string    `json:"model_server,omitempty"`
-	SelectedPod        string    `json:"selected_pod,omitempty"`
+	Timestamp   time.Time `json:"timestamp"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Protocol    string    `json:"protocol"`
+	StatusCode  int       `json:"status_code"`
+	Error       *Error    `json:"error,omitempty"`
+	ModelName   string    `json:"model_name,omitempty"`
+	ModelRoute  string    `json:"model_route,omitempty"`
+	ModelServer string    `json:"model_server,omitempty"`
+	SelectedPod string    `json:"selected_pod,omitempty"`
 	// PrefillPod is the prefill pod of a disaggregated request (SelectedPod
 	// is then its decode pod).
-	PrefillPod string `json:"prefill_pod,omitempty"`
-	RequestID          string    `json:"request_id,omitempty"`
-	BackendType        string    `json:"backend_type,omitempty"`
-	BackendName        string    `json:"backend_name,omitempty"`
-	UpstreamModel      string    `json:"upstream_model,omitempty"`
-	UpstreamStatusCode int       `json:"upstream_status_code,omitempty"`
-	UpstreamAttempts   int       `json:"upstream_attempts,omitempty"`
-	ErrorOrigin        string    `json:"error_origin,omitempty"`
-	InputTokens        int64     `json:"input_tokens"`
-	OutputTokens       int64     `json:"output_tokens"`
+	PrefillPod         string `json:"prefill_pod,omitempty"`
+	RequestID          string `json:"request_id,omitempty"`
+	BackendType        string `json:"backend_type,omitempty"`
+	BackendName        string `json:"backend_name,omitempty"`
+	UpstreamModel      string `json:"upstream_model,omitempty"`
+	UpstreamStatusCode int    `json:"upstream_status_code,omitempty"`
+	UpstreamAttempts   int    `json:"upstream_attempts,omitempty"`
+	ErrorOrigin        string `json:"error_origin,omitempty"`
+	InputTokens        int64  `json:"input_tokens"`
+	OutputTokens       int64  `json:"output_tokens"`
 	// Durations in milliseconds.
 	DurationTotal              float64 `json:"duration_total"`
 	DurationRequestProcessing  float64 `json:"duration_request_processing"`
