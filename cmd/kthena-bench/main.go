@@ -32,6 +32,8 @@ func main() {
 		err = overhead(os.Args[2:])
 	case "quality":
 		err = quality(os.Args[2:])
+	case "pd":
+		err = pd(os.Args[2:])
 	case "router-child": // internal: the router process of the overhead bench
 		err = bench.ServeRouterChild(os.Args[2:])
 	case "engine-child": // internal: the engines' process of the overhead bench
@@ -48,7 +50,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kthena-bench overhead|quality [flags]")
+	fmt.Fprintln(os.Stderr, "usage: kthena-bench overhead|quality|pd [flags]")
 	os.Exit(2)
 }
 
@@ -287,4 +289,71 @@ func loadavg() string {
 		return "n/a"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func pd(args []string) error {
+	fs := flag.NewFlagSet("pd", flag.ExitOnError)
+	o := bench.PDOptions{Workloads: bench.PDWorkloads(), Setups: bench.PDSetups(), Log: stdr.New(nil)}
+	fs.IntVar(&o.Engines, "engines", 4, "simulated engines (aggregated, or prefill + decode)")
+	fs.StringVar(&o.Profile, "profile", "llama-3.1-8b-h100", "simulator GPU profile")
+	fs.Float64Var(&o.TimeScale, "time-scale", 1, "wall seconds per simulated second")
+	fs.StringVar(&o.Connector, "connector", "nixl", "kvConnector type of the disaggregated setups")
+	only := fs.String("setups", "", "comma-separated setup names to run (default all)")
+	wl := fs.String("workload", "", "run only the workloads whose name contains this (case-insensitive)")
+	scale := fs.Float64("requests", 1, "scale every workload's request count by this factor")
+	rate := fs.Float64("rate", 0, "override every workload's arrival rate (requests per simulated second; multi-turn: users starting per second)")
+	var extra []string
+	fs.Func("config", "add a setup: name=prefill-engines:router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
+	out := fs.String("out", "docs/bench", "output directory")
+	_ = fs.Parse(args)
+	if *only != "" {
+		var ss []bench.PDSetup
+		for _, s := range o.Setups {
+			if strings.Contains(","+*only+",", ","+s.Name+",") {
+				ss = append(ss, s)
+			}
+		}
+		o.Setups = ss
+	}
+	for _, e := range extra {
+		name, spec, ok := strings.Cut(e, "=")
+		n, file, ok2 := strings.Cut(spec, ":")
+		p, err := strconv.Atoi(n)
+		if !ok || !ok2 || err != nil {
+			return fmt.Errorf("-config %q: want name=prefill-engines:file", e)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		o.Setups = append(o.Setups, bench.PDSetup{Name: name, Prefill: p, Config: string(b)})
+	}
+	var ws []bench.Workload
+	for _, w := range o.Workloads {
+		if *wl == "" || strings.Contains(strings.ToLower(w.Name), strings.ToLower(*wl)) {
+			w.Groups = max(1, int(float64(w.Groups)**scale))
+			if *rate > 0 {
+				w.Rate = *rate
+			}
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) == 0 {
+		return fmt.Errorf("-workload %q matches no workload", *wl)
+	}
+	o.Workloads = ws
+	load0 := loadavg()
+	start := time.Now()
+	rows, err := bench.RunPD(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	o.Note = fmt.Sprintf("Last run: %s UTC, %s wall on %d CPUs shared with other jobs; load average (1/5/15 min) %s at the start, %s at the end.",
+		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg())
+	md := bench.PDMarkdown(rows, o)
+	fmt.Print(md)
+	if err := write(*out, "pd.svg", bench.PDSVG(rows)); err != nil {
+		return err
+	}
+	return write(*out, "pd.md", "# Prefill/decode disaggregation\n\n`go run ./cmd/kthena-bench pd`\n\n"+md+"\n![TTFT p90, ITL p90 and E2E p95 per setup and workload](pd.svg)\n")
 }

@@ -79,6 +79,9 @@ type result struct {
 	start, ttft, end          time.Duration
 	prompt, cached, completed int
 	text                      string // the answer, when asked for
+	// gaps are the wall times between content chunks (inter-token
+	// latencies when the engine streams a token per chunk).
+	gaps []time.Duration
 }
 
 // RunQuality runs every policy on every workload, each on a fresh fleet
@@ -124,11 +127,6 @@ func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, 
 	if p.Config == "" {
 		target = oracle(fleet)
 	} else {
-		dir, err := os.MkdirTemp("", "kthena-quality-")
-		if err != nil {
-			return QualityRow{}, nil, err
-		}
-		defer os.RemoveAll(dir)
 		var eps strings.Builder
 		eps.WriteString("kind: Endpoints\nendpoints:\n")
 		for i, a := range fleet.Addrs {
@@ -139,37 +137,67 @@ apiVersion: networking.serving.volcano.sh/v1alpha1
 metadata: {name: sim}
 spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
 ---
-kind: ModelRoute
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: bench}
-spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
----
 %s`, model, eps.String())
-		epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
-		if err := os.WriteFile(epFile, []byte(file), 0o644); err != nil {
-			return QualityRow{}, nil, err
-		}
-		if err := os.WriteFile(cfgFile, []byte(p.Config), 0o644); err != nil {
-			return QualityRow{}, nil, err
-		}
-		r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
-			ScrapeInterval: time.Duration(float64(time.Second) * ts), MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
+		r, stop, err := startRouter(ctx, client, file, p.Config, ts)
 		if err != nil {
 			return QualityRow{}, nil, err
 		}
-		defer func() { _ = r.Shutdown(context.Background()) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for !routerReady(client, r.Addr()) {
-			if time.Now().After(deadline) {
-				return QualityRow{}, nil, fmt.Errorf("router not ready")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		defer stop()
 		url := "http://" + r.Addr() + "/v1/chat/completions"
 		target = func(request) (string, func()) { return url, func() {} }
 		model = "bench"
 	}
 
+	results, lagP99 := drive(ctx, client, ss, model, ts, target)
+	row := summarize(w.Name, p.Name, results, ts, fleet)
+	row.LagP99 = lagP99
+	return row, results, nil
+}
+
+// startRouter starts a router in standalone mode on a ModelServer and its
+// endpoints (file, without the route: the route "bench" to ModelServer
+// "sim" is added) with configuration cfg, scraping at one simulated second,
+// and waits until it is ready.
+func startRouter(ctx context.Context, client *http.Client, file, cfg string, ts float64) (*runner.Router, func(), error) {
+	dir, err := os.MkdirTemp("", "kthena-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	file += `---
+kind: ModelRoute
+apiVersion: networking.serving.volcano.sh/v1alpha1
+metadata: {name: bench}
+spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
+`
+	epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
+	if err := os.WriteFile(epFile, []byte(file), 0o644); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		return nil, nil, err
+	}
+	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
+		ScrapeInterval: time.Duration(float64(time.Second) * ts), MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	stop := func() { _ = r.Shutdown(context.Background()); os.RemoveAll(dir) }
+	deadline := time.Now().Add(10 * time.Second)
+	for !routerReady(client, r.Addr()) {
+		if time.Now().After(deadline) {
+			stop()
+			return nil, nil, fmt.Errorf("router not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r, stop, nil
+}
+
+// drive sends the sessions at their simulated start times (time scale ts)
+// to the URLs target picks and returns every request's result and the
+// bench process's p99 wake-up lag during the run.
+func drive(ctx context.Context, client *http.Client, ss []session, model string, ts float64, target func(q request) (string, func())) ([]result, time.Duration) {
 	n := 0
 	for _, s := range ss {
 		n += len(s.turns)
@@ -206,9 +234,7 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 		}()
 	}
 	wg.Wait()
-	row := summarize(w.Name, p.Name, results, ts, fleet)
-	row.LagP99 = lag()
-	return row, results, nil
+	return results, lag()
 }
 
 // startLagMonitor measures how late this process wakes up from 5 ms sleeps
@@ -321,12 +347,19 @@ func send(ctx context.Context, c *http.Client, url string, body []byte, t0 time.
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	var text strings.Builder
+	var lastChunk time.Duration
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 6 && bytes.HasPrefix(line, []byte("data: ")) {
 			data := line[6:]
-			if res.ttft == 0 && bytes.Contains(data, []byte(`"content"`)) {
-				res.ttft = time.Since(t0)
+			if bytes.Contains(data, []byte(`"content"`)) {
+				now := time.Since(t0)
+				if res.ttft == 0 {
+					res.ttft = now
+				} else {
+					res.gaps = append(res.gaps, now-lastChunk)
+				}
+				lastChunk = now
 			}
 			if wantText && bytes.Contains(data, []byte(`"content"`)) {
 				var ch struct {

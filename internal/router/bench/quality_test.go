@@ -89,3 +89,41 @@ func TestMultiTurnCacheHit(t *testing.T) {
 		}
 	}
 }
+
+// TestPDBenchSmoke runs the disaggregation bench on a tiny workload, fast:
+// every setup must serve every request, the decider must send short prompts
+// straight to decode, and the report must carry the target checks.
+func TestPDBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs simulated engines")
+	}
+	short := Workload{Name: "short prompts (smoke)", Groups: 12, PerGroup: 1, QuestionTokens: 60, OutputTokens: 8, Rate: 20, Seed: 1}
+	long := Workload{Name: "long input (smoke)", Groups: 6, PerGroup: 1, QuestionTokens: 1500, OutputTokens: 8, Rate: 10, Seed: 2}
+	o := PDOptions{Engines: 4, Profile: "llama-3.1-8b-h100", TimeScale: 0.2, Connector: "nixl", Workloads: []Workload{short, long}, Setups: PDSetups(), Log: logr.Discard()}
+	rows, err := RunPD(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2*len(o.Setups) {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, r := range rows {
+		if r.OK != r.Requests {
+			t.Fatalf("%s / %s: %d of %d requests answered", r.Workload, r.Setup, r.OK, r.Requests)
+		}
+		decider := strings.HasSuffix(r.Setup, "+ decider")
+		if r.Workload == short.Name && decider && r.DecodeOnly < 0.99 {
+			t.Fatalf("%s: decider sent %.0f %% of short prompts straight to decode", r.Setup, 100*r.DecodeOnly)
+		}
+		if r.Workload == long.Name && r.Setup != SetupAggregated && r.DecodeOnly > 0 {
+			t.Fatalf("%s: long new prompts skipped prefill (%.0f %%)", r.Setup, 100*r.DecodeOnly)
+		}
+	}
+	md := PDMarkdown(rows, o)
+	if !strings.Contains(md, "ITL p90 ≥ 3× lower than aggregated") || !strings.Contains(md, "decider: TTFT p90 within 10 %") {
+		t.Fatalf("report lacks target checks:\n%s", md)
+	}
+	if svg := PDSVG(rows); !strings.Contains(svg, "PD 2:2 + decider") {
+		t.Fatal("plot lacks a setup")
+	}
+}

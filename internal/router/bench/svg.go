@@ -118,12 +118,26 @@ func QualitySVG(rows []QualityRow) string {
 		}
 		has[wi[r.Workload]][pi[r.Policy]] = true
 	}
+	ms := make([]barMetric, len(metrics))
+	for i, m := range metrics {
+		ms[i] = barMetric{m.title, m.format}
+	}
+	return panelsSVG("Routing quality per workload (simulated seconds)", workloads, policies, ms, vals, has)
+}
+
+// barMetric is one panel of panelsSVG.
+type barMetric struct{ title, format string }
+
+// panelsSVG draws a row of bar panels per workload, one panel per metric
+// and one bar per series; vals[workload][metric][series], has[workload]
+// [series] tells which series ran.
+func panelsSVG(title string, workloads, policies []string, metrics []barMetric, vals [][][]float64, has [][]bool) string {
 	const left, panelW, gap, top, titleH, panelH, axisB = 55.0, 300.0, 45.0, 58.0, 36.0, 120.0, 8.0
 	rowH := titleH + panelH + axisB + 14
 	w := left + float64(len(metrics))*(panelW+gap)
 	h := top + float64(len(workloads))*rowH + 10
 	var sb strings.Builder
-	header(&sb, w, h, "Routing quality per workload (simulated seconds)")
+	header(&sb, w, h, title)
 	for i, p := range policies {
 		legend(&sb, left+float64(i%6)*150, 40+float64(i/6)*16, palette[i%len(palette)], p)
 	}

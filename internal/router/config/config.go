@@ -160,7 +160,9 @@ func Load(path string) (*RouterConfiguration, []byte, error) {
 // engine caching their prefix (on saturated long shared prompts the hit
 // rate fell to 49–59 % against the oracle's 64 %; at 40 it is the oracle's
 // and TTFT p90 is a quarter); at lower load the filter never acts.
-const Default = `scheduler:
+const Default = defaultAggregated + DefaultProfiles + DefaultPDDecider
+
+const defaultAggregated = `scheduler:
   pluginConfig:
   - name: least-request
     args:
@@ -183,6 +185,44 @@ const Default = `scheduler:
         weight: 2
       - name: gpu-usage
         weight: 1
+`
+
+// DefaultProfiles are the prefill and decode profiles of PD routing
+// (docs/bench/pd.md): prefill pods by cached prefix and the router's
+// in-flight count (prefill load), decode pods by in-flight count and KV
+// usage, with the cached prefix lighter (a prefix cached on the decode pod
+// saves transfer, and lets the decider skip prefill).
+const DefaultProfiles = `  profiles:
+    prefill:
+      plugins:
+        Filter:
+          enabled:
+          - least-request
+        Score:
+          enabled:
+          - name: prefix-cache
+            weight: 2
+          - name: least-request
+            weight: 2
+    decode:
+      plugins:
+        Filter:
+          enabled:
+          - least-request
+        Score:
+          enabled:
+          - name: least-request
+            weight: 2
+          - name: gpu-usage
+            weight: 1
+          - name: prefix-cache
+            weight: 1
+`
+
+// DefaultPDDecider is the default conditional disaggregation
+// (docs/bench/pd.md).
+const DefaultPDDecider = `  pdDecider:
+    minUncachedTokens: 512
 `
 
 // UpstreamDefault is upstream's Helm default blend, for comparisons.
