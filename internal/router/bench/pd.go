@@ -49,7 +49,7 @@ func PDSetups() []PDSetup {
 // PDWorkloads are the disaggregation bench's workloads.
 func PDWorkloads() []Workload {
 	return []Workload{
-		{Name: "long input (5000 in, 250 out, 3 req/s)", Groups: 240, PerGroup: 1, QuestionTokens: 5000, OutputTokens: 250, Rate: 3, Seed: 11,
+		{Name: "long input (5000 in, 250 out, 8 req/s)", Groups: 240, PerGroup: 1, QuestionTokens: 5000, OutputTokens: 250, Rate: 8, Seed: 11,
 			About: "llm-d's P/D guide shape (5,000 input, 250 output tokens), unshared, open-loop Poisson."},
 		{Name: "chat with shared prefixes (60 users × 4 rounds, sys 1000, history 2000, q 100, answer 150)", Kind: KindMultiTurn,
 			Groups: 60, PerGroup: 4, SystemTokens: 1000, HistoryTokens: 2000, QuestionTokens: 100, OutputTokens: 150, Rate: 2, ThinkTime: 2, Seed: 12,
@@ -78,6 +78,7 @@ type PDRow struct {
 	OutputTokPerSec  float64
 	TTFTP50, TTFTP90 float64
 	ITLP50, ITLP90   float64 // gaps between streamed tokens
+	ITLP99, ITLMean  float64
 	TPOTP50, TPOTP90 float64 // per request: (E2E − TTFT)/(output − 1)
 	E2EP50, E2EP95   float64
 	// TransferMean is the mean modelled KV transfer per disaggregated
@@ -211,7 +212,12 @@ func summarizePD(wl, setup string, rs []result, ts float64) PDRow {
 	row.E2EP50, row.E2EP95 = quantile(e2e, .5), quantile(e2e, .95)
 	row.OutputTokPerSec = float64(out) / sec(last-first)
 	if len(itl) > 0 {
-		row.ITLP50, row.ITLP90 = quantile(itl, .5), quantile(itl, .9)
+		row.ITLP50, row.ITLP90, row.ITLP99 = quantile(itl, .5), quantile(itl, .9), quantile(itl, .99)
+		sum := 0.0
+		for _, v := range itl {
+			sum += v
+		}
+		row.ITLMean = sum / float64(len(itl))
 	}
 	if len(tpot) > 0 {
 		row.TPOTP50, row.TPOTP90 = quantile(tpot, .5), quantile(tpot, .9)
@@ -242,10 +248,10 @@ func PDMarkdown(rows []PDRow, o PDOptions) string {
 			if a := about[wl]; a != "" {
 				b.WriteString(a + "\n\n")
 			}
-			b.WriteString("| setup | ok | output tok/s | TTFT p50 | TTFT p90 | ITL p50 | ITL p90 | TPOT p50 | TPOT p90 | E2E p50 | E2E p95 | transfer | decode only | lag p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| setup | ok | output tok/s | TTFT p50 | TTFT p90 | ITL p50 | ITL p90 | ITL p99 | ITL mean | TPOT p50 | TPOT p90 | E2E p50 | E2E p95 | transfer | decode only | lag p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f s | %.2f s | %.1f ms | %.0f %% | %.1f ms |\n",
-			r.Setup, r.OK, r.Requests, r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, 1000*r.ITLP50, 1000*r.ITLP90, 1000*r.TPOTP50, 1000*r.TPOTP90,
+		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f s | %.2f s | %.1f ms | %.0f %% | %.1f ms |\n",
+			r.Setup, r.OK, r.Requests, r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, 1000*r.ITLP50, 1000*r.ITLP90, 1000*r.ITLP99, 1000*r.ITLMean, 1000*r.TPOTP50, 1000*r.TPOTP90,
 			r.E2EP50, r.E2EP95, 1000*r.TransferMean, 100*r.DecodeOnly, float64(r.LagP99.Microseconds())/1000)
 	}
 	if cs := PDTargets(rows); len(cs) > 0 {
@@ -295,6 +301,7 @@ func PDTargets(rows []PDRow) []TargetCheck {
 			r := m[best]
 			out = append(out,
 				TargetCheck{Workload: short, Check: "ITL p90 ≥ 3× lower than aggregated", Ours: fmt.Sprintf("%s %.1f ms vs %.1f ms (%.1f×)", best, 1000*r.ITLP90, 1000*agg.ITLP90, agg.ITLP90/max(r.ITLP90, 1e-9)), Met: agg.ITLP90 >= 3*r.ITLP90},
+				TargetCheck{Workload: short, Check: "(for reference) ITL p99 and mean against aggregated", Ours: fmt.Sprintf("%s p99 %.1f vs %.1f ms (%.1f×), mean %.1f vs %.1f ms (%.1f×)", best, 1000*r.ITLP99, 1000*agg.ITLP99, agg.ITLP99/max(r.ITLP99, 1e-9), 1000*r.ITLMean, 1000*agg.ITLMean, agg.ITLMean/max(r.ITLMean, 1e-9)), Met: agg.ITLP99 >= 3*r.ITLP99},
 				TargetCheck{Workload: short, Check: "TTFT p90 grows < 50 %", Ours: fmt.Sprintf("%s %.3f s vs %.3f s (%+.0f %%)", best, r.TTFTP90, agg.TTFTP90, 100*(r.TTFTP90/max(agg.TTFTP90, 1e-9)-1)), Met: r.TTFTP90 < 1.5*agg.TTFTP90})
 			continue
 		}
