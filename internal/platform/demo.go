@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -89,6 +91,34 @@ func chatBody(model string) string {
 	return `{"model":"` + model + `","messages":[{"role":"user","content":"Hello! What is Kthena?"}],"max_tokens":32}`
 }
 
+// DemoPDPrompt is a prompt long enough (about 4 KB, some 900 tokens) that
+// the router disaggregates it: its default decider lets a decode pod
+// prefill a prompt itself when fewer than 512 of its tokens are not cached
+// there. tag starts the prompt, so that prompts of different tags share no
+// cached prefix.
+func DemoPDPrompt(tag string) string {
+	var b strings.Builder
+	b.WriteString(tag)
+	b.WriteString(". Read these notes on serving a model in two phases, then answer the question at the end.")
+	for i := 1; b.Len() < 4000; i++ {
+		fmt.Fprintf(&b, " Note %d: a prefill engine reads the whole prompt once and fills the attention keys and values of every layer;"+
+			" the decode engine of the same serving group then pulls those blocks and writes the answer token by token,"+
+			" so long prompts no longer stall the streams of other users (figure %d of the capacity plan).", i, 10+i)
+	}
+	b.WriteString(" Question: why does the router pick both engines from one serving group?")
+	return b.String()
+}
+
+// demoPDBody is the PD demo's chat request with a long prompt.
+func demoPDBody(tag string) string {
+	data, _ := json.Marshal(map[string]any{"model": DemoPDModel, "max_tokens": 32,
+		"messages": []map[string]string{{"role": "user", "content": DemoPDPrompt(tag)}}})
+	return string(data)
+}
+
+// demoPDBodyFile is the request body file the PD demo's curl command sends.
+const demoPDBodyFile = "demo-pd-chat.json"
+
 // applyManifests creates or updates every document of a multi-document
 // YAML.
 func applyManifests(ctx context.Context, c client.Client, data []byte) error {
@@ -132,6 +162,11 @@ func (u *up) demo(ctx context.Context, c client.Client, routerURL string) error 
 		return err
 	}
 	body := chatBody(d.model)
+	if kind == DemoPD {
+		// The check uses a prompt of its own, so that the one the user
+		// sends next is cached on no decode pod yet.
+		body = demoPDBody("Readiness check of the PD demo")
+	}
 	began := time.Now()
 	if err := applyManifests(ctx, c, d.manifests); err != nil {
 		return err
@@ -178,17 +213,35 @@ func (u *up) demo(ctx context.Context, c client.Client, routerURL string) error 
 		}
 	}
 	u.progress("demo serving (%.1fs after applying it). Try it:", time.Since(began).Seconds())
+	if kind == DemoPD {
+		return u.printPDDemo(routerURL, answer, decision)
+	}
 	u.outMu.Lock()
 	defer u.outMu.Unlock()
 	fmt.Fprintf(u.opts.Out, "\n  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' -d '%s'\n\n", routerURL, body)
 	fmt.Fprintf(u.opts.Out, "  answer: %q\n\n", answer)
-	if kind == DemoPD {
-		fmt.Fprintf(u.opts.Out, "  Add -i -H 'X-Kthena-Decision: 1' to see which prefill and decode pods served it")
-		if decision != "" {
-			fmt.Fprintf(u.opts.Out, " (this one: %s)", decision)
-		}
-		fmt.Fprintf(u.opts.Out, ".\n\n")
+	return nil
+}
+
+// printPDDemo writes the PD demo's long request to the state directory and
+// prints curl commands for it and for a short prompt.
+func (u *up) printPDDemo(routerURL, answer, decision string) error {
+	file := filepath.Join(u.opts.StateDir, demoPDBodyFile)
+	if err := os.WriteFile(file, []byte(demoPDBody("Kthena PD demo")), 0o644); err != nil {
+		return err
 	}
+	u.outMu.Lock()
+	defer u.outMu.Unlock()
+	out := u.opts.Out
+	fmt.Fprintf(out, "\n  A long prompt (about 900 tokens): a prefill pod reads it, the decode pod of the same serving group answers.\n")
+	fmt.Fprintf(out, "  The X-Kthena-Decision header of the answer names the pair:\n\n")
+	fmt.Fprintf(out, "  curl -s -D - %s/v1/chat/completions -H 'Content-Type: application/json' -H 'X-Kthena-Decision: 1' -d @%s\n\n", routerURL, file)
+	if decision != "" {
+		fmt.Fprintf(out, "  (the check before: %s; answer %q)\n\n", decision, answer)
+	}
+	fmt.Fprintf(out, "  A short prompt: the router lets the decode pod prefill it itself (no KV worth moving), as it does\n")
+	fmt.Fprintf(out, "  when the same long prompt comes again and its prefix is cached on the decode pod:\n\n")
+	fmt.Fprintf(out, "  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' -d '%s'\n\n", routerURL, chatBody(DemoPDModel))
 	return nil
 }
 

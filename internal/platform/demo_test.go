@@ -160,6 +160,19 @@ func TestDemoKinds(t *testing.T) {
 	}
 }
 
+// TestDemoPDPrompt: the PD demo's prompt is long enough for the router's
+// default decider (512 uncached tokens, about 2 KB) and starts with its tag.
+func TestDemoPDPrompt(t *testing.T) {
+	p := DemoPDPrompt("tag one")
+	if len(p) < 4000 || !strings.HasPrefix(p, "tag one") || strings.HasPrefix(DemoPDPrompt("tag two"), "tag one") {
+		t.Errorf("prompt of %d bytes: %.80q", len(p), p)
+	}
+	body := demoPDBody("x")
+	if !strings.Contains(body, `"model":"demo-pd"`) {
+		t.Errorf("body %.100s", body)
+	}
+}
+
 func TestDescribeDecision(t *testing.T) {
 	got := describeDecision(`{"mode":"pd","pair":{"prefill":"default/a","decode":"default/b","group":"g-0"}}`)
 	if got != "prefill default/a -> decode default/b (group g-0)" {

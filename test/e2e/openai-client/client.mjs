@@ -1,11 +1,11 @@
 // Runs chat and completion requests, streaming and not, through the
 // official openai client against a Kthena router, and prints what came
-// back as one JSON object. Usage: node client.mjs BASE_URL MODEL
+// back as one JSON object. Usage: node client.mjs BASE_URL MODEL [PROMPT]
 import OpenAI from "openai";
 
-const [baseURL, model] = process.argv.slice(2);
+const [baseURL, model, promptArg] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: baseURL + "/v1", apiKey: "unused", maxRetries: 0, timeout: 30000 });
-const prompt = "Say hello to the local platform";
+const prompt = promptArg ?? "Say hello to the local platform";
 const out = {};
 
 const chat = await client.chat.completions.create({
