@@ -41,7 +41,7 @@ func simPD(t *testing.T, engine sim.Flavor, connector string) (*harness, *sim.Fl
 	if engine == sim.SGLang {
 		engineName = "SGLang"
 	}
-	h := start(t, docs(pdServer("s", engineName, connector, "\n  model: "+sim.DefaultModel), pdRoute("llama", "s"), b.String()), "")
+	h := start(t, docs(pdServer("s", engineName, connector, "\n  model: "+sim.DefaultModel), pdRoute("llama", "s"), b.String()), alwaysPD)
 	return h, f
 }
 

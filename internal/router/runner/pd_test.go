@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kthena/kthena/internal/router/config"
 )
 
 // pdServer declares a PD ModelServer over pods labelled app=<name>, role
@@ -100,6 +102,10 @@ func decisionOf(t *testing.T, r resp) pdDecisionHeader {
 
 var decide = map[string]string{"X-Kthena-Decision": "1"}
 
+// alwaysPD is the default configuration without the decider: every
+// request of a PD server is disaggregated.
+var alwaysPD = strings.Replace(config.Default, config.DefaultPDDecider, "", 1)
+
 // Each connector shapes both phases as upstream does, for streaming and
 // non-streaming requests, and the client gets the decode pod's answer.
 func TestPDConnectorWire(t *testing.T) {
@@ -108,7 +114,7 @@ func TestPDConnectorWire(t *testing.T) {
 			p, d := newEngine(t, "p1"), newEngine(t, "d1")
 			withTransferParams(p)
 			h := start(t, docs(pdServer("s", "vLLM", conn, ""), pdRoute("llama", "s"),
-				pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), "")
+				pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), alwaysPD)
 			params := conn == "nixl" || conn == "mooncake"
 
 			r := h.do("/v1/chat/completions", `{"model":"llama","max_completion_tokens":64,"max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`, decide)
@@ -178,7 +184,7 @@ func TestPDPairsStayInGroup(t *testing.T) {
 			groupOf["default/"+name] = fmt.Sprintf("g%d", g)
 		}
 	}
-	h := start(t, docs(pdServer("s", "vLLM", "http", ""), pdRoute("llama", "s"), pdEndpoints("s", pods...)), "")
+	h := start(t, docs(pdServer("s", "vLLM", "http", ""), pdRoute("llama", "s"), pdEndpoints("s", pods...)), alwaysPD)
 	seen := map[string]bool{}
 	for i := 0; i < 60; i++ {
 		r := h.do("/v1/chat/completions", fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":"q%d"}]}`, i), decide)
@@ -203,7 +209,7 @@ func TestPDFailover(t *testing.T) {
 	p2, d2 := newEngine(t, "p2"), newEngine(t, "d2")
 	h := start(t, docs(pdServer("s", "vLLM", "http", ""), pdRoute("llama", "s"), pdEndpoints("s",
 		pdPod{e: p1, role: "prefill", group: "g1"}, pdPod{e: p1b, role: "prefill", group: "g1"}, pdPod{e: d1, role: "decode", group: "g1"},
-		pdPod{e: p2, role: "prefill", group: "g2"}, pdPod{e: d2, role: "decode", group: "g2"})), "")
+		pdPod{e: p2, role: "prefill", group: "g2"}, pdPod{e: d2, role: "decode", group: "g2"})), alwaysPD)
 
 	// Decode of g1 fails: every request ends on d2 (after p2's prefill).
 	d1.set(func(e *fakeEngine) { e.status = http.StatusInternalServerError })
@@ -257,7 +263,7 @@ func TestPDFailover(t *testing.T) {
 func TestPDSGLangBootstrap(t *testing.T) {
 	p, d := newEngine(t, "p1"), newEngine(t, "d1")
 	h := start(t, docs(pdServer("s", "SGLang", "", ""), pdRoute("llama", "s"),
-		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1", extra: "kthena.io/bootstrap-port: '9001'"}, pdPod{e: d, role: "decode", group: "g1"})), "")
+		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1", extra: "kthena.io/bootstrap-port: '9001'"}, pdPod{e: d, role: "decode", group: "g1"})), alwaysPD)
 	r := h.do("/v1/chat/completions", `{"model":"llama","stream":false,"messages":[{"role":"user","content":"hi"}]}`, decide)
 	if r.status != 200 || engineOf(r) != "d1" || decisionOf(t, r).Connector != "sglang" {
 		t.Fatalf("status %d from %q: %s %s", r.status, engineOf(r), r.body, r.header.Get("X-Kthena-Decision"))
@@ -292,7 +298,7 @@ func TestPDSGLangBootstrap(t *testing.T) {
 func TestPDTimeoutPerPhase(t *testing.T) {
 	p, d := newEngine(t, "p1"), newEngine(t, "d1")
 	h := start(t, docs(pdServer("s", "vLLM", "http", "\n  trafficPolicy: {timeout: 300ms}"), pdRoute("llama", "s"),
-		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), "")
+		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), alwaysPD)
 	for _, c := range []struct {
 		hang  *fakeEngine
 		phase string
@@ -326,7 +332,7 @@ func TestPDClientCancellation(t *testing.T) {
 				conn = ""
 			}
 			h := start(t, docs(pdServer("s", c.engine, conn, ""), pdRoute("llama", "s"),
-				pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), "")
+				pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g1"})), alwaysPD)
 			byName := map[string]*fakeEngine{"p": p, "d": d}
 			for _, n := range c.hang {
 				byName[n].set(func(e *fakeEngine) { e.hang = true })
@@ -412,7 +418,7 @@ func TestPDDecider(t *testing.T) {
 func TestPDMissingRole(t *testing.T) {
 	p, d := newEngine(t, "p1"), newEngine(t, "d1")
 	h := start(t, docs(pdServer("s", "vLLM", "http", ""), pdRoute("llama", "s"),
-		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g2"})), "")
+		pdEndpoints("s", pdPod{e: p, role: "prefill", group: "g1"}, pdPod{e: d, role: "decode", group: "g2"})), alwaysPD)
 	r := h.chat("llama", nil)
 	if r.status != http.StatusServiceUnavailable || !strings.Contains(errMsg(r), "shares a group") {
 		t.Fatalf("status %d: %s", r.status, r.body)
