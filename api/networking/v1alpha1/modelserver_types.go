@@ -52,7 +52,8 @@ type ModelServerSpec struct {
 	// /metrics and /v1/models there.
 	WorkloadPort WorkloadPort `json:"workloadPort,omitempty"`
 
-	// TrafficPolicy bounds and retries requests to the pods.
+	// TrafficPolicy bounds and retries requests to the pods, and may keep
+	// sessions on one pod.
 	// +optional
 	TrafficPolicy *TrafficPolicy `json:"trafficPolicy,omitempty"`
 
@@ -107,7 +108,8 @@ type KVConnectorSpec struct {
 	Type KVConnectorType `json:"type,omitempty"`
 }
 
-// TrafficPolicy bounds how long a request may take and how it is retried.
+// TrafficPolicy bounds how long a request may take, how it is retried, and
+// whether a session stays on one pod.
 type TrafficPolicy struct {
 	// Timeout bounds one attempt up to the first response byte. Streams are
 	// then bounded by the router's idle timeout instead. Unset means no bound.
@@ -118,6 +120,76 @@ type TrafficPolicy struct {
 	// been written to the client yet.
 	// +optional
 	Retry *Retry `json:"retry,omitempty"`
+
+	// SessionSticky keeps requests that carry the same session key on the
+	// same pod of this ModelServer for a while. Unset means no affinity.
+	// +optional
+	SessionSticky *SessionSticky `json:"sessionSticky,omitempty"`
+}
+
+// DefaultSessionAffinitySeconds is the binding lifetime when
+// sessionAffinitySeconds is unset: 3 hours, the value of upstream's first
+// proposal and of Kubernetes' ClientIP service affinity.
+const DefaultSessionAffinitySeconds int32 = 10800
+
+// SessionSticky binds a session key, read from the request, to the pod that
+// served it. The binding is refreshed by every request of the session and
+// dropped when it expires; when the bound pod is gone (or too busy) the
+// router picks another pod and binds the session to it.
+//
+// The schema follows upstream Kthena v1.0 (ModelServer
+// spec.trafficPolicy.sessionSticky: sessionAffinitySeconds and an ordered list
+// of sources of type Header, Query, Cookie or JWTClaim), so manifests written
+// for upstream are accepted unchanged. As upstream, where bindings are kept
+// (router memory or a shared Redis) is router configuration, not part of the
+// ModelServer. Upstream's proposals disagree on the default lifetime (10800 s
+// in the first, 300 s in the ModelServer revision); this API uses 10800 s.
+type SessionSticky struct {
+	// SessionAffinitySeconds is how long a binding lives after the last
+	// request of its session.
+	// +optional
+	// +kubebuilder:default=10800
+	// +kubebuilder:validation:Minimum=1
+	SessionAffinitySeconds *int32 `json:"sessionAffinitySeconds,omitempty"`
+
+	// Sources are tried in order; the first one present and non-empty in a
+	// request gives its session key. A request with none is scheduled as if
+	// affinity were off.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Sources []SessionKeySource `json:"sources"`
+}
+
+// SessionKeySourceType says where in the request a session key is read.
+// +kubebuilder:validation:Enum=Header;Query;Cookie;JWTClaim
+type SessionKeySourceType string
+
+const (
+	// SessionKeySourceHeader reads a request header (name is matched
+	// case-insensitively).
+	SessionKeySourceHeader SessionKeySourceType = "Header"
+	// SessionKeySourceQuery reads a URL query parameter.
+	SessionKeySourceQuery SessionKeySourceType = "Query"
+	// SessionKeySourceCookie reads a cookie (name is case-sensitive).
+	SessionKeySourceCookie SessionKeySourceType = "Cookie"
+	// SessionKeySourceJWTClaim reads a top-level string or number claim of
+	// the bearer token in the Authorization header.
+	SessionKeySourceJWTClaim SessionKeySourceType = "JWTClaim"
+)
+
+// SessionKeySource is one place a session key may be read from.
+type SessionKeySource struct {
+	// Type is the kind of source.
+	// +required
+	Type SessionKeySourceType `json:"type"`
+
+	// Name is the header name, query parameter, cookie name or claim name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
 }
 
 // Retry is the retry budget of one request.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -78,6 +79,20 @@ func TestInvalidRejected(t *testing.T) {
 			{"pd group labels that do not tell pods apart", setAt(map[string]any{"pd-role": "prefill"}, "spec", "workloadSelector", "pdGroup", "decodeLabels"), "spec.workloadSelector.pdGroup.decodeLabels"},
 			{"unknown KV connector", setAt("rdma", "spec", "kvConnector", "type"), "spec.kvConnector.type"},
 			{"invalid label value", setAt(map[string]any{"app": "has space"}, "spec", "workloadSelector", "matchLabels"), "spec.workloadSelector.matchLabels[app]"},
+			{"session sticky without sources", setAt(map[string]any{"sessionAffinitySeconds": 60}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sources"},
+			{"session sticky with an empty source list", setAt(map[string]any{"sources": []any{}}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sources"},
+			{"session sticky header that is not a token", setAt(map[string]any{"sources": []any{
+				map[string]any{"type": "Header", "name": "X Session"},
+			}}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sources[0].name"},
+			{"session sticky empty claim name", setAt(map[string]any{"sources": []any{
+				map[string]any{"type": "Query", "name": "session_id"}, map[string]any{"type": "JWTClaim", "name": ""},
+			}}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sources[1].name"},
+			{"session sticky unknown source type", setAt(map[string]any{"sources": []any{
+				map[string]any{"type": "Body", "name": "session_id"},
+			}}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sources[0].type"},
+			{"session sticky ttl 0", setAt(map[string]any{"sessionAffinitySeconds": 0, "sources": []any{
+				map[string]any{"type": "Cookie", "name": "sid"},
+			}}, "spec", "trafficPolicy", "sessionSticky"), "spec.trafficPolicy.sessionSticky.sessionAffinitySeconds"},
 		},
 		"networking_v1alpha1_modelroute.yaml": {
 			{"regex that does not compile", setAt("([a-z", "spec", "rules", 0, "modelMatch", "headers", "x-region", "regex"), "spec.rules[0].modelMatch.headers[x-region].regex"},
@@ -171,5 +186,26 @@ func TestDuplicateHostAliasesAccepted(t *testing.T) {
 	}, "spec", "template", "roles", 0, "entryTemplate", "spec", "hostAliases")
 	if err := env.Client.Create(context.Background(), obj); err != nil {
 		t.Fatalf("duplicate host alias IPs rejected: %v", err)
+	}
+}
+
+// TestSessionStickyAccepted: a session sticky policy written for upstream
+// Kthena is accepted as is, and an unset lifetime defaults to 3 hours.
+func TestSessionStickyAccepted(t *testing.T) {
+	ctx := context.Background()
+	obj := sample(t, "networking_v1alpha1_modelserver.yaml")
+	obj.SetNamespace(namespace(t))
+	set(t, obj.Object, map[string]any{"sources": []any{
+		map[string]any{"type": "Header", "name": "X-Session-ID"},
+		map[string]any{"type": "Query", "name": "session_id"},
+		map[string]any{"type": "Cookie", "name": "sid"},
+		map[string]any{"type": "JWTClaim", "name": "sub"},
+	}}, "spec", "trafficPolicy", "sessionSticky")
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatalf("session sticky policy rejected: %v", err)
+	}
+	ttl, _ := get(obj.Object, "spec", "trafficPolicy", "sessionSticky", "sessionAffinitySeconds")
+	if fmt.Sprint(ttl) != "10800" {
+		t.Fatalf("sessionAffinitySeconds defaulted to %v, want 10800", ttl)
 	}
 }

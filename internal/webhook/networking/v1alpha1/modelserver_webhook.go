@@ -67,6 +67,56 @@ func ValidateModelServer(s *networkingv1alpha1.ModelServer) field.ErrorList {
 				errs = append(errs, field.Invalid(tpPath.Child("retry", "retryInterval"), tp.Retry.RetryInterval.Duration.String(), "must not be negative"))
 			}
 		}
+		errs = append(errs, validateSessionSticky(tp.SessionSticky, tpPath.Child("sessionSticky"))...)
+	}
+	return errs
+}
+
+// maxSessionKeySources is the schema's bound on sessionSticky.sources.
+const maxSessionKeySources = 16
+
+// validateSessionSticky checks what the schema cannot: that each source can
+// ever be present in a request. It repeats the schema's bounds too, for
+// objects that do not pass through the API server (the file provider).
+func validateSessionSticky(ss *networkingv1alpha1.SessionSticky, path *field.Path) field.ErrorList {
+	if ss == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if ss.SessionAffinitySeconds != nil && *ss.SessionAffinitySeconds <= 0 {
+		errs = append(errs, field.Invalid(path.Child("sessionAffinitySeconds"), *ss.SessionAffinitySeconds, "must be at least 1; leave it unset for the default"))
+	}
+	srcPath := path.Child("sources")
+	switch {
+	case len(ss.Sources) == 0:
+		errs = append(errs, field.Required(srcPath, "at least one source of the session key is required; remove sessionSticky to turn affinity off"))
+	case len(ss.Sources) > maxSessionKeySources:
+		errs = append(errs, field.TooMany(srcPath, len(ss.Sources), maxSessionKeySources))
+	}
+	for i, src := range ss.Sources {
+		namePath := srcPath.Index(i).Child("name")
+		if src.Name == "" {
+			errs = append(errs, field.Required(namePath, "the "+string(src.Type)+" name is required"))
+			continue
+		}
+		switch src.Type {
+		case networkingv1alpha1.SessionKeySourceHeader:
+			if !httpToken.MatchString(src.Name) {
+				errs = append(errs, field.Invalid(namePath, src.Name, "must be a valid HTTP header name"))
+			}
+		case networkingv1alpha1.SessionKeySourceCookie:
+			// RFC 6265: a cookie name is a token, like a header name.
+			if !httpToken.MatchString(src.Name) {
+				errs = append(errs, field.Invalid(namePath, src.Name, "must be a valid cookie name (an HTTP token)"))
+			}
+		case networkingv1alpha1.SessionKeySourceQuery, networkingv1alpha1.SessionKeySourceJWTClaim:
+			// Any non-empty name can appear in a query string or a claim set.
+		default:
+			errs = append(errs, field.NotSupported(srcPath.Index(i).Child("type"), src.Type, []networkingv1alpha1.SessionKeySourceType{
+				networkingv1alpha1.SessionKeySourceHeader, networkingv1alpha1.SessionKeySourceQuery,
+				networkingv1alpha1.SessionKeySourceCookie, networkingv1alpha1.SessionKeySourceJWTClaim,
+			}))
+		}
 	}
 	return errs
 }
