@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 
 	"sigs.k8s.io/yaml"
@@ -21,6 +22,30 @@ type RouterConfiguration struct {
 	Auth *AuthConfig `json:"auth,omitempty"`
 	// Tokenizer turns on real token counting of prompts (Kthena extension).
 	Tokenizer *TokenizerConfig `json:"tokenizer,omitempty"`
+	// SessionSticky is where the bindings of ModelServers'
+	// trafficPolicy.sessionSticky live (default: in this router's memory).
+	SessionSticky *SessionStoreConfig `json:"sessionSticky,omitempty"`
+}
+
+// Session binding stores.
+const (
+	SessionStoreMemory = "memory"
+	SessionStoreRedis  = "redis"
+)
+
+// SessionStoreConfig selects the session binding store.
+type SessionStoreConfig struct {
+	// Store is memory (per router replica) or redis (shared by replicas).
+	Store string `json:"store"`
+	// Redis is the shared store; its password comes from REDIS_PASSWORD.
+	Redis *RedisConfig `json:"redis,omitempty"`
+	// MaxEntries bounds the memory store (default 65536).
+	MaxEntries int `json:"maxEntries,omitempty"`
+}
+
+// RedisConfig is a Redis server.
+type RedisConfig struct {
+	Address string `json:"address"`
 }
 
 // AuthConfig is upstream's JWT section.
@@ -127,6 +152,23 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 	}
 	if c.Scheduler.TopN < 0 {
 		return nil, fmt.Errorf("scheduler.topN must be >= 0, got %d", c.Scheduler.TopN)
+	}
+	if ss := c.SessionSticky; ss != nil {
+		switch ss.Store {
+		case "", SessionStoreMemory:
+		case SessionStoreRedis:
+			if ss.Redis == nil || ss.Redis.Address == "" {
+				return nil, fmt.Errorf("sessionSticky.redis.address is required with store: redis")
+			}
+			if _, _, err := net.SplitHostPort(ss.Redis.Address); err != nil {
+				return nil, fmt.Errorf("sessionSticky.redis.address %q: want host:port", ss.Redis.Address)
+			}
+		default:
+			return nil, fmt.Errorf("sessionSticky.store %q: want memory or redis", ss.Store)
+		}
+		if ss.MaxEntries < 0 {
+			return nil, fmt.Errorf("sessionSticky.maxEntries must be >= 0, got %d", ss.MaxEntries)
+		}
 	}
 	if d := c.Scheduler.PDDecider; d != nil && d.MinUncachedTokens < 0 {
 		return nil, fmt.Errorf("scheduler.pdDecider.minUncachedTokens must be >= 0, got %d", d.MinUncachedTokens)

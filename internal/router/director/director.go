@@ -21,6 +21,7 @@ import (
 	"github.com/kthena/kthena/internal/router/openai"
 	"github.com/kthena/kthena/internal/router/routing"
 	"github.com/kthena/kthena/internal/router/scheduler"
+	"github.com/kthena/kthena/internal/router/session"
 )
 
 // DecisionRequestHeader asks for the scheduler's decision; the answer is
@@ -44,6 +45,8 @@ type Datastore interface {
 type Options struct {
 	Store     Datastore
 	Scheduler func() *scheduler.Scheduler
+	// Affinity keeps session bindings (nil func or result: no affinity).
+	Affinity  func() *session.Affinity
 	Transport http.RoundTripper
 	Metrics   *metrics.Metrics
 	AccessLog *accesslog.Logger
@@ -88,6 +91,10 @@ type call struct {
 	respFrom time.Time
 	usage    openai.Usage
 	decision bool
+	// sticky is the request's session when its ModelServer has
+	// sessionSticky; stickyOutcome what the binding said.
+	sticky        *session.Session
+	stickyOutcome string
 }
 
 // Handle serves one inference request whose body has been read.
@@ -216,17 +223,23 @@ func (d *Director) serve(c *call) error {
 		return d.servePD(c, sched, ms, req, eps)
 	}
 	ptrs, byKey := viewsOf(eps)
-	res, err := sched.Schedule(c.r.Context(), req, ptrs, d.recorder())
+	all := d.sessionOf(c, ms, tgt.ModelServer, ptrs)
+	res, err := sched.Rank(c.r.Context(), req, ptrs, d.recorder())
 	if err != nil {
 		if c.decision {
 			c.w.Header().Set(DecisionHeader, decisionJSON(res, ""))
 		}
 		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", tgt.ModelServer, err)
 	}
+	d.stick(c, all, res, sched.TopN())
 	segs, n := parsed.Splice(c.body, openai.Rewrite{Model: upstreamModel, ForceUsage: true})
 	ctx := c.r.Context()
-	return d.proxy(c, func(ep *framework.Endpoint) { sched.PreRequest(ctx, req, ep) },
-		func(chosen string) string { return decisionJSON(res, chosen) }, res, byKey, ms, segs, n)
+	err = d.proxy(c, func(ep *framework.Endpoint) { sched.PreRequest(ctx, req, ep) },
+		func(chosen string) string { return c.withSession(decisionJSON(res, chosen)) }, res, byKey, ms, segs, n)
+	if err == nil {
+		d.recordSession(c, c.entry.SelectedPod)
+	}
+	return err
 }
 
 // viewsOf returns the scheduler's views of eps and the endpoint behind

@@ -89,15 +89,31 @@ func (d *Director) servePD(c *call, sched *scheduler.Scheduler, ms *networkingv1
 	for k, v := range dby {
 		run.byKey[k] = v
 	}
+	all := d.sessionOf(c, ms, req.ModelServer, dviews)
 	var err error
-	run.decode, err = sched.Decode().Schedule(ctx, req, dviews, d.recorder())
+	run.decode, err = sched.Decode().Rank(ctx, req, dviews, d.recorder())
 	if err != nil {
 		d.setPDDecision(run)
 		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "decode: no decode pod of ModelServer %s can take the request: %v", req.ModelServer, err)
 	}
+	d.stick(c, all, run.decode, sched.Decode().TopN())
 	if run.decide(ctx, d.o.PromptLimit) {
-		return d.decodeOnly(run)
+		err = d.decodeOnly(run)
+	} else {
+		err = d.pairAndDisaggregate(run, prefillEps)
 	}
+	if err == nil {
+		d.recordSession(c, c.entry.SelectedPod)
+	}
+	return err
+}
+
+// pairAndDisaggregate ranks the prefill pods, pairs them with the ranked
+// decode pods and serves the request through the best pair that answers.
+func (d *Director) pairAndDisaggregate(run *pdRun, prefillEps []*datastore.Endpoint) error {
+	c, req, g := run.c, run.req, run.ms.Spec.WorkloadSelector.PDGroup
+	ctx := c.r.Context()
+	var err error
 	if len(prefillEps) == 0 {
 		d.setPDDecision(run)
 		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "prefill: ModelServer %s has no ready prefill pod (pods labelled %v with label %s)", req.ModelServer, g.PrefillLabels, g.GroupKey)
@@ -106,12 +122,12 @@ func (d *Director) servePD(c *call, sched *scheduler.Scheduler, ms *networkingv1
 	for k, v := range pby {
 		run.byKey[k] = v
 	}
-	run.prefill, err = sched.Prefill().Rank(ctx, req, pviews, d.recorder())
+	run.prefill, err = run.sched.Prefill().Rank(ctx, req, pviews, d.recorder())
 	if err != nil {
 		d.setPDDecision(run)
 		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "prefill: no prefill pod of ModelServer %s can take the request: %v", req.ModelServer, err)
 	}
-	run.pairs = pairUp(g.GroupKey, run.decode, run.prefill)
+	run.pairs = pairUp(g.GroupKey, run.decode, run.prefill, c.stickyOutcome == "bound")
 	if len(run.pairs) == 0 {
 		d.setPDDecision(run)
 		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no prefill pod shares a %s group with a decode pod of ModelServer %s that can take the request", g.GroupKey, req.ModelServer)
@@ -123,8 +139,9 @@ func (d *Director) servePD(c *call, sched *scheduler.Scheduler, ms *networkingv1
 // pairUp pairs each ranked decode pod with the prefill pods of its group
 // and orders the pairs by both phases' normalised scores, so that a group
 // whose prefill pod is busy loses to one that is idle even when its decode
-// pod ranks slightly higher. Ties keep the decode ranking.
-func pairUp(groupKey string, dec, pre *framework.Result) []pair {
+// pod ranks slightly higher. Ties keep the decode ranking; pinFirst keeps
+// the first decode pod's pair first (a session's bound decode pod).
+func pairUp(groupKey string, dec, pre *framework.Result, pinFirst bool) []pair {
 	dw, pw := weightSum(dec.Scorers), weightSum(pre.Scorers)
 	var pairs []pair
 	for _, dc := range dec.Ranked {
@@ -141,7 +158,11 @@ func pairUp(groupKey string, dec, pre *framework.Result) []pair {
 		p.score = dc.Total/dw + p.prefills[0].Total/pw
 		pairs = append(pairs, p)
 	}
-	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].score > pairs[j].score })
+	rest := pairs
+	if pinFirst && len(pairs) > 0 && pairs[0].decode.Endpoint == dec.Ranked[0].Endpoint {
+		rest = pairs[1:]
+	}
+	sort.SliceStable(rest, func(i, j int) bool { return rest[i].score > rest[j].score })
 	return pairs
 }
 
@@ -192,7 +213,7 @@ func (d *Director) decodeOnly(r *pdRun) error {
 	segs, n := c.parsed.Splice(c.body, openai.Rewrite{Model: r.req.UpstreamModel, ForceUsage: true})
 	ctx := c.r.Context()
 	return d.proxy(c, func(ep *framework.Endpoint) { r.sched.PrePair(ctx, r.req, nil, ep) },
-		func(chosen string) string { r.chosenDecode = chosen; return r.decisionJSON() }, r.decode, r.byKey, r.ms, segs, n)
+		func(chosen string) string { r.chosenDecode = chosen; return c.withSession(r.decisionJSON()) }, r.decode, r.byKey, r.ms, segs, n)
 }
 
 var errPrefillFailed = errors.New("prefill failed")
@@ -415,7 +436,7 @@ func (d *Director) timedDecode(ctx context.Context, r *pdRun, ep *datastore.Endp
 	release := ep.Acquire()
 	defer release()
 	if r.c.decision {
-		r.c.w.Header().Set(DecisionHeader, r.decisionJSON())
+		r.c.w.Header().Set(DecisionHeader, r.c.withSession(r.decisionJSON()))
 	}
 	start := time.Now()
 	ae := d.send(ctx, r.c, d.engineTarget(r.c, ep), segs, n, timeout, injected)
@@ -435,7 +456,7 @@ func (d *Director) countPD(r *pdRun, mode string) {
 
 func (d *Director) setPDDecision(r *pdRun) {
 	if r.c.decision {
-		r.c.w.Header().Set(DecisionHeader, r.decisionJSON())
+		r.c.w.Header().Set(DecisionHeader, r.c.withSession(r.decisionJSON()))
 	}
 }
 

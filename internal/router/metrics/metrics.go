@@ -26,6 +26,9 @@ type Metrics struct {
 	PrefillDuration *prometheus.HistogramVec
 	DecodeDuration  *prometheus.HistogramVec
 	PDRequests      *prometheus.CounterVec
+	// SessionAffinity counts requests of sticky ModelServers by what their
+	// binding said (bound, unbound, lost, saturated).
+	SessionAffinity *prometheus.CounterVec
 }
 
 // New creates and registers the metrics on reg.
@@ -69,6 +72,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.PDRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kthena_router_pd_requests_total", Help: "Requests to prefill/decode ModelServers by how they were served (disaggregated, or decode_only when the decider skipped remote prefill).",
 	}, []string{"model", "mode"})
+	m.SessionAffinity = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_session_affinity_total", Help: "Requests of ModelServers with sessionSticky, by outcome of the session binding (bound, unbound, lost, saturated).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.SessionAffinity)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,
 		m.PrefillDuration, m.DecodeDuration, m.PDRequests)

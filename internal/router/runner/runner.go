@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
 	"github.com/kthena/kthena/internal/router/provider/file"
 	"github.com/kthena/kthena/internal/router/scheduler"
+	"github.com/kthena/kthena/internal/router/session"
 	"github.com/kthena/kthena/internal/router/upstream"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
@@ -107,14 +109,18 @@ type Router struct {
 	reg      *scheduler.Registry
 	handle   framework.Handle
 	sched    atomic.Pointer[scheduler.Scheduler]
-	cfgText  atomic.Pointer[string]
-	handler  *handlers.Handler
-	scraper  *enginestate.Scraper
-	servers  []*http.Server
-	lns      []net.Listener
-	synced   atomic.Bool
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
+	affinity atomic.Pointer[session.Affinity]
+	// sessionStore is the configuration affinity was built from.
+	sessionStore config.SessionStoreConfig
+	redis        *session.RedisPool
+	cfgText      atomic.Pointer[string]
+	handler      *handlers.Handler
+	scraper      *enginestate.Scraper
+	servers      []*http.Server
+	lns          []net.Listener
+	synced       atomic.Bool
+	wg           sync.WaitGroup
+	cancel       context.CancelFunc
 }
 
 type handle struct{ tok framework.TokenCounter }
@@ -142,7 +148,8 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{o: o, Store: datastore.New(), Registry: prometheus.NewRegistry(), reg: plugins.NewRegistry()}
+	r := &Router{o: o, Store: datastore.New(), Registry: prometheus.NewRegistry(), reg: plugins.NewRegistry(),
+		redis: session.NewRedisPool(session.RedisOptions{Password: os.Getenv("REDIS_PASSWORD")})}
 	r.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.Metrics = metrics.New(r.Registry)
 	var tok *tokenizer.Tokenizer
@@ -175,7 +182,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		counter = tok
 	}
 	dir := director.New(director.Options{
-		Store: r.Store, Scheduler: r.sched.Load, Transport: upstream.New(), Metrics: r.Metrics,
+		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
@@ -323,8 +330,36 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 		}
 	}
 	r.sched.Store(s)
+	r.applySessionStore(cfg.SessionSticky)
 	r.cfgText.Store(&text)
 	return nil
+}
+
+// applySessionStore (re)builds the session affinity when its store
+// changed; bindings in memory do not survive a change of store.
+func (r *Router) applySessionStore(c *config.SessionStoreConfig) {
+	want := config.SessionStoreConfig{Store: config.SessionStoreMemory}
+	if c != nil {
+		want = *c
+		if want.Store == "" {
+			want.Store = config.SessionStoreMemory
+		}
+	}
+	if r.affinity.Load() != nil && reflect.DeepEqual(want, r.sessionStore) {
+		return
+	}
+	var store session.Store
+	if want.Store == config.SessionStoreRedis {
+		store = r.redis.Store(want.Redis.Address)
+	} else {
+		n := want.MaxEntries
+		if n == 0 {
+			n = session.DefaultMaxEntries
+		}
+		store = session.NewMemoryStore(n)
+	}
+	r.sessionStore = want
+	r.affinity.Store(session.NewAffinity(store))
 }
 
 // ReloadConfig re-reads the configuration file; on error the running
@@ -362,5 +397,6 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	}
 	r.cancel()
 	r.wg.Wait()
+	_ = r.redis.Close()
 	return err
 }
