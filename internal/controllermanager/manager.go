@@ -20,6 +20,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/controller/autoscaling"
 	"github.com/kthena/kthena/internal/controller/workload"
 	"github.com/kthena/kthena/internal/controller/workload/plugins"
 )
@@ -28,7 +29,7 @@ import (
 type controllerSetup func(mgr ctrl.Manager, o *Options, extra *Extra) error
 
 // knownControllers maps each controller to whether "*" enables it.
-var knownControllers = map[string]bool{workload.ControllerName: true}
+var knownControllers = map[string]bool{workload.ControllerName: true, autoscaling.ControllerName: false}
 
 func knownControllerNames() []string { return sortedKeys(knownControllers) }
 
@@ -36,6 +37,9 @@ func setups() map[string]controllerSetup {
 	return map[string]controllerSetup{
 		workload.ControllerName: func(mgr ctrl.Manager, o *Options, extra *Extra) error {
 			return (&workload.Reconciler{Plugins: extra.Plugins}).SetupWithManager(mgr, o.Workers)
+		},
+		autoscaling.ControllerName: func(mgr ctrl.Manager, o *Options, _ *Extra) error {
+			return (&autoscaling.Reconciler{SyncPeriod: o.AutoscalingSyncPeriod}).SetupWithManager(mgr, o.Workers)
 		},
 	}
 }

@@ -34,6 +34,9 @@ type Options struct {
 	WatchNamespaces []string
 	// Webhook configures the admission webhooks.
 	Webhook WebhookOptions
+	// AutoscalingSyncPeriod is how often the autoscalingpolicy controller
+	// evaluates each policy.
+	AutoscalingSyncPeriod time.Duration
 }
 
 // LeaderElectionID is the name of the Lease the managers compete for.
@@ -52,6 +55,7 @@ func DefaultOptions() Options {
 		KubeAPIQPS:             100,
 		KubeAPIBurst:           200,
 		Webhook:                defaultWebhookOptions(),
+		AutoscalingSyncPeriod:  15 * time.Second,
 	}
 }
 
@@ -70,6 +74,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the API server.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
 	fs.StringSliceVar(&o.WatchNamespaces, "watch-namespaces", o.WatchNamespaces, "Namespaces to reconcile (default: all).")
+	fs.DurationVar(&o.AutoscalingSyncPeriod, "autoscaling-sync-period", o.AutoscalingSyncPeriod, "How often the autoscalingpolicy controller evaluates each AutoscalingPolicy.")
 	o.Webhook.addFlags(fs)
 }
 
@@ -77,6 +82,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 func (o *Options) Validate() error {
 	if o.Workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, got %d", o.Workers)
+	}
+	if o.AutoscalingSyncPeriod <= 0 {
+		return fmt.Errorf("--autoscaling-sync-period must be positive, got %v", o.AutoscalingSyncPeriod)
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
