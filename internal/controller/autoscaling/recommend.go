@@ -42,7 +42,8 @@ type recommendInput struct {
 // Per-pod metrics follow the Horizontal Pod Autoscaler: the usage ratio is the
 // pods' mean over the target; within tolerance of 1 nothing changes. Pods
 // without a value count as being exactly at the target when scaling down and
-// as idle when scaling up; unready pods count as idle when scaling up. If
+// as idle when scaling up (and are left out at exactly the target); unready
+// pods count as idle when scaling up. If
 // those assumptions flip the direction or bring the ratio within tolerance,
 // the count stays. The count in pods is turned into replicas by dividing by
 // podsPerReplica.
@@ -73,17 +74,18 @@ func recommendOne(in recommendInput) (int32, bool) {
 	ppr := max(in.podsPerReplica, 1)
 	toReplicas := func(pods float64) int32 { return clampInt32(math.Ceil(pods/ppr - 1e-9)) }
 
-	if p.missing == 0 && p.unready == 0 {
+	up := ratio > 1
+	if p.missing == 0 && !(up && p.unready > 0) {
 		if math.Abs(ratio-1) <= in.tolerance {
 			return in.current, true
 		}
 		return toReplicas(math.Ceil(ratio*n - 1e-9)), true
 	}
-	up := ratio > 1
-	if p.missing > 0 {
-		if ratio < 1 {
-			sum += float64(p.missing) * in.target
-		}
+	switch {
+	case p.missing > 0 && ratio < 1:
+		sum += float64(p.missing) * in.target
+		n += float64(p.missing)
+	case p.missing > 0 && up:
 		n += float64(p.missing)
 	}
 	if up && p.unready > 0 {

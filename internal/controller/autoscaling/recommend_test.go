@@ -25,6 +25,7 @@ func TestRecommendOne(t *testing.T) {
 		{"missing count as zero on scale-up", recommendInput{current: 4, target: 10, tolerance: 0.1, reading: pods(2, 0, 20, 20)}, 4, true},
 		{"unready count as zero on scale-up", recommendInput{current: 4, target: 10, tolerance: 0.1, reading: pods(0, 2, 40, 40)}, 8, true},
 		{"unready ignored on scale-down", recommendInput{current: 4, target: 10, tolerance: 0.1, reading: pods(0, 2, 1, 1)}, 1, true},
+		{"missing left out at the target", recommendInput{current: 2, target: 10, tolerance: 0.1, reading: pods(1, 0, 10)}, 2, true},
 		{"missing flip holds", recommendInput{current: 3, target: 10, tolerance: 0, reading: pods(2, 0, 12)}, 3, true},
 		{"no values, no recommendation", recommendInput{current: 3, target: 10, reading: pods(3, 0)}, 0, false},
 		{"pods per replica", recommendInput{current: 2, target: 10, tolerance: 0.1, podsPerReplica: 2, reading: pods(0, 0, 20, 20, 20, 20)}, 4, true},
