@@ -29,7 +29,7 @@ import (
 type controllerSetup func(mgr ctrl.Manager, o *Options, extra *Extra) error
 
 // knownControllers maps each controller to whether "*" enables it.
-var knownControllers = map[string]bool{workload.ControllerName: true, autoscaling.ControllerName: false}
+var knownControllers = map[string]bool{workload.ControllerName: true, autoscaling.ControllerName: true}
 
 func knownControllerNames() []string { return sortedKeys(knownControllers) }
 

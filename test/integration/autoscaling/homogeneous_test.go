@@ -93,7 +93,9 @@ func TestHomogeneousScalesOnMetric(t *testing.T) {
 		return nil
 	})
 	wantReplicas(t, 10*time.Second, ns, "m", 1)
-	if since := time.Since(dropped); since < window {
+	// The window runs from the last high recommendation, at most one
+	// period before the drop.
+	if since := time.Since(dropped); since < window-syncPeriod {
 		t.Fatalf("scaled down %v after the drop, window %v", since, window)
 	}
 	eventually(t, 5*time.Second, func() error {
