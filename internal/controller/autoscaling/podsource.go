@@ -80,14 +80,6 @@ type histSnapshot struct {
 	b  bucketCounts
 }
 
-// endpoint is one metrics URL of one pod.
-type endpoint struct {
-	uid  types.UID
-	url  string
-	port int32
-	path string
-}
-
 type scrapeResult struct {
 	fams map[string]*dto.MetricFamily
 	err  error
@@ -191,7 +183,7 @@ func (s *podSource) read(ctx context.Context, now time.Time, pods []*corev1.Pod,
 		err  error
 	}
 	plans := make([]plan, len(reqs))
-	endpoints := map[string]endpoint{}
+	endpoints := map[string]bool{}
 	for i, req := range reqs {
 		if req.spec.Prometheus != nil {
 			plans[i].err = errors.New("prometheus metric sources are not supported yet")
@@ -212,9 +204,7 @@ func (s *podSource) read(ctx context.Context, now time.Time, pods []*corev1.Pod,
 			if phases[p.UID] != podReady {
 				continue
 			}
-			ep := endpoint{uid: p.UID, port: ps.Port, path: ps.Uri,
-				url: "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(ps.Port))) + ps.Uri}
-			endpoints[ep.url] = ep
+			endpoints[metricsURL(p, ps)] = true
 		}
 	}
 	results := s.scrapeAll(ctx, endpoints)
@@ -236,8 +226,7 @@ func (s *podSource) read(ctx context.Context, now time.Time, pods []*corev1.Pod,
 				r.unready++
 				continue
 			}
-			url := "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(pl.spec.Port))) + pl.spec.Uri
-			v, err := s.value(now, p.UID, req.key, pl.spec, results[url])
+			v, err := s.value(now, p.UID, req.key, pl.spec, results[metricsURL(p, pl.spec)])
 			if err != nil {
 				r.missing++
 				lastErr = fmt.Errorf("pod %s: %w", p.Name, err)
@@ -251,6 +240,11 @@ func (s *podSource) read(ctx context.Context, now time.Time, pods []*corev1.Pod,
 		}
 	}
 	return out
+}
+
+// metricsURL is where pod p serves the metrics of source ps.
+func metricsURL(p *corev1.Pod, ps workloadv1alpha1.PodMetricSource) string {
+	return "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(ps.Port))) + ps.Uri
 }
 
 // errWarmingUp marks a rate or window that needs one more scrape.
@@ -327,7 +321,7 @@ func (s *podSource) value(now time.Time, uid types.UID, key string, ps workloadv
 
 // scrapeAll fetches every endpoint once, in parallel within the configured
 // concurrency.
-func (s *podSource) scrapeAll(ctx context.Context, eps map[string]endpoint) map[string]scrapeResult {
+func (s *podSource) scrapeAll(ctx context.Context, eps map[string]bool) map[string]scrapeResult {
 	out := make(map[string]scrapeResult, len(eps))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
