@@ -17,13 +17,12 @@ func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
 	// 4 sequences per batch. Four long requests fill the batch; eight
 	// short ones sent while they run must queue.
 	f := startFleet(t, fastConfig(func(c *Config) { c.MaxNumSeqs = 4; c.KVCacheSize = 4000; c.TimeScale = 0.02 }))
-	// The text parser names counter families without the _total suffix the
-	// exposition carries.
+	// Counters carry _total, as the real engines expose them.
 	fams := scrape(t, f.URL(0))
 	for _, name := range []string{"vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:num_requests_running",
 		"vllm:inter_token_latency_seconds", "vllm:time_to_first_token_seconds", "vllm:e2e_request_latency_seconds",
-		"vllm:request_queue_time_seconds", "vllm:prefix_cache_hits", "vllm:prefix_cache_queries",
-		"vllm:cache_config_info", "vllm:lora_requests_info", "vllm:prompt_tokens", "vllm:generation_tokens"} {
+		"vllm:request_queue_time_seconds", "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total",
+		"vllm:cache_config_info", "vllm:lora_requests_info", "vllm:prompt_tokens_total", "vllm:generation_tokens_total"} {
 		assert.Contains(t, fams, name)
 	}
 	assert.Equal(t, "4000", labelOf(fams["vllm:cache_config_info"].GetMetric()[0], "num_gpu_blocks"))
@@ -67,7 +66,7 @@ func TestVLLMMetricsMoveUnderLoad(t *testing.T) {
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:e2e_request_latency_seconds"))
 	assert.Equal(t, uint64(12), histCount(t, fams, "vllm:time_to_first_token_seconds"))
 	assert.Equal(t, uint64(tokens-12), histCount(t, fams, "vllm:inter_token_latency_seconds"))
-	assert.Equal(t, float64(tokens), value(t, fams, "vllm:generation_tokens"))
+	assert.Equal(t, float64(tokens), value(t, fams, "vllm:generation_tokens_total"))
 	assert.Greater(t, value(t, fams, "vllm:request_queue_time_seconds"), 0.0)
 	assert.Zero(t, value(t, fams, "vllm:num_requests_running"))
 	assert.Zero(t, value(t, fams, "vllm:kv_cache_usage_perc"))
@@ -91,14 +90,14 @@ func TestPrefixHitsCountedAndLowerTTFT(t *testing.T) {
 	ask("first question")
 	fams := scrape(t, f.URL(0))
 	coldTTFT := value(t, fams, "vllm:time_to_first_token_seconds")
-	assert.Zero(t, value(t, fams, "vllm:prefix_cache_hits"))
-	queries1 := value(t, fams, "vllm:prefix_cache_queries")
+	assert.Zero(t, value(t, fams, "vllm:prefix_cache_hits_total"))
+	queries1 := value(t, fams, "vllm:prefix_cache_queries_total")
 
 	ask("second question")
 	fams = scrape(t, f.URL(0))
 	warmTTFT := value(t, fams, "vllm:time_to_first_token_seconds") - coldTTFT
-	hits := value(t, fams, "vllm:prefix_cache_hits")
-	queries2 := value(t, fams, "vllm:prefix_cache_queries") - queries1
+	hits := value(t, fams, "vllm:prefix_cache_hits_total")
+	queries2 := value(t, fams, "vllm:prefix_cache_queries_total") - queries1
 	assert.Greater(t, hits, 0.9*queries2, "nearly all of the repeated prompt hit")
 
 	// The modelled difference: prefill of the whole prompt vs of the
@@ -123,7 +122,7 @@ func TestSGLangMetricNames(t *testing.T) {
 	fams := scrape(t, f.URL(0))
 	for _, name := range []string{"sglang:token_usage", "sglang:num_queue_reqs", "sglang:num_running_reqs",
 		"sglang:inter_token_latency_seconds", "sglang:time_to_first_token_seconds", "sglang:e2e_request_latency_seconds",
-		"sglang:prompt_tokens", "sglang:generation_tokens", "sglang:cache_hit_rate"} {
+		"sglang:prompt_tokens_total", "sglang:generation_tokens_total", "sglang:cache_hit_rate"} {
 		assert.Contains(t, fams, name)
 	}
 	assert.Equal(t, uint64(1), histCount(t, fams, "sglang:time_to_first_token_seconds"))

@@ -46,7 +46,7 @@ func TestVLLMKVTransferHandshake(t *testing.T) {
 	assert.Equal(t, 6.0, u["completion_tokens"])
 	assert.Zero(t, f.Engines[0].Stats().Held, "the pull released the prefill's blocks")
 	fams := scrape(t, f.URL(1))
-	prefilled := value(t, fams, "vllm:prompt_tokens")
+	prefilled := value(t, fams, "vllm:prompt_tokens_total")
 	assert.Zero(t, prefilled, "decode recomputes none of the prompt: its KV came from the prefill engine")
 	ttft := value(t, fams, "vllm:time_to_first_token_seconds")
 	prof := f.Engines[1].Profile()
