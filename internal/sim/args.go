@@ -52,6 +52,10 @@ func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs.StringVar((*string)(&cfg.KVRole), "kv-role", "both", "disaggregation role: prefill, decode or both")
 	fs.DurationVar(&cfg.KVTransferTimeout, "kv-transfer-timeout", 30*time.Second, "how long a decode engine waits for its prefill")
 	fs.IntVar(&cfg.BootstrapPort, "disaggregation-bootstrap-port", 0, "SGLang prefill bootstrap port")
+	fs.StringVar(&cfg.KVConnector, "kv-connector", "", "KV transfer: nixl (kv_transfer_params pull), lmcache (shared store) or none (default: nixl for vllm prefill/decode roles)")
+	fs.StringVar(&cfg.LMCacheURL, "lmcache-url", "", "base URL of the shared LMCache store (an engine or kthena-sim lmcache-server); empty: this engine's own")
+	fs.IntVar(&cfg.LMCacheChunkSize, "lmcache-chunk-size", 0, "LMCache chunk size in tokens (default 256)")
+	fs.StringVar(&x.kvTransferConfig, "kv-transfer-config", "", `vLLM JSON form: {"kv_connector":"NixlConnector|LMCacheConnectorV1|...","kv_role":"kv_producer|kv_consumer|kv_both"}`)
 	fs.StringVar(&cfg.KVEventsEndpoint, "kv-events-endpoint", "", "ZMQ PUB endpoint for KV events, e.g. tcp://*:5557")
 	fs.StringVar(&cfg.KVEventsEndpoint, "zmq-endpoint", "", "alias of --kv-events-endpoint (llm-d name)")
 	fs.StringVar(&cfg.KVEventsTopic, "kv-events-topic", "", `ZMQ topic (default "kv-events" for vllm)`)
@@ -69,10 +73,11 @@ func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 
 // flagExtras holds flag values that need conversion after parsing.
 type flagExtras struct {
-	prefixCaching   bool
-	noPrefixCaching bool
-	loraModules     []string
-	kvEventsConfig  string
+	prefixCaching    bool
+	noPrefixCaching  bool
+	loraModules      []string
+	kvEventsConfig   string
+	kvTransferConfig string
 }
 
 // ParseArgs builds a Config from command-line arguments written for
@@ -115,7 +120,47 @@ func ParseArgs(args []string) (Config, []string, error) {
 			cfg.KVEventsTopic = kc.Topic
 		}
 	}
+	if x.kvTransferConfig != "" {
+		if err := applyKVTransferConfig(&cfg, fs.Changed("kv-role"), x.kvTransferConfig); err != nil {
+			return Config{}, ignored, err
+		}
+	}
 	return cfg, ignored, nil
+}
+
+// applyKVTransferConfig maps vLLM's --kv-transfer-config onto the
+// simulator's connector and role; an explicit --kv-role wins.
+func applyKVTransferConfig(cfg *Config, roleSet bool, raw string) error {
+	var kc struct {
+		Connector string `json:"kv_connector"`
+		Role      string `json:"kv_role"`
+	}
+	if err := json.Unmarshal([]byte(raw), &kc); err != nil {
+		return fmt.Errorf("--kv-transfer-config: %w", err)
+	}
+	if cfg.KVConnector == "" {
+		switch {
+		case strings.HasPrefix(kc.Connector, "LMCache"):
+			cfg.KVConnector = ConnectorLMCache
+		case kc.Connector != "":
+			// Nixl, Mooncake, P2pNccl and the multi-connector all move KV
+			// for requests that carry kv_transfer_params.
+			cfg.KVConnector = ConnectorNixl
+		}
+	}
+	if !roleSet {
+		switch kc.Role {
+		case "kv_producer":
+			cfg.KVRole = RolePrefill
+		case "kv_consumer":
+			cfg.KVRole = RoleDecode
+		case "kv_both", "":
+			cfg.KVRole = RoleBoth
+		default:
+			return fmt.Errorf("--kv-transfer-config: kv_role must be kv_producer, kv_consumer or kv_both, got %q", kc.Role)
+		}
+	}
+	return nil
 }
 
 // multiValueFlags take several words after one flag, as vLLM and

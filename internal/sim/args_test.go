@@ -52,6 +52,29 @@ func TestParseArgsLLMDCompatible(t *testing.T) {
 	assert.ErrorContains(t, err, "unknown failure type")
 }
 
+func TestKVTransferConfigMapsToConnectorAndRole(t *testing.T) {
+	cfg, _, err := ParseArgs([]string{"--kv-transfer-config", `{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_producer"}`})
+	require.NoError(t, err)
+	assert.Equal(t, ConnectorLMCache, cfg.KVConnector)
+	assert.Equal(t, RolePrefill, cfg.KVRole)
+	assert.Equal(t, DefaultLMCacheChunkSize, cfg.WithDefaults().LMCacheChunkSize)
+
+	cfg, _, err = ParseArgs([]string{"--kv-role", "decode", "--kv-transfer-config", `{"kv_connector":"NixlConnector","kv_role":"kv_both"}`})
+	require.NoError(t, err)
+	assert.Equal(t, ConnectorNixl, cfg.KVConnector)
+	assert.Equal(t, RoleDecode, cfg.KVRole, "an explicit --kv-role wins")
+
+	assert.Equal(t, ConnectorNixl, Config{KVRole: RoleDecode}.WithDefaults().KVConnector)
+	assert.Equal(t, ConnectorNone, Config{}.WithDefaults().KVConnector)
+	assert.Equal(t, ConnectorNone, Config{Engine: SGLang, KVRole: RolePrefill}.WithDefaults().KVConnector)
+	err = Config{KVConnector: "rdma"}.WithDefaults().Validate()
+	assert.ErrorContains(t, err, "kv-connector")
+	err = Config{KVConnector: ConnectorLMCache, LMCacheChunkSize: 100}.WithDefaults().Validate()
+	assert.ErrorContains(t, err, "lmcache-chunk-size")
+	_, _, err = ParseArgs([]string{"--kv-transfer-config", `{"kv_role":"sideways"}`})
+	assert.Error(t, err)
+}
+
 func TestDefaultsAreRealistic(t *testing.T) {
 	c := Config{}.WithDefaults()
 	require.NoError(t, c.Validate())
@@ -70,6 +93,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		TimeToFirstToken: 120 * time.Millisecond, InterTokenLatency: 15 * time.Millisecond,
 		MaxNumSeqs: 7, MaxModelLen: 4096, EnablePrefixCaching: &off, KVCacheSize: 300, BlockSize: 32,
 		MaxLoRAs: 2, LoRAModules: []LoRAModule{{"x", "/x"}}, KVRole: RolePrefill, BootstrapPort: 8999,
+		KVConnector: ConnectorLMCache, LMCacheURL: "http://10.0.0.1:8000", LMCacheChunkSize: 64,
 		KVEventsEndpoint: "tcp://*:5557", KVEventsIntHashes: true, StartupDelay: 2 * time.Second,
 		FailureInjectionRate: 12.5, FailureTypes: []string{FailureServerError}, CrashAfter: 3}.WithDefaults()
 	got, ignored, err := ParseArgs(want.Args())

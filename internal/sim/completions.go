@@ -27,6 +27,9 @@ type job struct {
 	stream    bool
 	usage     bool // stream_options.include_usage
 	raw       completionRequest
+	// onPrefilled runs once the prompt's KV exists (the first token):
+	// the LMCache save.
+	onPrefilled func(context.Context)
 }
 
 func (e *Engine) handleChat(w http.ResponseWriter, r *http.Request) { e.serveCompletion(w, r, true) }
@@ -80,6 +83,11 @@ func (e *Engine) serveCompletion(w http.ResponseWriter, r *http.Request, chat bo
 	if p.Err != nil {
 		e.writeError(w, unavailable(p.Err.Error()))
 		return
+	}
+	if j.onPrefilled != nil {
+		// Before answering: the router sends the decode request as soon
+		// as the prefill's response arrives, and it must find the KV.
+		j.onPrefilled(r.Context())
 	}
 	if kvParams != nil && req.HoldBlocks {
 		kvParams["remote_block_ids"] = p.HeldBlocks
@@ -231,6 +239,10 @@ func (e *Engine) writeStream(ctx context.Context, w http.ResponseWriter, j *job,
 		if !ok {
 			e.core.Cancel(req)
 			return
+		}
+		if j.onPrefilled != nil && p.Generated > 0 && p.Err == nil {
+			go j.onPrefilled(context.WithoutCancel(ctx))
+			j.onPrefilled = nil
 		}
 		if p.Done && afterDone != nil {
 			afterDone(p)

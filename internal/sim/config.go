@@ -40,6 +40,25 @@ const (
 	RoleDecode  KVRole = "decode"
 )
 
+// KV connectors: how KV computed elsewhere reaches this engine.
+const (
+	// ConnectorNixl is vLLM's NixlConnector handshake: kv_transfer_params
+	// with do_remote_decode / do_remote_prefill, the decode engine pulling
+	// the prefill engine's KV (the router's nixl and mooncake connectors).
+	ConnectorNixl = "nixl"
+	// ConnectorLMCache shares KV through an LMCache store: prefill
+	// engines store the KV of the prompts they compute, decode engines
+	// load what the store has before prefilling the rest (the router's
+	// lmcache connector; plain requests on both sides).
+	ConnectorLMCache = "lmcache"
+	// ConnectorNone has no KV transfer: a decode engine given a plain
+	// request recomputes the prompt (the router's http connector).
+	ConnectorNone = "none"
+)
+
+// DefaultLMCacheChunkSize is LMCache's default chunk_size in tokens.
+const DefaultLMCacheChunkSize = 256
+
 // Failure kinds for injection, as llm-d-inference-sim names them.
 const (
 	FailureRateLimit     = "rate_limit"
@@ -98,6 +117,16 @@ type Config struct {
 	KVRole            KVRole
 	KVTransferTimeout time.Duration
 	BootstrapPort     int // SGLang prefill bootstrap listener; 0 serves it on Port only
+	// KVConnector is nixl, lmcache or none; empty means nixl for a vLLM
+	// engine in a prefill or decode role and none otherwise.
+	KVConnector string
+	// LMCacheURL is the base URL of the engine (or `kthena-sim
+	// lmcache-server`) that serves the shared LMCache store; empty uses this
+	// engine's own store.
+	LMCacheURL string
+	// LMCacheChunkSize is the store's granularity in tokens (a multiple of
+	// the block size); default 256 as LMCache.
+	LMCacheChunkSize int
 
 	KVEventsEndpoint  string
 	KVEventsTopic     string
@@ -178,6 +207,15 @@ func (c Config) WithDefaults() Config {
 	if c.KVRole == "" {
 		c.KVRole = RoleBoth
 	}
+	if c.KVConnector == "" {
+		c.KVConnector = ConnectorNone
+		if c.Engine == VLLM && c.KVRole != RoleBoth {
+			c.KVConnector = ConnectorNixl
+		}
+	}
+	if c.KVConnector == ConnectorLMCache && c.LMCacheChunkSize == 0 {
+		c.LMCacheChunkSize = DefaultLMCacheChunkSize
+	}
 	if c.KVTransferTimeout == 0 {
 		c.KVTransferTimeout = 30 * time.Second
 	}
@@ -204,6 +242,12 @@ func (c Config) Validate() error {
 	}
 	if c.KVRole != RoleBoth && c.KVRole != RolePrefill && c.KVRole != RoleDecode {
 		errs = append(errs, fmt.Errorf("kv-role must be prefill, decode or both, got %q", c.KVRole))
+	}
+	if c.KVConnector != ConnectorNixl && c.KVConnector != ConnectorLMCache && c.KVConnector != ConnectorNone {
+		errs = append(errs, fmt.Errorf("kv-connector must be nixl, lmcache or none, got %q", c.KVConnector))
+	}
+	if c.KVConnector == ConnectorLMCache && c.BlockSize > 0 && (c.LMCacheChunkSize <= 0 || c.LMCacheChunkSize%c.BlockSize != 0) {
+		errs = append(errs, fmt.Errorf("lmcache-chunk-size must be a positive multiple of block-size %d, got %d", c.BlockSize, c.LMCacheChunkSize))
 	}
 	if c.TimeScale <= 0 {
 		errs = append(errs, errors.New("time-scale must be positive"))

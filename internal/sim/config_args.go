@@ -68,6 +68,9 @@ func (c Config) Args() []string {
 	str("kv-role", string(c.KVRole))
 	dur("kv-transfer-timeout", c.KVTransferTimeout)
 	num("disaggregation-bootstrap-port", c.BootstrapPort)
+	str("kv-connector", c.KVConnector)
+	str("lmcache-url", c.LMCacheURL)
+	num("lmcache-chunk-size", c.LMCacheChunkSize)
 	str("kv-events-endpoint", c.KVEventsEndpoint)
 	str("kv-events-topic", c.KVEventsTopic)
 	if c.KVEventsIntHashes {

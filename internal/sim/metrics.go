@@ -46,12 +46,15 @@ type vllmMetrics struct {
 	promptLen, genLen, maxTokens, iter prometheus.Histogram
 	lora                               *prometheus.GaugeVec
 	maxLoRAs                           string
+	waitingBy                          *prometheus.GaugeVec
+	extQueries, extHits                prometheus.Counter
+	sim                                *simMetrics
 
 	mu       sync.Mutex
 	lastLoRA [2]string // running and waiting adapters of the current series
 }
 
-func newVLLMMetrics(reg prometheus.Registerer, model string, c Config, numBlocks int) *vllmMetrics {
+func newVLLMMetrics(reg prometheus.Registerer, model string, c Config, numBlocks int, sim *simMetrics) *vllmMetrics {
 	l := prometheus.Labels{"model_name": model, "engine": "0"}
 	f := promauto{reg: reg, labels: l}
 	m := &vllmMetrics{
@@ -78,6 +81,13 @@ func newVLLMMetrics(reg prometheus.Registerer, model string, c Config, numBlocks
 		maxTokens:     f.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", tokenBuckets(c.MaxModelLen)),
 		iter:          f.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", tokenBuckets(c.MaxNumBatchedTokens)),
 		maxLoRAs:      strconv.Itoa(c.MaxLoRAs),
+		waitingBy: f.gaugeVec("vllm:num_requests_waiting_by_reason", "Number of waiting requests by reason: capacity, or deferred (here: receiving their KV).",
+			"reason"),
+		sim: sim,
+	}
+	if c.KVConnector != ConnectorNone {
+		m.extQueries = f.counter("vllm:external_prefix_cache_queries_total", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.")
+		m.extHits = f.counter("vllm:external_prefix_cache_hits_total", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.")
 	}
 	m.lora = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vllm:lora_requests_info", Help: "Running stats on lora requests."},
 		[]string{"max_lora", "running_lora_adapters", "waiting_lora_adapters"})
@@ -102,7 +112,17 @@ func pyBool(b bool) string {
 func (m *vllmMetrics) Step(s engine.StepStats) {
 	m.running.Set(float64(s.Running))
 	m.waiting.Set(float64(s.Waiting))
+	m.waitingBy.WithLabelValues("capacity").Set(float64(s.Waiting - s.WaitingForKV))
+	m.waitingBy.WithLabelValues("deferred").Set(float64(s.WaitingForKV))
 	m.kvUsage.Set(s.KVUsage)
+	m.sim.step(s)
+	if s.StateOnly {
+		return
+	}
+	if m.extQueries != nil {
+		m.extQueries.Add(float64(s.ExternalQueries))
+		m.extHits.Add(float64(s.ExternalHits))
+	}
 	m.preemptions.Add(float64(s.Preemptions))
 	m.promptTok.Add(float64(s.PromptTokens))
 	m.genTok.Add(float64(s.GenerationTokens))
@@ -163,6 +183,12 @@ func (p promauto) counter(name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: p.labels})
 	p.reg.MustRegister(c)
 	return c
+}
+
+func (p promauto) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: p.labels}, labels)
+	p.reg.MustRegister(g)
+	return g
 }
 
 func (p promauto) counterVec(name, help string, labels ...string) *prometheus.CounterVec {

@@ -82,8 +82,11 @@ func TestMetricNamesMatchRealEngines(t *testing.T) {
 	t.Run("vllm", func(t *testing.T) {
 		f := startFleet(t, fastConfig(nil),
 			fastConfig(func(c *Config) { c.KVRole = RolePrefill; c.KVTransferTimeout = time.Hour }),
-			fastConfig(func(c *Config) { c.KVRole = RoleDecode }))
+			fastConfig(func(c *Config) { c.KVRole = RoleDecode }),
+			fastConfig(func(c *Config) { c.KVConnector = ConnectorLMCache }))
 		status, _ := postJSON(t, f.URL(0)+"/v1/chat/completions", chatBody(nil))
+		require.Equal(t, 200, status)
+		status, _ = postJSON(t, f.URL(3)+"/v1/chat/completions", chatBody(nil))
 		require.Equal(t, 200, status)
 		status, resp := postJSON(t, f.URL(1)+"/v1/chat/completions", chatBody(map[string]any{"max_tokens": 1,
 			"kv_transfer_params": map[string]any{"do_remote_decode": true}}))
@@ -97,6 +100,7 @@ func TestMetricNamesMatchRealEngines(t *testing.T) {
 			assert.Contains(t, fams, "vllm:request_success_total")
 			assert.NotContains(t, fams, "vllm:request_success", "counters carry _total")
 		}
+		assert.Contains(t, scrape(t, f.URL(2)), "vllm:nixl_xfer_time_seconds", "a decode engine reports its NIXL transfers")
 	})
 
 	t.Run("sglang", func(t *testing.T) {

@@ -13,12 +13,14 @@ type sglangMetrics struct {
 	promptTok, genTok, cachedTok, requests              prometheus.Counter
 	ttft, itl, e2e, queueTime                           prometheus.Histogram
 	blockSize                                           int
+	sim                                                 *simMetrics
+	pd                                                  *sglangPDMetrics
 
 	mu                   sync.Mutex
 	hitQueries, hitsSeen float64
 }
 
-func newSGLangMetrics(reg prometheus.Registerer, model string, blockSize int) *sglangMetrics {
+func newSGLangMetrics(reg prometheus.Registerer, model string, blockSize int, sim *simMetrics, pd *sglangPDMetrics) *sglangMetrics {
 	f := promauto{reg: reg, labels: prometheus.Labels{"model_name": model}}
 	return &sglangMetrics{
 		running:    f.gauge("sglang:num_running_reqs", "The number of running requests."),
@@ -36,6 +38,8 @@ func newSGLangMetrics(reg prometheus.Registerer, model string, blockSize int) *s
 		e2e:        f.histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", requestBuckets),
 		queueTime:  f.histogram("sglang:queue_time_seconds", "Histogram of queueing time in seconds.", requestBuckets),
 		blockSize:  blockSize,
+		sim:        sim,
+		pd:         pd,
 	}
 }
 
@@ -44,6 +48,14 @@ func (m *sglangMetrics) Step(s engine.StepStats) {
 	m.queue.Set(float64(s.Waiting))
 	m.usage.Set(s.KVUsage)
 	m.usedTokens.Set(float64(s.UsedBlocks * m.blockSize))
+	m.sim.step(s)
+	if m.pd != nil {
+		m.pd.transferQueue.Set(float64(s.WaitingForKV))
+		m.pd.inflightQueue.Set(float64(s.HeldRequests))
+	}
+	if s.StateOnly {
+		return
+	}
 	m.promptTok.Add(float64(s.PromptTokens))
 	m.genTok.Add(float64(s.GenerationTokens))
 	m.cachedTok.Add(float64(s.PrefixHits))

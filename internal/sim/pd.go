@@ -27,6 +27,7 @@ type room struct {
 	done   chan struct{}
 	tokens int
 	err    error
+	holdID string // the prefill request whose KV the room holds
 }
 
 func newPDState() *pdState {
@@ -76,12 +77,27 @@ func (e *Engine) advertisePort() int {
 // prefill engine it makes the request prefill-only and keeps its KV for the
 // decode side; on a decode engine it fetches the KV (paying the transfer
 // time) so the prompt is not recomputed.
+//
+// A plain request (no transfer parameters) is served normally in every
+// role, as vLLM does: kv_role does not restrict what a vLLM engine serves,
+// the parameters of each request do. The router's http and lmcache
+// connectors rely on it (max_tokens=1 on the prefill engine, the original
+// request on the decode engine). With the lmcache connector a prefill (or
+// kv_both) engine saves the prompt's KV to the shared store once computed,
+// and a decode (or kv_both) engine loads what the store has first.
 func (e *Engine) preparePD(ctx context.Context, j *job, req *engine.Request, kvParams *map[string]any, after *func(engine.Progress)) *apiError {
+	if e.lmcacheSaves() {
+		prompt, lora := req.Prompt, req.LoRA
+		j.onPrefilled = func(ctx context.Context) { e.lmcacheSave(ctx, prompt, lora) }
+	}
 	if e.cfg.Engine == SGLang {
 		return e.prepareSGLangPD(ctx, j, req, after)
 	}
 	params := j.raw.KVTransferParams
 	if params == nil {
+		if e.lmcacheLoads() {
+			e.lmcacheLoad(ctx, req)
+		}
 		return nil
 	}
 	remoteDecode, _ := params["do_remote_decode"].(bool)
@@ -105,8 +121,13 @@ func (e *Engine) preparePD(ctx context.Context, j *job, req *engine.Request, kvP
 		e.pd.holds[req.ID] = len(req.Prompt)
 		e.pd.mu.Unlock()
 		*after = func(engine.Progress) {
-			// vLLM frees unclaimed KV after a timeout.
-			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() { e.releaseHold(req.ID) })
+			// vLLM frees unclaimed KV after a timeout
+			// (VLLM_NIXL_ABORT_REQUEST_TIMEOUT there).
+			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() {
+				if e.releaseHold(req.ID) && e.nixlm != nil {
+					e.nixlm.expired.Inc()
+				}
+			})
 		}
 		return nil
 	case remotePrefill:
@@ -171,6 +192,7 @@ func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.
 	}
 	resp, err := e.pd.http.Do(hreq)
 	if err != nil {
+		e.recordTransferFailure(ConnectorNixl)
 		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d failed: %v", host, int(port), err))
 	}
 	defer resp.Body.Close()
@@ -180,15 +202,26 @@ func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != http.StatusOK {
+		e.recordTransferFailure(ConnectorNixl)
 		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d refused: %s", host, int(port), out.Error))
 	}
 	if out.Tokens != len(req.Prompt) {
 		return kvParamsError(fmt.Sprintf("remote KV covers %d tokens but the prompt has %d", out.Tokens, len(req.Prompt)))
 	}
-	transfer := e.profile.KVTransferTime(out.Tokens)
-	// The engine keeps the request waiting while its KV arrives.
-	req.RemotePrefill, req.ReadyAfter = true, transfer
+	e.receiveRemotePrefill(ConnectorNixl, req)
 	return nil
+}
+
+// receiveRemotePrefill makes req a request whose prompt KV comes from a
+// prefill engine. Only the blocks the local prefix cache lacks cross the
+// wire (vLLM's decode side matches its own cache first); the request waits
+// for them in the queue, as vLLM's waiting-for-remote-KV state, while the
+// running batch keeps decoding.
+func (e *Engine) receiveRemotePrefill(connector string, req *engine.Request) {
+	n := len(req.Prompt) - e.core.CachedPrefixTokens(req.Prompt, req.LoRA)
+	transfer := e.profile.KVTransferTime(n)
+	req.RemotePrefill, req.ReadyAfter = true, transfer
+	e.recordTransfer(connector, n, transfer)
 }
 
 // handleKVPull is the prefill side: hand over held KV once.

@@ -24,17 +24,27 @@ func (e *Engine) prepareSGLangPD(ctx context.Context, j *job, req *engine.Reques
 				Message: "bootstrap_room is required by an engine in prefill disaggregation mode"}
 		}
 		roomID := *raw.BootstrapRoom
-		req.Output, req.Finish = req.Output[:1], engine.FinishLength
+		// The prefill computes the prompt and one token, and keeps the KV
+		// until the decode engine has taken it (or the timeout).
+		req.Output, req.Finish, req.HoldBlocks = req.Output[:1], engine.FinishLength, true
 		j.plan.tokens, j.plan.pieces = j.plan.tokens[:1], j.plan.pieces[:1]
 		rm := e.pd.room(roomID)
 		prompt := len(req.Prompt)
+		e.pd.mu.Lock()
+		e.pd.holds[req.ID] = prompt
+		e.pd.mu.Unlock()
+		rm.holdID = req.ID
 		*after = func(p engine.Progress) {
 			if p.Err != nil {
 				rm.err = p.Err
+				e.releaseHold(req.ID)
 			}
 			rm.tokens = prompt
 			close(rm.done)
-			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() { e.pd.dropRoom(roomID) })
+			time.AfterFunc(time.Duration(float64(e.cfg.KVTransferTimeout)*e.cfg.TimeScale), func() {
+				e.pd.dropRoom(roomID)
+				e.releaseHold(req.ID)
+			})
 		}
 	case RoleDecode:
 		if raw.BootstrapRoom == nil || raw.BootstrapHost == nil || *raw.BootstrapHost == "" {
@@ -61,6 +71,7 @@ func (e *Engine) waitBootstrap(ctx context.Context, host string, port int, roomI
 	}
 	resp, err := e.pd.http.Do(hreq)
 	if err != nil {
+		e.recordTransferFailure("bootstrap")
 		return &apiError{Status: http.StatusBadGateway, Type: "BadGatewayError",
 			Message: fmt.Sprintf("bootstrap server %s:%d unreachable for room %d: %v", host, port, roomID, err)}
 	}
@@ -71,15 +82,14 @@ func (e *Engine) waitBootstrap(ctx context.Context, host string, port int, roomI
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != http.StatusOK {
+		e.recordTransferFailure("bootstrap")
 		return &apiError{Status: http.StatusBadGateway, Type: "BadGatewayError",
 			Message: fmt.Sprintf("bootstrap room %d on %s:%d failed: %s", roomID, host, port, out.Error)}
 	}
 	if out.Tokens != len(req.Prompt) {
 		return badRequest(fmt.Sprintf("bootstrap room %d prefilled %d tokens but this request has %d", roomID, out.Tokens, len(req.Prompt)))
 	}
-	transfer := e.profile.KVTransferTime(out.Tokens)
-	// The engine keeps the request waiting while its KV arrives.
-	req.RemotePrefill, req.ReadyAfter = true, transfer
+	e.receiveRemotePrefill("bootstrap", req)
 	return nil
 }
 
@@ -111,5 +121,6 @@ func (e *Engine) handleBootstrap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.pd.dropRoom(roomID)
+	e.releaseHold(rm.holdID) // the decode engine takes the KV now
 	writeJSON(w, http.StatusOK, map[string]int{"num_tokens": rm.tokens})
 }

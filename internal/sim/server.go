@@ -36,6 +36,10 @@ type Engine struct {
 	events   *kvevents.Publisher
 	lora     *loraRegistry
 	pd       *pdState
+	simm     *simMetrics
+	nixlm    *nixlMetrics     // vLLM with the nixl connector
+	sgpd     *sglangPDMetrics // SGLang in a prefill or decode role
+	lmstore  *lmcacheStore    // the store this engine serves
 	started  time.Time
 	mux      *http.ServeMux
 
@@ -102,11 +106,20 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		registry: o.reg, started: time.Now(), done: make(chan struct{}), crashed: make(chan struct{}),
 	}
 	var obs engine.Observer
+	model := cfg.ServedModelNames[0]
+	e.simm = newSimMetrics(o.reg, model)
 	if cfg.Engine == SGLang {
-		obs = newSGLangMetrics(o.reg, cfg.ServedModelNames[0], cfg.BlockSize)
+		if cfg.KVRole != RoleBoth {
+			e.sgpd = newSGLangPDMetrics(o.reg, model)
+		}
+		obs = newSGLangMetrics(o.reg, model, cfg.BlockSize, e.simm, e.sgpd)
 	} else {
-		obs = newVLLMMetrics(o.reg, cfg.ServedModelNames[0], cfg, numBlocks)
+		if cfg.KVConnector == ConnectorNixl {
+			e.nixlm = newNixlMetrics(o.reg, model)
+		}
+		obs = newVLLMMetrics(o.reg, model, cfg, numBlocks, e.simm)
 	}
+	e.lmstore = newLMCacheStore(lmcacheMaxChunks)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	var sink func(kvevents.Batch)
@@ -132,6 +145,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		MaxNumBatchedTokens: cfg.MaxNumBatchedTokens, PrefixCaching: cfg.prefixCaching(), MaxLoRAs: cfg.MaxLoRAs,
 		TimeScale: cfg.TimeScale, FixedTTFT: cfg.TimeToFirstToken, FixedITL: cfg.InterTokenLatency,
 		Hasher: kvcache.NewHasher(cfg.HashSeed), Events: sink, Observer: obs, Logger: e.log,
+		ExternalCache: cfg.KVConnector != ConnectorNone || cfg.KVRole == RoleDecode,
 	})
 	if err != nil {
 		cancel()
@@ -146,7 +160,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		core.Run(ctx)
 	}()
 	e.log.Info("engine ready", "profile", prof.Name, "kvBlocks", numBlocks, "blockSize", cfg.BlockSize,
-		"maxNumSeqs", cfg.MaxNumSeqs, "timeScale", cfg.TimeScale, "kvRole", cfg.KVRole)
+		"maxNumSeqs", cfg.MaxNumSeqs, "timeScale", cfg.TimeScale, "kvRole", cfg.KVRole, "kvConnector", cfg.KVConnector)
 	return e, nil
 }
 
@@ -264,6 +278,8 @@ func (e *Engine) routes() *http.ServeMux {
 	m.HandleFunc("POST /reset_prefix_cache", e.handleResetPrefixCache)
 	m.HandleFunc("POST /sim/v1/kv_pull", e.handleKVPull)
 	m.HandleFunc("GET /sim/v1/bootstrap/{room}", e.handleBootstrap)
+	m.HandleFunc("POST /sim/v1/lmcache/put", e.lmstore.handlePut)
+	m.HandleFunc("POST /sim/v1/lmcache/lookup", e.lmstore.handleLookup)
 	m.HandleFunc("GET /sim/v1/stats", e.handleStats)
 	m.HandleFunc("POST /sim/v1/cached_tokens", e.handleCachedTokens)
 	m.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))

@@ -66,6 +66,9 @@ type Totals struct {
 	GenerationTokens int64 `json:"generationTokens"`
 	PrefixQueries    int64 `json:"prefixQueries"`
 	PrefixHits       int64 `json:"prefixHits"`
+	// ExternalHits are prompt tokens whose KV came through a connector
+	// (remote prefill or a shared store) rather than the local cache.
+	ExternalHits int64 `json:"externalHits"`
 }
 
 // New builds an engine; call Run to start its scheduler.
@@ -107,7 +110,7 @@ func (e *Engine) Submit(r *Request) (*Stream, error) {
 		r.state.extra = []string{r.LoRA}
 	}
 	// Hash the prompt outside the lock: it is the costly part of matching.
-	if e.o.PrefixCaching && !r.RemotePrefill {
+	if e.o.PrefixCaching {
 		r.state.table.Hashes = e.cache.Hasher().Chain(r.Prompt, e.o.BlockSize, r.state.extra)
 	}
 	r.stream = newStream()
@@ -138,17 +141,41 @@ func (e *Engine) Cancel(r *Request) {
 	e.signal()
 }
 
-// ReleaseHeld frees the blocks a finished HoldBlocks request kept.
+// ReleaseHeld frees the blocks a finished HoldBlocks request kept (they
+// stay in the prefix cache until evicted). Requests waiting for blocks are
+// admitted at the next step.
 func (e *Engine) ReleaseHeld(id string) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	r, ok := e.held[id]
 	if !ok {
+		e.mu.Unlock()
 		return false
 	}
 	delete(e.held, id)
 	e.cache.Release(&r.state.table)
+	st := e.stateStats()
+	st.StateOnly = true
+	e.mu.Unlock()
+	e.obs.Step(st)
+	e.signal()
 	return true
+}
+
+// stateStats fills the state part of StepStats; call with the lock held.
+func (e *Engine) stateStats() StepStats {
+	st := StepStats{Running: len(e.running), Waiting: len(e.waiting)}
+	st.KVUsage, st.UsedBlocks = e.cache.Usage(), e.cache.NumBlocks()-e.cache.NumFree()
+	st.RunningLoRAs, st.WaitingLoRAs = loraNames(e.running), loraNames(e.waiting)
+	for _, r := range e.waiting {
+		if r.state.readyAt > e.clock {
+			st.WaitingForKV++
+		}
+	}
+	st.HeldRequests = len(e.held)
+	for _, r := range e.held {
+		st.HeldBlocks += len(r.state.table.Blocks)
+	}
+	return st
 }
 
 // ResetPrefixCache drops all cached blocks when nothing runs.
@@ -229,9 +256,10 @@ func (e *Engine) Run(ctx context.Context) {
 			e.busy = true
 		}
 		p := e.schedule()
-		if len(p.items) == 0 && len(p.failed) == 0 && p.nextReady > e.clock {
-			// Only requests still receiving their KV: sleep until the first
-			// is ready, or until something new arrives.
+		if len(p.items) == 0 && len(p.failed) == 0 && p.preempted == 0 {
+			// Only requests still receiving their KV, or waiting for blocks
+			// held for remote decodes: sleep until the first KV is ready,
+			// or until something arrives or is released.
 			if !e.waitUntil(ctx, timer, p.nextReady) {
 				return
 			}
@@ -262,11 +290,21 @@ func (e *Engine) Run(ctx context.Context) {
 }
 
 // waitUntil releases the lock held by Run and sleeps until simulated time
-// t (then advances the clock to it) or a new arrival; it reports false when
+// t (then advances the clock to it), a new arrival or a release of held
+// blocks; t <= the clock waits for the latter only. It reports false when
 // ctx ends.
 func (e *Engine) waitUntil(ctx context.Context, timer *time.Timer, t float64) bool {
 	e.busy = false
+	timed := t > e.clock
 	e.mu.Unlock()
+	if !timed {
+		select {
+		case <-e.wake:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	if !e.o.Virtual {
 		timer.Reset(max(time.Until(e.wallAt(t)), 0))
 		select {

@@ -32,6 +32,10 @@ type Options struct {
 	FixedTTFT time.Duration
 	FixedITL  time.Duration
 	Hasher    kvcache.Hasher
+	// ExternalCache says a KV connector can supply prompt KV (remote
+	// prefill or a shared store): every new request is then counted as an
+	// external prefix cache query, as vLLM does when a connector is set.
+	ExternalCache bool
 	// Events receives KV cache events after each step; nil disables them.
 	Events func(kvevents.Batch)
 	// Observer receives metrics; nil discards them.
@@ -68,17 +72,28 @@ type Observer interface {
 
 // StepStats is the engine state after a step.
 type StepStats struct {
-	Running, Waiting  int
-	KVUsage           float64
-	UsedBlocks        int
-	PromptTokens      int // prompt tokens computed this step
-	GenerationTokens  int // output tokens emitted this step
-	PrefixQueries     int // prompt tokens looked up in the cache this step
-	PrefixHits        int // of which were cached
-	Preemptions       int
-	RunningLoRAs      []string
-	WaitingLoRAs      []string
-	StepDuration      float64
+	Running, Waiting int
+	KVUsage          float64
+	UsedBlocks       int
+	PromptTokens     int // prompt tokens computed this step
+	GenerationTokens int // output tokens emitted this step
+	PrefixQueries    int // prompt tokens looked up in the cache this step
+	PrefixHits       int // of which were cached
+	// ExternalQueries and ExternalHits are the prompt tokens looked up
+	// through the KV connector and those it supplied (beyond local hits).
+	ExternalQueries, ExternalHits int
+	// WaitingForKV counts waiting requests whose KV is still arriving.
+	WaitingForKV int
+	// HeldRequests and HeldBlocks are finished prefills whose KV blocks
+	// are kept for a decode engine to pull.
+	HeldRequests, HeldBlocks int
+	Preemptions              int
+	RunningLoRAs             []string
+	WaitingLoRAs             []string
+	StepDuration             float64
+	// StateOnly marks a report of state changed outside a step (KV held
+	// for a remote decode released): only the gauges are meaningful.
+	StateOnly         bool
 	ScheduledRequests []RequestStats // requests first scheduled this step (queue time known)
 }
 

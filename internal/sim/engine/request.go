@@ -35,8 +35,15 @@ type Request struct {
 	// MaxTokens is the client's max_tokens, for metrics only.
 	MaxTokens int
 	// RemotePrefill marks a decode-side request whose prompt KV arrived
-	// from a prefill engine: the prompt is not recomputed.
+	// from a prefill engine: the prompt is not recomputed (but for its last
+	// token, as vLLM does). The received blocks enter the prefix cache.
 	RemotePrefill bool
+	// ExternalTokens is the number of leading prompt tokens whose KV is
+	// loaded from outside the engine (a shared KV store such as LMCache)
+	// instead of being computed; the rest of the prompt is prefilled. The
+	// loaded blocks enter the prefix cache. Tokens the local prefix cache
+	// already holds are taken from it.
+	ExternalTokens int
 	// ReadyAfter keeps the request waiting for this much simulated time
 	// after arrival before it can be scheduled: a decode engine receiving
 	// the KV cache of its prompt. It counts as waiting meanwhile, and the

@@ -21,6 +21,8 @@ type plan struct {
 	prefixQuery int
 	prefixHit   int
 	failed      []*Request
+	extQuery    int
+	extHit      int
 	// nextReady is the earliest readiness of a waiting request that is
 	// not ready yet (0 when none).
 	nextReady float64
@@ -64,7 +66,8 @@ func (e *Engine) schedule() *plan {
 	if p.preempted == 0 {
 		e.admitWaiting(p, budget)
 	}
-	if len(p.items) == 0 && len(e.running) == 0 {
+	if len(p.items) == 0 && len(e.running) == 0 && len(e.held) == 0 {
+		// (With blocks held for remote decodes, wait for their release.)
 		for i, r := range e.waiting {
 			if r.state.readyAt <= e.clock {
 				// Nothing fits even on an empty engine: fail this one
@@ -103,23 +106,35 @@ func (e *Engine) admitWaiting(p *plan, budget int) {
 			continue
 		}
 		numTokens := s.numTokens(r)
-		switch {
-		case r.RemotePrefill && s.generated == 0:
-			s.computed = len(r.Prompt) - 1
-		case e.o.PrefixCaching:
+		local := 0
+		if e.o.PrefixCaching {
 			hashes := s.table.Hashes
 			hashes = hashes[:min(len(hashes), (numTokens-1)/bs)]
 			hit := e.cache.MatchPrefix(hashes)
 			e.cache.AcquirePrefix(&s.table, hashes, hit)
-			s.computed = hit * bs
-		default:
-			s.computed = 0
+			local = hit * bs
 		}
-		if !s.scheduledOnce {
+		s.computed = local
+		// KV from outside (a prefill engine or a shared store) covers the
+		// prompt but for its last token; only a request that has not
+		// generated yet uses it (a preempted one recomputes).
+		ext := 0
+		if s.generated == 0 {
+			ext = r.ExternalTokens
+			if r.RemotePrefill {
+				ext = len(r.Prompt)
+			}
+			ext = min(ext, len(r.Prompt)-1)
+		}
+		s.computed = max(s.computed, ext)
+		first := !s.scheduledOnce
+		if first {
 			p.prefixQuery += len(r.Prompt)
-			if !r.RemotePrefill {
-				s.cached = s.computed
-				p.prefixHit += s.computed
+			p.prefixHit += local
+			s.cached = s.computed
+			if e.o.ExternalCache {
+				p.extQuery += len(r.Prompt)
+				p.extHit += max(ext-local, 0)
 			}
 		}
 		need := numTokens - s.computed
@@ -130,9 +145,13 @@ func (e *Engine) admitWaiting(p *plan, budget int) {
 		if !e.cache.Grow(&s.table, s.computed+n) {
 			e.cache.Release(&s.table)
 			s.computed = 0
-			if !s.scheduledOnce {
+			if first {
 				p.prefixQuery -= len(r.Prompt)
-				p.prefixHit -= s.cached
+				p.prefixHit -= local
+				if e.o.ExternalCache {
+					p.extQuery -= len(r.Prompt)
+					p.extHit -= max(ext-local, 0)
+				}
 			}
 			break
 		}

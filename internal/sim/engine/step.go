@@ -60,9 +60,12 @@ func (e *Engine) complete(p *plan, end, dur float64) StepStats {
 	e.totals.GenerationTokens += int64(stats.GenerationTokens)
 	e.totals.PrefixQueries += int64(p.prefixQuery)
 	e.totals.PrefixHits += int64(p.prefixHit)
-	stats.Running, stats.Waiting = len(e.running), len(e.waiting)
-	stats.KVUsage, stats.UsedBlocks = e.cache.Usage(), e.cache.NumBlocks()-e.cache.NumFree()
-	stats.RunningLoRAs, stats.WaitingLoRAs = loraNames(e.running), loraNames(e.waiting)
+	e.totals.ExternalHits += int64(p.extHit)
+	st := e.stateStats()
+	stats.Running, stats.Waiting, stats.KVUsage, stats.UsedBlocks = st.Running, st.Waiting, st.KVUsage, st.UsedBlocks
+	stats.RunningLoRAs, stats.WaitingLoRAs, stats.WaitingForKV = st.RunningLoRAs, st.WaitingLoRAs, st.WaitingForKV
+	stats.HeldRequests, stats.HeldBlocks = st.HeldRequests, st.HeldBlocks
+	stats.ExternalQueries, stats.ExternalHits = p.extQuery, p.extHit
 	return stats
 }
 

@@ -1,10 +1,13 @@
 package engine
 
+import "github.com/kthena/kthena/internal/sim/kvcache"
+
 // Stats is a read-only snapshot of the engine.
 type Stats struct {
 	Running    int     `json:"running"`
 	Waiting    int     `json:"waiting"`
 	Held       int     `json:"held"`
+	HeldBlocks int     `json:"heldBlocks"`
 	KVUsage    float64 `json:"kvUsage"`
 	UsedBlocks int     `json:"usedBlocks"`
 	NumBlocks  int     `json:"numBlocks"`
@@ -17,8 +20,12 @@ type Stats struct {
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	held := 0
+	for _, r := range e.held {
+		held += len(r.state.table.Blocks)
+	}
 	return Stats{
-		Running: len(e.running), Waiting: len(e.waiting), Held: len(e.held),
+		Running: len(e.running), Waiting: len(e.waiting), Held: len(e.held), HeldBlocks: held,
 		KVUsage: e.cache.Usage(), UsedBlocks: e.cache.NumBlocks() - e.cache.NumFree(),
 		NumBlocks: e.cache.NumBlocks(), BlockSize: e.o.BlockSize,
 		SimTime: max(e.clock, e.simNow()), Totals: e.totals,
@@ -42,3 +49,6 @@ func (e *Engine) CachedPrefixTokens(prompt []int, lora string) int {
 	defer e.mu.Unlock()
 	return e.cache.MatchPrefix(hashes) * e.o.BlockSize
 }
+
+// Hasher is the block hasher of the engine's prefix cache.
+func (e *Engine) Hasher() kvcache.Hasher { return e.cache.Hasher() }
