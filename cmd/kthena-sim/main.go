@@ -4,13 +4,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/zapr"
 	"github.com/kthena/kthena/internal/sim"
@@ -30,7 +33,12 @@ func main() {
 		os.Exit(runBench(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	code := run(ctx, os.Args[1:])
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "lmcache-server" {
+		code = runLMCacheServer(ctx, os.Args[2:])
+	} else {
+		code = run(ctx, os.Args[1:])
+	}
 	stop()
 	os.Exit(code)
 }
@@ -48,7 +56,7 @@ func run(ctx context.Context, args []string) int {
 
 	for _, a := range args {
 		if a == "-h" || a == "--help" {
-			fmt.Println("Usage: kthena-sim [flags]\n       kthena-sim bench cost|fidelity [flags]")
+			fmt.Println("Usage: kthena-sim [flags]\n       kthena-sim bench cost|fidelity [flags]\n       kthena-sim lmcache-server [--host H] [--port P]")
 			fmt.Print(sim.FlagUsages())
 			return 0
 		}
@@ -90,5 +98,35 @@ func run(ctx context.Context, args []string) int {
 		return 1
 	}
 	log.Info("stopped")
+	return 0
+}
+
+// runLMCacheServer serves a shared LMCache store (see docs/simulator.md)
+// until ctx ends.
+func runLMCacheServer(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("lmcache-server", flag.ContinueOnError)
+	host := fs.String("host", "0.0.0.0", "listen host")
+	port := fs.Int("port", 65432, "listen port")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return serveLMCache(ctx, ln)
+}
+
+func serveLMCache(ctx context.Context, ln net.Listener) int {
+	srv := &http.Server{Handler: sim.NewLMCacheServer(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -56,4 +57,24 @@ func TestRunServesAndStopsGracefully(t *testing.T) {
 func TestRunRejectsBadFlags(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"--lora-modules", "not-a-module"}))
 	assert.Equal(t, 1, run(context.Background(), []string{"--engine", "tgi"}))
+}
+
+func TestLMCacheServerAnswersLookups(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- serveLMCache(ctx, ln) }()
+	key := strings.Repeat("ab", 32)
+	url := "http://" + ln.Addr().String() + "/sim/v1/lmcache/"
+	for _, op := range []string{"put", "lookup"} {
+		resp, err := http.Post(url+op, "application/json", strings.NewReader(`{"chunks":["`+key+`"]}`))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode, string(body))
+		assert.Contains(t, string(body), ":1", op)
+	}
+	cancel()
+	assert.Equal(t, 0, <-done)
 }

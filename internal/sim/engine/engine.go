@@ -296,7 +296,12 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) waitUntil(ctx context.Context, timer *time.Timer, t float64) bool {
 	e.busy = false
 	timed := t > e.clock
+	// Report the state the engine waits in (requests queued for their KV
+	// or for held blocks): no step will until something changes.
+	st := e.stateStats()
+	st.StateOnly = true
 	e.mu.Unlock()
+	e.obs.Step(st)
 	if !timed {
 		select {
 		case <-e.wake:
