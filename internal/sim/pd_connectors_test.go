@@ -40,11 +40,11 @@ func cachedTokens(t *testing.T, resp map[string]any) float64 {
 // the unclaimed KV expires. A plain request is served as vLLM serves it.
 func TestPrefillHoldsKVUnderLoad(t *testing.T) {
 	// 200 blocks; each 950-token prompt holds 60. Unclaimed KV expires
-	// after 300 simulated seconds (1.5 s of wall time).
+	// after 500 simulated seconds (2.5 s of wall time).
 	f := startFleet(t, fastConfig(func(c *Config) {
 		c.KVRole = RolePrefill
 		c.KVCacheSize = 200
-		c.KVTransferTimeout = 300 * time.Second
+		c.KVTransferTimeout = 500 * time.Second
 	}))
 	url := f.URL(0) + "/v1/completions"
 	prefill := map[string]any{"kv_transfer_params": map[string]any{"do_remote_decode": true}}
