@@ -69,7 +69,7 @@ verify-imports: ## Scheduler plugins may import only the framework's contracts.
 	@bash hack/verify-imports.sh
 
 .PHONY: verify
-verify: lint verify-generated verify-imports ## Everything CI checks besides tests.
+verify: lint verify-generated verify-imports verify-chart ## Everything CI checks besides tests.
 
 # Both tools in one go build: their packages are compiled once and only the
 # linking is per binary. hack/tools/codegen pins the dependencies it shares
@@ -81,3 +81,47 @@ $(CONTROLLER_GEN) $(STATICCHECK) &: $(CODEGEN_MOD)/go.mod
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf $(BIN)
+
+# --- Helm chart (charts/kthena) and container images (build/<binary>/Dockerfile) ---
+
+IMAGE_REGISTRY ?= ghcr.io/kthena
+IMAGE_TAG ?= $(shell awk '$$1=="appVersion:" {gsub(/"/, "", $$2); print $$2}' charts/kthena/Chart.yaml)
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# Images built by `make images`: one per binary that runs in a cluster, plus the CLI.
+IMAGES ?= kthena-controller-manager kthena-router kthena-sim kthena
+# --push (to IMAGE_REGISTRY) or --load (into the local engine; one platform only).
+IMAGE_OUTPUT ?= --push
+
+.PHONY: helm
+helm: ## Build (once, cached) the Helm client from source; prints its path last.
+	@bash hack/helm.sh
+
+.PHONY: chart-generate
+chart-generate: ## Copy the CRDs into the chart, regenerate its RBAC rules and webhooks (hack/chartgen).
+	@$(GO) run ./hack/chartgen
+
+.PHONY: verify-chart
+verify-chart: chart-generate ## Fail when the chart's generated files are stale.
+	@if [ -n "$$(git status --porcelain -- charts)" ]; then git status --short -- charts; \
+		echo "the chart is stale or has uncommitted changes: run 'make chart-generate' and commit" >&2; exit 1; fi
+
+.PHONY: chart-test
+chart-test: ## Lint, render and install the chart into a real API server (test/chart).
+	@assets=$$(bash hack/envtest-bins.sh | tail -n 1) && \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test $(TEST_FLAGS) -count=1 ./test/chart/...
+
+.PHONY: images-binaries
+images-binaries: ## Build the images' binaries here, with the Dockerfiles' flags (static, stripped).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/static/ $(addprefix ./cmd/,$(IMAGES))
+
+.PHONY: images
+images: ## Build (and push) the container images with docker buildx (multi-platform) or podman (this platform).
+	@for img in $(IMAGES); do \
+		ref=$(IMAGE_REGISTRY)/$$img:$(IMAGE_TAG); echo "==> $$ref"; \
+		if docker buildx version >/dev/null 2>&1; then \
+			docker buildx build --platform $(IMAGE_PLATFORMS) $(IMAGE_OUTPUT) --build-arg VERSION=$(IMAGE_TAG) -f build/$$img/Dockerfile -t $$ref . || exit 1; \
+		elif command -v podman >/dev/null 2>&1; then \
+			podman build --build-arg VERSION=$(IMAGE_TAG) -f build/$$img/Dockerfile -t $$ref . || exit 1; \
+			if [ "$(IMAGE_OUTPUT)" = "--push" ]; then podman push $$ref || exit 1; fi; \
+		else echo "images: no container builder (docker buildx or podman) found; 'make images-binaries' builds the binaries alone" >&2; exit 1; fi; \
+	done
