@@ -51,11 +51,12 @@ func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs.DurationVar(&cfg.LoRALoadLatency, "lora-load-latency", 200*time.Millisecond, "simulated adapter load time")
 	fs.StringVar((*string)(&cfg.KVRole), "kv-role", "both", "disaggregation role: prefill, decode or both")
 	fs.DurationVar(&cfg.KVTransferTimeout, "kv-transfer-timeout", 30*time.Second, "how long a decode engine waits for its prefill")
+	fs.StringVar(&cfg.KVLoadFailurePolicy, "kv-load-failure-policy", "recompute", "when pulling a prefill's KV fails: recompute (prefill locally) or fail (answer 500)")
 	fs.IntVar(&cfg.BootstrapPort, "disaggregation-bootstrap-port", 0, "SGLang prefill bootstrap port")
 	fs.StringVar(&cfg.KVConnector, "kv-connector", "", "KV transfer: nixl (kv_transfer_params pull), lmcache (shared store) or none (default: nixl for vllm prefill/decode roles)")
 	fs.StringVar(&cfg.LMCacheURL, "lmcache-url", "", "base URL of the shared LMCache store (an engine or kthena-sim lmcache-server); empty: this engine's own")
 	fs.IntVar(&cfg.LMCacheChunkSize, "lmcache-chunk-size", 0, "LMCache chunk size in tokens (default 256)")
-	fs.StringVar(&x.kvTransferConfig, "kv-transfer-config", "", `vLLM JSON form: {"kv_connector":"NixlConnector|LMCacheConnectorV1|...","kv_role":"kv_producer|kv_consumer|kv_both"}`)
+	fs.StringVar(&x.kvTransferConfig, "kv-transfer-config", "", `vLLM JSON form: {"kv_connector":"NixlConnector|LMCacheConnectorV1|...","kv_role":"kv_producer|kv_consumer|kv_both","kv_load_failure_policy":"recompute|fail"}`)
 	fs.StringVar(&cfg.KVEventsEndpoint, "kv-events-endpoint", "", "ZMQ PUB endpoint for KV events, e.g. tcp://*:5557")
 	fs.StringVar(&cfg.KVEventsEndpoint, "zmq-endpoint", "", "alias of --kv-events-endpoint (llm-d name)")
 	fs.StringVar(&cfg.KVEventsTopic, "kv-events-topic", "", `ZMQ topic (default "kv-events" for vllm)`)
@@ -134,6 +135,7 @@ func applyKVTransferConfig(cfg *Config, roleSet bool, raw string) error {
 	var kc struct {
 		Connector string `json:"kv_connector"`
 		Role      string `json:"kv_role"`
+		Policy    string `json:"kv_load_failure_policy"`
 	}
 	if err := json.Unmarshal([]byte(raw), &kc); err != nil {
 		return fmt.Errorf("--kv-transfer-config: %w", err)
@@ -147,6 +149,9 @@ func applyKVTransferConfig(cfg *Config, roleSet bool, raw string) error {
 			// for requests that carry kv_transfer_params.
 			cfg.KVConnector = ConnectorNixl
 		}
+	}
+	if kc.Policy != "" {
+		cfg.KVLoadFailurePolicy = kc.Policy
 	}
 	if !roleSet {
 		switch kc.Role {

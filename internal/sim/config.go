@@ -56,6 +56,12 @@ const (
 	ConnectorNone = "none"
 )
 
+// What a decode engine does when a prefill's KV cannot be pulled.
+const (
+	KVLoadRecompute = "recompute"
+	KVLoadFail      = "fail"
+)
+
 // DefaultLMCacheChunkSize is LMCache's default chunk_size in tokens.
 const DefaultLMCacheChunkSize = 256
 
@@ -116,6 +122,11 @@ type Config struct {
 
 	KVRole            KVRole
 	KVTransferTimeout time.Duration
+	// KVLoadFailurePolicy is what a decode engine does when the prompt's KV
+	// cannot be pulled (the prefill pod died, or the hold expired):
+	// recompute the prompt locally, or fail the request with a 500 so the
+	// router tries another pair. vLLM's kv_load_failure_policy.
+	KVLoadFailurePolicy string
 	BootstrapPort     int // SGLang prefill bootstrap listener; 0 serves it on Port only
 	// KVConnector is nixl, lmcache or none; empty means nixl for a vLLM
 	// engine in a prefill or decode role and none otherwise.
@@ -219,6 +230,9 @@ func (c Config) WithDefaults() Config {
 	if c.KVTransferTimeout == 0 {
 		c.KVTransferTimeout = 30 * time.Second
 	}
+	if c.KVLoadFailurePolicy == "" {
+		c.KVLoadFailurePolicy = KVLoadRecompute
+	}
 	if c.KVEventsTopic == "" && c.KVEventsEndpoint != "" && c.Engine == VLLM {
 		c.KVEventsTopic = "kv-events"
 	}
@@ -245,6 +259,9 @@ func (c Config) Validate() error {
 	}
 	if c.KVConnector != ConnectorNixl && c.KVConnector != ConnectorLMCache && c.KVConnector != ConnectorNone {
 		errs = append(errs, fmt.Errorf("kv-connector must be nixl, lmcache or none, got %q", c.KVConnector))
+	}
+	if c.KVLoadFailurePolicy != KVLoadRecompute && c.KVLoadFailurePolicy != KVLoadFail {
+		errs = append(errs, fmt.Errorf("kv-load-failure-policy must be recompute or fail, got %q", c.KVLoadFailurePolicy))
 	}
 	if c.KVConnector == ConnectorLMCache && c.BlockSize > 0 && (c.LMCacheChunkSize <= 0 || c.LMCacheChunkSize%c.BlockSize != 0) {
 		errs = append(errs, fmt.Errorf("lmcache-chunk-size must be a positive multiple of block-size %d, got %d", c.BlockSize, c.LMCacheChunkSize))

@@ -67,6 +67,7 @@ func (c Config) Args() []string {
 	dur("lora-load-latency", c.LoRALoadLatency)
 	str("kv-role", string(c.KVRole))
 	dur("kv-transfer-timeout", c.KVTransferTimeout)
+	str("kv-load-failure-policy", c.KVLoadFailurePolicy)
 	num("disaggregation-bootstrap-port", c.BootstrapPort)
 	str("kv-connector", c.KVConnector)
 	str("lmcache-url", c.LMCacheURL)

@@ -192,8 +192,7 @@ func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.
 	}
 	resp, err := e.pd.http.Do(hreq)
 	if err != nil {
-		e.recordTransferFailure(ConnectorNixl)
-		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d failed: %v", host, int(port), err))
+		return e.kvLoadFailed(req, fmt.Sprintf("KV transfer from %s:%d failed: %v", host, int(port), err))
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -202,13 +201,25 @@ func (e *Engine) pullKV(ctx context.Context, params map[string]any, req *engine.
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != http.StatusOK {
-		e.recordTransferFailure(ConnectorNixl)
-		return kvParamsError(fmt.Sprintf("KV transfer from %s:%d refused: %s", host, int(port), out.Error))
+		return e.kvLoadFailed(req, fmt.Sprintf("KV transfer from %s:%d refused: %s", host, int(port), out.Error))
 	}
 	if out.Tokens != len(req.Prompt) {
 		return kvParamsError(fmt.Sprintf("remote KV covers %d tokens but the prompt has %d", out.Tokens, len(req.Prompt)))
 	}
 	e.receiveRemotePrefill(ConnectorNixl, req)
+	return nil
+}
+
+// kvLoadFailed applies the KV load failure policy to a pull that failed:
+// under recompute the request prefills its prompt here, as vLLM reschedules
+// a request whose blocks did not load; under fail it is answered with a 500,
+// which a router treats as the pair's fault and retries elsewhere.
+func (e *Engine) kvLoadFailed(req *engine.Request, msg string) *apiError {
+	e.recordTransferFailure(ConnectorNixl)
+	if e.cfg.KVLoadFailurePolicy == KVLoadFail {
+		return &apiError{Status: http.StatusInternalServerError, Type: "InternalServerError", Message: msg}
+	}
+	e.log.V(1).Info("KV load failed; recomputing the prompt", "request", req.ID, "err", msg)
 	return nil
 }
 

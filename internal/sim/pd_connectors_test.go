@@ -40,11 +40,12 @@ func cachedTokens(t *testing.T, resp map[string]any) float64 {
 // the unclaimed KV expires. A plain request is served as vLLM serves it.
 func TestPrefillHoldsKVUnderLoad(t *testing.T) {
 	// 200 blocks; each 950-token prompt holds 60. Unclaimed KV expires
-	// after 500 simulated seconds (2.5 s of wall time).
+	// after 1200 simulated seconds (6 s of wall time: headroom for a loaded
+	// machine, where the checks below must run before the first expiry).
 	f := startFleet(t, fastConfig(func(c *Config) {
 		c.KVRole = RolePrefill
 		c.KVCacheSize = 200
-		c.KVTransferTimeout = 500 * time.Second
+		c.KVTransferTimeout = 1200 * time.Second
 	}))
 	url := f.URL(0) + "/v1/completions"
 	prefill := map[string]any{"kv_transfer_params": map[string]any{"do_remote_decode": true}}

@@ -53,23 +53,31 @@ func TestVLLMKVTransferHandshake(t *testing.T) {
 	assert.GreaterOrEqual(t, ttft, prof.KVTransferTime(int(u["prompt_tokens"].(float64))).Seconds(),
 		"decode TTFT includes the modelled KV transfer")
 
-	// 3. reusing the same params fails clearly: the KV was already pulled.
-	status, bad := postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": params}))
-	assert.Equal(t, 400, status)
-	assert.Contains(t, bad["error"].(map[string]any)["message"], "already pulled")
+	// 3. reusing the same params finds no KV to pull: under the default
+	// recompute policy the decode engine prefills the prompt itself.
+	status, again := postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": params}))
+	require.Equal(t, 200, status, "%v", again)
+	assert.Equal(t, 6.0, again["usage"].(map[string]any)["completion_tokens"])
+	assert.Positive(t, value(t, scrape(t, f.URL(1)), "vllm:prompt_tokens_total"),
+		"the failed load was recomputed locally (beyond the blocks the first pull left in its prefix cache)")
 
 	// 4. misuse: missing fields, wrong role.
-	status, bad = postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": map[string]any{"do_remote_prefill": true}}))
+	status, bad := postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": map[string]any{"do_remote_prefill": true}}))
 	assert.Equal(t, 400, status)
 	assert.Contains(t, bad["error"].(map[string]any)["message"], "remote_host")
 	status, bad = postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": map[string]any{"do_remote_decode": true}}))
 	assert.Equal(t, 400, status)
 	assert.Contains(t, bad["error"].(map[string]any)["message"], "kv-role decode")
+}
+
+func TestKVLoadFailurePolicyFail(t *testing.T) {
+	f := startFleet(t, fastConfig(func(c *Config) { c.KVRole = RoleDecode; c.KVLoadFailurePolicy = KVLoadFail }))
 	dead := map[string]any{"do_remote_prefill": true, "remote_host": "127.0.0.1", "remote_port": 1,
 		"remote_engine_id": "x", "remote_block_ids": []int{1}}
-	status, bad = postJSON(t, decode, chatBody(map[string]any{"kv_transfer_params": dead}))
-	assert.Equal(t, 400, status)
+	status, bad := postJSON(t, f.URL(0)+"/v1/chat/completions", chatBody(map[string]any{"kv_transfer_params": dead}))
+	assert.Equal(t, 500, status, "a failed load is the pair's fault: a status the router retries elsewhere")
 	assert.Contains(t, bad["error"].(map[string]any)["message"], "KV transfer from 127.0.0.1:1 failed")
+	assert.Equal(t, 1.0, value(t, scrape(t, f.URL(0)), "kthena_sim:kv_transfer_failures_total"))
 }
 
 func TestSGLangBootstrapHandshake(t *testing.T) {
