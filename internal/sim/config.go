@@ -127,7 +127,7 @@ type Config struct {
 	// recompute the prompt locally, or fail the request with a 500 so the
 	// router tries another pair. vLLM's kv_load_failure_policy.
 	KVLoadFailurePolicy string
-	BootstrapPort     int // SGLang prefill bootstrap listener; 0 serves it on Port only
+	BootstrapPort       int // SGLang prefill bootstrap listener; 0 serves it on Port only
 	// KVConnector is nixl, lmcache or none; empty means nixl for a vLLM
 	// engine in a prefill or decode role and none otherwise.
 	KVConnector string
