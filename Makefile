@@ -23,6 +23,7 @@ envtest-bins: ## Build (once, cached) kube-apiserver, etcd and kubectl; prints t
 
 .PHONY: test
 test: ## Run every test: unit, integration against a real API server, end to end.
+	@bash hack/system-deps.sh
 	@assets=$$(bash hack/envtest-bins.sh | tail -n 1) && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test $(TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz

@@ -2,14 +2,12 @@ package runner
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kthena/kthena/internal/testing/realserver"
 )
 
 const sticky = "\n  trafficPolicy: {sessionSticky: {sources: [{type: Header, name: X-Session-Id}, {type: Cookie, name: sid}]}}"
@@ -130,7 +128,7 @@ func TestSessionAffinityPD(t *testing.T) {
 
 // The Redis store shares bindings between router replicas.
 func TestSessionAffinityRedisShared(t *testing.T) {
-	addr := startRedis(t)
+	addr := realserver.Redis(t)
 	cfg := alwaysPD + "sessionSticky: {store: redis, redis: {address: \"" + addr + "\"}}\n"
 	a, b, c := newEngine(t, "a"), newEngine(t, "b"), newEngine(t, "c")
 	file := docs(server("s", "", sticky), oneRoute, endpoints(map[*fakeEngine]string{a: "s", b: "s", c: "s"}))
@@ -144,44 +142,4 @@ func TestSessionAffinityRedisShared(t *testing.T) {
 			}
 		}
 	}
-}
-
-// startRedis runs a redis-server for the test on a free port.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed (.ci/run installs it)")
-		}
-		t.Skip("redis-server not installed")
-	}
-	port := freePort(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := "127.0.0.1:" + port
-	eventually(t, "redis up", func() bool {
-		conn, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp", addr)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
-	return addr
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }

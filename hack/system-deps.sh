@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests run for real: redis-server (the
+# session store) and prometheus (the autoscaler's Prometheus metric
+# source). `make test` and .ci/run call it, so a fresh clone needs nothing
+# else. Without root (or sudo) and without the packages it says what to
+# install and fails.
+set -euo pipefail
+declare -A pkg=([redis-server]=redis-server [prometheus]=prometheus)
+missing=()
+for bin in "${!pkg[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("${pkg[$bin]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo="sudo"
+  else
+    echo "the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+echo "installing ${missing[*]} (apt-get)" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the services it installs; the tests run their own.
+for svc in redis-server prometheus; do
+  if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+done

@@ -1,0 +1,109 @@
+// Package realserver starts real third-party servers (redis-server,
+// prometheus) for tests, on free local ports, and stops them when the test
+// ends. The binaries come from Debian packages that hack/system-deps.sh
+// installs (make test and .ci/run call it); a missing binary fails the
+// test with that instruction rather than skipping it.
+package realserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// lookPath finds bin or fails t with how to install it.
+func lookPath(t testing.TB, bin string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		t.Fatalf("%s is not installed: run hack/system-deps.sh (make test does): %v", bin, err)
+	}
+	return p
+}
+
+// freePort returns a port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Redis runs a throwaway redis-server (no persistence) and returns its
+// address.
+func Redis(t testing.TB) string {
+	t.Helper()
+	bin := lookPath(t, "redis-server")
+	var lastErr error
+	for range 3 { // the free port may be taken before redis-server binds it
+		addr, err := tryRedis(t, bin)
+		if err == nil {
+			return addr
+		}
+		lastErr = err
+	}
+	t.Fatalf("starting redis-server: %v", lastErr)
+	return ""
+}
+
+func tryRedis(t testing.TB, bin string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "redis.log")
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", logFile)
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer func() { _ = c.Close() }()
+	ready := func() error { return c.Ping(context.Background()).Err() }
+	if err := waitUp(ready, exited, 10*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		out, _ := os.ReadFile(logFile)
+		return "", fmt.Errorf("redis-server on %s: %w: %s", addr, err, out)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	return addr, nil
+}
+
+// waitUp polls ready until it succeeds, the process exits or the timeout
+// passes.
+func waitUp(ready func() error, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			return fmt.Errorf("exited (%v)", werr)
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not answering after %s: %w", timeout, err)
+		}
+	}
+}
