@@ -51,6 +51,10 @@ func main() {
 			ko.Webhook = &wh
 		}
 		o.KubernetesProvider = kubernetes.New(ko)
+		if o.Waker, err = kubernetes.NewWaker(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "kthena-router:", err)
+			os.Exit(1)
+		}
 	}
 	if err := run(ctx, o, log); err != nil {
 		fmt.Fprintln(os.Stderr, "kthena-router:", err)

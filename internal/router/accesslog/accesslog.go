@@ -43,6 +43,9 @@ type Entry struct {
 	// DurationPrefill is the prefill phase of a disaggregated request, part
 	// of the upstream processing time.
 	DurationPrefill float64 `json:"duration_prefill,omitempty"`
+	// DurationHeld is how long the request waited for its ModelServer's
+	// first ready pod (a cold start), part of the request processing time.
+	DurationHeld float64 `json:"duration_held,omitempty"`
 }
 
 // Error is the error field.
@@ -136,6 +139,11 @@ func (l *Logger) Log(e *Entry) {
 	if e.DurationPrefill > 0 {
 		b = append(b, " prefill="...)
 		b = strconv.AppendFloat(b, e.DurationPrefill, 'f', 2, 64)
+		b = append(b, "ms"...)
+	}
+	if e.DurationHeld > 0 {
+		b = append(b, " held="...)
+		b = strconv.AppendFloat(b, e.DurationHeld, 'f', 2, 64)
 		b = append(b, "ms"...)
 	}
 	b = append(b, '\n')

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -25,6 +27,47 @@ type RouterConfiguration struct {
 	// SessionSticky is where the bindings of ModelServers'
 	// trafficPolicy.sessionSticky live (default: in this router's memory).
 	SessionSticky *SessionStoreConfig `json:"sessionSticky,omitempty"`
+	// ColdStart bounds how requests are held while a ModelServer has no
+	// ready pod (Kthena extension; see ColdStartLimits for the defaults).
+	ColdStart *ColdStartConfig `json:"coldStart,omitempty"`
+}
+
+// ColdStartConfig bounds request holding; unset fields take the defaults.
+type ColdStartConfig struct {
+	// MaxHeldRequests is the most requests held per ModelServer (beyond:
+	// 429); 0 turns holding off (503 at once).
+	MaxHeldRequests *int `json:"maxHeldRequests,omitempty"`
+	// HoldTimeout is how long one request waits for a ready pod (beyond:
+	// 504).
+	HoldTimeout *metav1.Duration `json:"holdTimeout,omitempty"`
+	// WakeInterval is how often the scale-from-zero request is repeated
+	// while requests are held.
+	WakeInterval *metav1.Duration `json:"wakeInterval,omitempty"`
+}
+
+// Cold start defaults: long enough for an engine to load its weights, and
+// a bound that keeps a burst at zero from exhausting the router.
+const (
+	DefaultMaxHeldRequests = 1000
+	DefaultHoldTimeout     = 5 * time.Minute
+	DefaultWakeInterval    = time.Second
+)
+
+// ColdStartLimits returns the configured limits with the defaults filled.
+func (c *RouterConfiguration) ColdStartLimits() (maxHeld int, timeout, wake time.Duration) {
+	maxHeld, timeout, wake = DefaultMaxHeldRequests, DefaultHoldTimeout, DefaultWakeInterval
+	if cs := c.ColdStart; cs != nil {
+		if cs.MaxHeldRequests != nil {
+			maxHeld = *cs.MaxHeldRequests
+		}
+		if cs.HoldTimeout != nil {
+			timeout = cs.HoldTimeout.Duration
+		}
+		if cs.WakeInterval != nil {
+			wake = cs.WakeInterval.Duration
+		}
+	}
+	return maxHeld, timeout, wake
 }
 
 // Session binding stores.
@@ -168,6 +211,16 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 		}
 		if ss.MaxEntries < 0 {
 			return nil, fmt.Errorf("sessionSticky.maxEntries must be >= 0, got %d", ss.MaxEntries)
+		}
+	}
+	if cs := c.ColdStart; cs != nil {
+		switch {
+		case cs.MaxHeldRequests != nil && *cs.MaxHeldRequests < 0:
+			return nil, fmt.Errorf("coldStart.maxHeldRequests must be >= 0, got %d", *cs.MaxHeldRequests)
+		case cs.HoldTimeout != nil && cs.HoldTimeout.Duration <= 0:
+			return nil, fmt.Errorf("coldStart.holdTimeout must be positive, got %s", cs.HoldTimeout.Duration)
+		case cs.WakeInterval != nil && cs.WakeInterval.Duration < 100*time.Millisecond:
+			return nil, fmt.Errorf("coldStart.wakeInterval must be at least 100ms, got %s", cs.WakeInterval.Duration)
 		}
 	}
 	if d := c.Scheduler.PDDecider; d != nil && d.MinUncachedTokens < 0 {

@@ -104,6 +104,7 @@ type Store struct {
 	endpoints map[string]*Endpoint
 	bySrv     map[string][]*Endpoint
 	removed   []func(key string)
+	changed   []func()
 	ext       providers
 }
 
@@ -121,6 +122,14 @@ func New() *Store {
 func (s *Store) OnEndpointRemoved(f func(key string)) {
 	s.mu.Lock()
 	s.removed = append(s.removed, f)
+	s.mu.Unlock()
+}
+
+// OnEndpointsChanged registers a callback run (outside the lock) after
+// every change that may have changed some ModelServer's endpoints.
+func (s *Store) OnEndpointsChanged(f func()) {
+	s.mu.Lock()
+	s.changed = append(s.changed, f)
 	s.mu.Unlock()
 }
 
@@ -389,15 +398,15 @@ func (s *Store) rebuild() []string {
 }
 
 func (s *Store) notify(gone []string) {
-	if len(gone) == 0 {
-		return
-	}
 	s.mu.RLock()
-	fs := s.removed
+	fs, cs := s.removed, s.changed
 	s.mu.RUnlock()
 	for _, k := range gone {
 		for _, f := range fs {
 			f(k)
 		}
+	}
+	for _, f := range cs {
+		f()
 	}
 }

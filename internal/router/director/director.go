@@ -15,6 +15,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/coldstart"
 	"github.com/kthena/kthena/internal/router/datastore"
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/metrics"
@@ -58,6 +59,9 @@ type Options struct {
 	// StreamIdleTimeout aborts a response that sends nothing for this
 	// long (0: 5 minutes).
 	StreamIdleTimeout time.Duration
+	// Hold holds requests of a ModelServer with no ready pod until one is
+	// ready (nil: they fail at once with 503).
+	Hold *coldstart.Holder
 }
 
 // Director handles inference requests. It is safe for concurrent use.
@@ -204,6 +208,12 @@ func (d *Director) serve(c *call) error {
 
 	var buf [16]*datastore.Endpoint
 	eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+	if !servable(ms, eps, total) && d.o.Hold.Enabled() {
+		if err := d.hold(c, ms, tgt.ModelServer); err != nil {
+			return err
+		}
+		eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+	}
 	if len(eps) == 0 {
 		if total == 0 {
 			return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods", tgt.ModelServer)
@@ -240,6 +250,45 @@ func (d *Director) serve(c *call) error {
 		d.recordSession(c, c.entry.SelectedPod)
 	}
 	return err
+}
+
+// servable reports whether a ModelServer can be scheduled at all: it has
+// ready pods (of both roles when disaggregated). Pods that are there but
+// marked failing do not make a cold start: those requests fail at once.
+func servable(ms *networkingv1alpha1.ModelServer, eps []*datastore.Endpoint, total int) bool {
+	if total > len(eps) {
+		return true
+	}
+	if ws := ms.Spec.WorkloadSelector; ws != nil && ws.PDGroup != nil {
+		p, dc := splitPD(ws.PDGroup, eps)
+		return len(p) > 0 && len(dc) > 0
+	}
+	return len(eps) > 0
+}
+
+// hold waits for the ModelServer's first ready pod while the holder asks
+// the autoscaler for capacity.
+func (d *Director) hold(c *call, ms *networkingv1alpha1.ModelServer, key string) error {
+	held, err := d.o.Hold.Hold(c.r.Context(), ms, key, func() bool {
+		var buf [16]*datastore.Endpoint
+		eps, total := d.o.Store.Endpoints(key, buf[:0])
+		return servable(ms, eps, total)
+	})
+	c.entry.DurationHeld = float64(held.Microseconds()) / 1000
+	model := c.parsed.Model
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, coldstart.ErrOverflow):
+		return openai.Errorf(http.StatusTooManyRequests, "model_starting", "model %q is starting (ModelServer %s has no ready pod yet) and as many requests as the router holds are already waiting for it; retry later", model, key)
+	case errors.Is(err, coldstart.ErrTimeout):
+		return openai.Errorf(http.StatusGatewayTimeout, "model_starting", "model %q is starting: ModelServer %s had no ready pod within the hold timeout (%v)", model, key, err)
+	case errors.Is(err, coldstart.ErrNotServable):
+		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods and selects no ModelServing that could be scaled up", key)
+	case c.r.Context().Err() != nil:
+		return openai.Errorf(499, "client_cancelled", "client cancelled the request while model %q was starting", model)
+	}
+	return openai.Errorf(http.StatusServiceUnavailable, "model_starting", "model %q: waiting for a ready pod of ModelServer %s: %v", model, key, err)
 }
 
 // viewsOf returns the scheduler's views of eps and the endpoint behind

@@ -29,6 +29,13 @@ type Metrics struct {
 	// SessionAffinity counts requests of sticky ModelServers by what their
 	// binding said (bound, unbound, lost, saturated).
 	SessionAffinity *prometheus.CounterVec
+	// Cold starts: requests held while a ModelServer has no ready pod.
+	HeldRequests      *prometheus.GaugeVec
+	HeldTotal         *prometheus.CounterVec
+	HoldDuration      *prometheus.HistogramVec
+	ColdStarts        *prometheus.CounterVec
+	ColdStartDuration *prometheus.HistogramVec
+	WakeRequests      *prometheus.CounterVec
 }
 
 // New creates and registers the metrics on reg.
@@ -76,6 +83,26 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "kthena_router_session_affinity_total", Help: "Requests of ModelServers with sessionSticky, by outcome of the session binding (bound, unbound, lost, saturated).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.SessionAffinity)
+	cold := []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300}
+	m.HeldRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kthena_router_held_requests", Help: "Requests waiting for a ModelServer with no ready pod to get one.",
+	}, []string{"model_server"})
+	m.HeldTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_held_requests_total", Help: "Requests held for a ModelServer with no ready pod, by outcome (released, timeout, overflow, cancelled, not_servable).",
+	}, []string{"model_server", "outcome"})
+	m.HoldDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kthena_router_hold_duration_seconds", Help: "How long released requests were held before a pod was ready.", Buckets: cold,
+	}, []string{"model_server"})
+	m.ColdStarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_cold_starts_total", Help: "Cold starts: a request arrived for a ModelServer with no ready pod and none was held before it.",
+	}, []string{"model_server"})
+	m.ColdStartDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kthena_router_cold_start_duration_seconds", Help: "From the first held request of a cold start to the release of its requests to a ready pod.", Buckets: cold,
+	}, []string{"model_server"})
+	m.WakeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_wake_requests_total", Help: "Scale-from-zero requests sent for held requests, by result (ok, no_workload, error).",
+	}, []string{"model_server", "result"})
+	reg.MustRegister(m.HeldRequests, m.HeldTotal, m.HoldDuration, m.ColdStarts, m.ColdStartDuration, m.WakeRequests)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,
 		m.PrefillDuration, m.DecodeDuration, m.PDRequests)

@@ -52,6 +52,12 @@ type harness struct {
 
 func start(t *testing.T, file, cfg string) *harness {
 	t.Helper()
+	return startWith(t, file, cfg, nil)
+}
+
+// startWith is start with the options edited by opt (nil: none).
+func startWith(t *testing.T, file, cfg string, opt func(*Options)) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, epFile: filepath.Join(dir, "endpoints.yaml"), client: &http.Client{Timeout: 20 * time.Second}}
 	if err := os.WriteFile(h.epFile, []byte(file), 0o644); err != nil {
@@ -65,6 +71,9 @@ func start(t *testing.T, file, cfg string) *harness {
 			t.Fatal(err)
 		}
 		o.ConfigFile = h.cfg
+	}
+	if opt != nil {
+		opt(&o)
 	}
 	r, err := Start(context.Background(), o)
 	if err != nil {

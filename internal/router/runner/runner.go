@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/coldstart"
 	"github.com/kthena/kthena/internal/router/config"
 	"github.com/kthena/kthena/internal/router/datastore"
 	"github.com/kthena/kthena/internal/router/debug"
@@ -63,6 +64,11 @@ type Options struct {
 	// KubernetesProvider starts the Kubernetes provider; the command sets
 	// it so that standalone builds and tests need no cluster client.
 	KubernetesProvider func(ctx context.Context, store *datastore.Store, log logr.Logger, synced func()) error
+	// Waker asks for capacity for a ModelServer with no ready pod (the
+	// autoscaler's scale-from-zero request); with it, such requests are
+	// held until a pod is ready (configuration coldStart). Nil: they fail
+	// at once with 503.
+	Waker coldstart.Waker
 
 	// finalize applies the port flags to the options Start works on.
 	finalize func(*Options)
@@ -112,6 +118,8 @@ type Router struct {
 	affinity atomic.Pointer[session.Affinity]
 	// sessionStore is the configuration affinity was built from.
 	sessionStore config.SessionStoreConfig
+	hold         *coldstart.Holder
+	coldLimits   coldstart.Limits
 	redis        *session.RedisPool
 	cfgText      atomic.Pointer[string]
 	handler      *handlers.Handler
@@ -181,9 +189,14 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	if tok != nil {
 		counter = tok
 	}
+	if o.Waker != nil {
+		r.hold = coldstart.New(ctx, o.Waker, r.Metrics, o.Log.WithName("coldstart"), r.coldLimits)
+		r.Store.OnEndpointsChanged(r.hold.Notify)
+	}
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
+		Hold: r.hold,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
@@ -331,6 +344,11 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	}
 	r.sched.Store(s)
 	r.applySessionStore(cfg.SessionSticky)
+	l := &r.coldLimits
+	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
+	if r.hold != nil {
+		r.hold.SetLimits(*l)
+	}
 	r.cfgText.Store(&text)
 	return nil
 }
