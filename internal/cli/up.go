@@ -30,7 +30,8 @@ webhooks, the controller manager, the router and a node agent that runs pods
 as local processes. With --demo it also deploys a simulated model and prints
 a curl command that talks to it: --demo (or --demo=aggregated) deploys two
 engines that serve whole requests, --demo=pd (or --demo pd) a prefill/decode
-disaggregated model.`,
+disaggregated model, --demo=autoscaling a model at zero replicas that the
+autoscaler wakes when a request arrives and returns to zero when idle.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			kind, rest, err := resolveDemo(demo, cmd.Flags().Changed("demo"), args)
 			if err != nil {
@@ -72,7 +73,7 @@ disaggregated model.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&demo, "demo", "", "also deploy a demo model of simulated engines and print a curl command for it: "+
-		"aggregated (the default of a bare --demo) or pd (prefill/decode disaggregation)")
+		"aggregated (the default of a bare --demo), pd (prefill/decode disaggregation) or autoscaling (a model scaled from and to zero)")
 	f.Lookup("demo").NoOptDefVal = platform.DemoAggregated
 	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
 	f.StringVar(&opts.RouterConfig, "router-config", "", "router configuration file (default: the router's built-in configuration); reloaded on change")

@@ -24,6 +24,9 @@ var demoManifests []byte
 //go:embed demo-pd.yaml
 var demoPDManifests []byte
 
+//go:embed demo-autoscaling.yaml
+var demoAutoscalingManifests []byte
+
 // Demo kinds: what `kthena up --demo[=KIND]` deploys.
 const (
 	// DemoAggregated is two simulated vLLM engines behind one ModelServer,
@@ -32,6 +35,10 @@ const (
 	// DemoPD is prefill/decode disaggregation: two serving groups of one
 	// prefill and one decode engine each, paired by serving group.
 	DemoPD = "pd"
+	// DemoAutoscaling is a model at zero replicas with an AutoscalingPolicy
+	// that scales it from and to zero; the router holds its requests while
+	// it starts.
+	DemoAutoscaling = "autoscaling"
 )
 
 // DemoModel is the model name the aggregated demo's route serves.
@@ -40,6 +47,10 @@ const DemoModel = "demo"
 // DemoPDModel is the model name the PD demo's route serves.
 const DemoPDModel = "demo-pd"
 
+// DemoAutoscalingModel is the model name the autoscaling demo's route
+// serves.
+const DemoAutoscalingModel = "demo-scale"
+
 type demoKind struct {
 	manifests []byte
 	model     string
@@ -47,12 +58,13 @@ type demoKind struct {
 }
 
 var demoKinds = map[string]demoKind{
-	DemoAggregated: {demoManifests, DemoModel, `ModelServing, ModelServer and ModelRoute "demo" (2 simulated vLLM engines)`},
-	DemoPD:         {demoPDManifests, DemoPDModel, `ModelServing, ModelServer and ModelRoute "demo-pd" (2 serving groups of a simulated vLLM prefill engine and a decode engine, NIXL-style KV hand-off)`},
+	DemoAggregated:  {demoManifests, DemoModel, `ModelServing, ModelServer and ModelRoute "demo" (2 simulated vLLM engines)`},
+	DemoPD:          {demoPDManifests, DemoPDModel, `ModelServing, ModelServer and ModelRoute "demo-pd" (2 serving groups of a simulated vLLM prefill engine and a decode engine, NIXL-style KV hand-off)`},
+	DemoAutoscaling: {demoAutoscalingManifests, DemoAutoscalingModel, `ModelServing, AutoscalingPolicy, ModelServer and ModelRoute "demo-scale" (a simulated vLLM engine at zero replicas, 10 s start-up, scaled 0-3 on running requests and back to zero after 30 s idle)`},
 }
 
 // DemoKinds lists the demo kinds, the default first.
-func DemoKinds() []string { return []string{DemoAggregated, DemoPD} }
+func DemoKinds() []string { return []string{DemoAggregated, DemoPD, DemoAutoscaling} }
 
 // DemoManifests returns the manifests a demo kind applies ("" is the
 // aggregated demo).
@@ -172,7 +184,8 @@ func (u *up) demo(ctx context.Context, c client.Client, routerURL string) error 
 		return err
 	}
 	u.progress("demo applied: %s; waiting until it serves", d.summary)
-	hc := &http.Client{Timeout: 10 * time.Second}
+	// The autoscaling demo's first request waits for a cold start.
+	hc := &http.Client{Timeout: time.Minute}
 	deadline := time.Now().Add(2 * time.Minute)
 	var answer, decision string
 	for {
@@ -220,6 +233,12 @@ func (u *up) demo(ctx context.Context, c client.Client, routerURL string) error 
 	defer u.outMu.Unlock()
 	fmt.Fprintf(u.opts.Out, "\n  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' -d '%s'\n\n", routerURL, body)
 	fmt.Fprintf(u.opts.Out, "  answer: %q\n\n", answer)
+	if kind == DemoAutoscaling {
+		fmt.Fprintf(u.opts.Out, "  The first request above waited for a cold start: the router held it and asked the autoscaler for a\n")
+		fmt.Fprintf(u.opts.Out, "  replica. After 30 s without requests %s goes back to zero; the next request waits again (about\n", DemoAutoscalingModel)
+		fmt.Fprintf(u.opts.Out, "  10 s of engine start-up). Watch it: kubectl --kubeconfig %s/kubeconfig get modelserving %s -w\n\n",
+			u.opts.StateDir, DemoAutoscalingModel)
+	}
 	return nil
 }
 

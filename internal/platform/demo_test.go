@@ -54,7 +54,11 @@ func decodeDemo(t *testing.T, kind string) []runtime.Object {
 func TestDemoManifestsAdmitted(t *testing.T) {
 	for _, kind := range DemoKinds() {
 		objs := decodeDemo(t, kind)
-		if len(objs) != 3 {
+		want := 3
+		if kind == DemoAutoscaling {
+			want = 4 // and its AutoscalingPolicy
+		}
+		if len(objs) != want {
 			t.Errorf("demo %s: %d objects, want a ModelServing, a ModelServer and a ModelRoute", kind, len(objs))
 		}
 		for _, o := range objs {
@@ -70,6 +74,10 @@ func TestDemoManifestsAdmitted(t *testing.T) {
 			case *networkingv1alpha1.ModelRoute:
 				if errs := networkingwebhook.ValidateModelRoute(o); len(errs) > 0 {
 					t.Errorf("demo %s: ModelRoute %s rejected: %v", kind, o.Name, errs.ToAggregate())
+				}
+			case *workloadv1alpha1.AutoscalingPolicy:
+				if errs := workloadwebhook.ValidateAutoscalingPolicy(o); len(errs) > 0 {
+					t.Errorf("demo %s: AutoscalingPolicy %s rejected: %v", kind, o.Name, errs.ToAggregate())
 				}
 			default:
 				t.Errorf("demo %s: unexpected %T", kind, o)

@@ -33,7 +33,16 @@ const (
 // waits until its four pods are ready and the router serves its model.
 func deployPDDemo(t *testing.T) {
 	t.Helper()
-	data, err := platform.DemoManifests(platform.DemoPD)
+	deployDemo(t, platform.DemoPD)
+	waitReady(t, pdLabel, pdPods)
+	waitServes(t, platform.DemoPDModel)
+}
+
+// deployDemo creates the objects of a demo's manifest, the same
+// `kthena up --demo=KIND` applies, and deletes them when the test ends.
+func deployDemo(t *testing.T, kind string) {
+	t.Helper()
+	data, err := platform.DemoManifests(kind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +61,6 @@ func deployPDDemo(t *testing.T) {
 		}
 	}
 	create(t, objs...)
-	waitReady(t, pdLabel, pdPods)
-	waitServes(t, platform.DemoPDModel)
 }
 
 // pdPair is the pair of the router's decision for a PD request.
