@@ -196,6 +196,11 @@ func (d *Director) serve(c *call) error {
 		return d.external(c, p)
 	}
 	c.entry.BackendType, c.entry.BackendName, c.entry.ModelServer = "ModelServer", tgt.ModelServer, tgt.ModelServer
+	if m := d.o.Metrics; m != nil {
+		g := m.ServerInFlight.WithLabelValues(tgt.ModelServer)
+		g.Inc()
+		defer g.Dec()
+	}
 	ms := d.o.Store.Server(tgt.ModelServer)
 	if ms == nil {
 		return openai.Errorf(http.StatusNotFound, "pod_discovery", "ModelServer %s (target of route %s) not found", tgt.ModelServer, c.entry.ModelRoute)

@@ -36,6 +36,11 @@ type Metrics struct {
 	ColdStarts        *prometheus.CounterVec
 	ColdStartDuration *prometheus.HistogramVec
 	WakeRequests      *prometheus.CounterVec
+	// ServerInFlight is the router's own per-ModelServer load signal
+	// (requests being handled, held ones included), fresher than the
+	// engines' and present at zero replicas: an autoscaling signal through
+	// a Prometheus metric source.
+	ServerInFlight *prometheus.GaugeVec
 }
 
 // New creates and registers the metrics on reg.
@@ -102,6 +107,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.WakeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kthena_router_wake_requests_total", Help: "Scale-from-zero requests sent for held requests, by result (ok, no_workload, error).",
 	}, []string{"model_server", "result"})
+	m.ServerInFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kthena_router_model_server_requests_in_flight", Help: "Requests being handled per ModelServer, from routing to the end of the response (held requests included).",
+	}, []string{"model_server"})
+	reg.MustRegister(m.ServerInFlight)
 	reg.MustRegister(m.HeldRequests, m.HeldTotal, m.HoldDuration, m.ColdStarts, m.ColdStartDuration, m.WakeRequests)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,

@@ -47,6 +47,9 @@ func TestColdStartHoldsAndReleases(t *testing.T) {
 		return testutil.ToFloat64(h.r.Metrics.HeldRequests.WithLabelValues("default/s")) == n
 	})
 	eventually(t, "wake sent", func() bool { return w.calls.Load() >= 1 })
+	if got := testutil.ToFloat64(h.r.Metrics.ServerInFlight.WithLabelValues("default/s")); got != n {
+		t.Fatalf("in-flight gauge %v while %d requests are held", got, n)
+	}
 	if got := *w.server.Load(); got != "default/s" {
 		t.Fatalf("woke %s", got)
 	}
@@ -68,6 +71,9 @@ func TestColdStartHoldsAndReleases(t *testing.T) {
 	if got := testutil.CollectAndCount(m.ColdStartDuration); got != 1 {
 		t.Fatalf("cold start duration series %d", got)
 	}
+	eventually(t, "in-flight gauge back to 0 after the answers", func() bool {
+		return testutil.ToFloat64(h.r.Metrics.ServerInFlight.WithLabelValues("default/s")) == 0
+	})
 	// Served now: no more holding or waking.
 	calls := w.calls.Load()
 	if r := h.chat("llama", nil); r.status != http.StatusOK {
