@@ -19,9 +19,6 @@ import (
 	"github.com/kthena/kthena/internal/platform"
 )
 
-// The autoscaling demo's pods' app label.
-const scaleLabel = "kthena-demo-scale"
-
 // TestScaleFromZero: the autoscaling demo's model starts at zero replicas.
 // Requests from several clients at once are held by the router, which asks
 // the autoscaler for capacity; exactly one scale-up from zero happens, and
