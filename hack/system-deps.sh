@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests run for real: redis-server (the
-# session store) and prometheus (the autoscaler's Prometheus metric
-# source). `make test` and .ci/run call it, so a fresh clone needs nothing
-# else. Without root (or sudo) and without the packages it says what to
+# session store) and prometheus (the autoscaler's Prometheus metric source;
+# its promtool checks the Grafana dashboard's queries). `make test` and
+# .ci/run call it, so a fresh clone needs nothing else. Without root (or sudo) and without the packages it says what to
 # install and fails.
 set -euo pipefail
-declare -A pkg=([redis-server]=redis-server [prometheus]=prometheus)
+declare -A pkg=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus)
 missing=()
 for bin in "${!pkg[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("${pkg[$bin]}")
