@@ -211,20 +211,6 @@ func (d *Director) serve(c *call) error {
 	}
 	c.entry.UpstreamModel = upstreamModel
 
-	var buf [16]*datastore.Endpoint
-	eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
-	if !servable(ms, eps, total) && d.o.Hold.Enabled() {
-		if err := d.hold(c, ms, tgt.ModelServer); err != nil {
-			return err
-		}
-		eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
-	}
-	if len(eps) == 0 {
-		if total == 0 {
-			return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods", tgt.ModelServer)
-		}
-		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "all %d pods of ModelServer %s are failing", total, tgt.ModelServer)
-	}
 	req := &framework.Request{
 		ID: c.entry.RequestID, Model: parsed.Model, UpstreamModel: upstreamModel, LoRA: tgt.LoRA,
 		ModelServer: tgt.ModelServer, Path: c.r.URL.Path, Headers: c.r.Header,
@@ -233,21 +219,52 @@ func (d *Director) serve(c *call) error {
 	if d.o.Tokenizer != nil && len(parsed.Prompt) > 0 {
 		req.InputTokens = d.o.Tokenizer.Count(string(parsed.Prompt))
 	}
+	var buf [16]*datastore.Endpoint
+	for retried := false; ; retried = true {
+		eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+		if !servable(ms, eps, total, retried) && d.o.Hold.Enabled() {
+			if err := d.hold(c, ms, tgt.ModelServer, retried); err != nil {
+				return err
+			}
+			eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+		}
+		if len(eps) == 0 {
+			if total == 0 {
+				return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods", tgt.ModelServer)
+			}
+			return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "all %d pods of ModelServer %s are failing", total, tgt.ModelServer)
+		}
+		err := d.dispatch(c, ms, req, eps)
+		if err == nil || retried || !c.respFrom.IsZero() || !d.o.Hold.Enabled() || c.r.Context().Err() != nil {
+			return err
+		}
+		// Every pod the request could go to failed or left while it was
+		// tried (the last pod of a model being scaled down to zero, say):
+		// wait for the next one rather than fail. A pod that is still
+		// there and answers is a real failure, returned as is.
+		if eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0]); servable(ms, eps, total, true) {
+			return err
+		}
+	}
+}
+
+// dispatch schedules the request on eps and proxies it.
+func (d *Director) dispatch(c *call, ms *networkingv1alpha1.ModelServer, req *framework.Request, eps []*datastore.Endpoint) error {
 	sched := d.o.Scheduler()
 	if ms.Spec.WorkloadSelector != nil && ms.Spec.WorkloadSelector.PDGroup != nil {
 		return d.servePD(c, sched, ms, req, eps)
 	}
 	ptrs, byKey := viewsOf(eps)
-	all := d.sessionOf(c, ms, tgt.ModelServer, ptrs)
+	all := d.sessionOf(c, ms, req.ModelServer, ptrs)
 	res, err := sched.Rank(c.r.Context(), req, ptrs, d.recorder())
 	if err != nil {
 		if c.decision {
 			c.w.Header().Set(DecisionHeader, decisionJSON(res, ""))
 		}
-		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", tgt.ModelServer, err)
+		return openai.Errorf(http.StatusServiceUnavailable, "scheduling", "no pod of ModelServer %s can take the request: %v", req.ModelServer, err)
 	}
 	d.stick(c, all, res, sched.TopN())
-	segs, n := parsed.Splice(c.body, openai.Rewrite{Model: upstreamModel, ForceUsage: true})
+	segs, n := c.parsed.Splice(c.body, openai.Rewrite{Model: req.UpstreamModel, ForceUsage: true})
 	ctx := c.r.Context()
 	err = d.proxy(c, func(ep *framework.Endpoint) { sched.PreRequest(ctx, req, ep) },
 		func(chosen string) string { return c.withSession(decisionJSON(res, chosen)) }, res, byKey, ms, segs, n)
@@ -259,9 +276,11 @@ func (d *Director) serve(c *call) error {
 
 // servable reports whether a ModelServer can be scheduled at all: it has
 // ready pods (of both roles when disaggregated). Pods that are there but
-// marked failing do not make a cold start: those requests fail at once.
-func servable(ms *networkingv1alpha1.ModelServer, eps []*datastore.Endpoint, total int) bool {
-	if total > len(eps) {
+// marked failing do not make a cold start, so a new request fails at once;
+// usableOnly counts only pods not marked failing (for a request whose
+// pods all failed under it).
+func servable(ms *networkingv1alpha1.ModelServer, eps []*datastore.Endpoint, total int, usableOnly bool) bool {
+	if total > len(eps) && !usableOnly {
 		return true
 	}
 	if ws := ms.Spec.WorkloadSelector; ws != nil && ws.PDGroup != nil {
@@ -273,13 +292,13 @@ func servable(ms *networkingv1alpha1.ModelServer, eps []*datastore.Endpoint, tot
 
 // hold waits for the ModelServer's first ready pod while the holder asks
 // the autoscaler for capacity.
-func (d *Director) hold(c *call, ms *networkingv1alpha1.ModelServer, key string) error {
+func (d *Director) hold(c *call, ms *networkingv1alpha1.ModelServer, key string, usableOnly bool) error {
 	held, err := d.o.Hold.Hold(c.r.Context(), ms, key, func() bool {
 		var buf [16]*datastore.Endpoint
 		eps, total := d.o.Store.Endpoints(key, buf[:0])
-		return servable(ms, eps, total)
+		return servable(ms, eps, total, usableOnly)
 	})
-	c.entry.DurationHeld = float64(held.Microseconds()) / 1000
+	c.entry.DurationHeld += float64(held.Microseconds()) / 1000
 	model := c.parsed.Model
 	switch {
 	case err == nil:

@@ -135,3 +135,34 @@ func TestColdStartPDWaitsForBothRoles(t *testing.T) {
 		t.Fatalf("%d from %q: %s", r.status, engineOf(r), r.body)
 	}
 }
+
+// A request whose only pod refuses connections (its process is gone while
+// the pod still looks ready, as at the end of a scale-down to zero) is held
+// until another pod is ready, not failed.
+func TestColdStartAfterEveryPodFailed(t *testing.T) {
+	e1 := newEngine(t, "e1")
+	w := &countingWaker{}
+	// One scrape at start only, so that nothing but the request finds e1 gone.
+	h := startWith(t, docs(server("s", "", ""), oneRoute, endpoints(map[*fakeEngine]string{e1: "s"})), "",
+		func(o *Options) { o.Waker = w; o.ScrapeInterval = time.Hour })
+	e1.srv.Close()
+	done := make(chan resp, 1)
+	go func() { done <- h.chat("llama", nil) }()
+	eventually(t, "request held after its pod refused it", func() bool {
+		return testutil.ToFloat64(h.r.Metrics.HeldRequests.WithLabelValues("default/s")) == 1
+	})
+	e2 := newEngine(t, "e2")
+	h.writeFile(h.epFile, docs(server("s", "", ""), oneRoute, endpoints(map[*fakeEngine]string{e2: "s"})))
+	r := <-done
+	if r.status != http.StatusOK || engineOf(r) != "e2" {
+		t.Fatalf("%d from %q: %s", r.status, engineOf(r), r.body)
+	}
+	if w.calls.Load() == 0 {
+		t.Fatal("no capacity asked for")
+	}
+	// A pod that answers with an error is a real failure: not held.
+	e2.set(func(e *fakeEngine) { e.status = http.StatusInternalServerError })
+	if r := h.chat("llama", nil); r.status != http.StatusBadGateway {
+		t.Fatalf("engine error: %d %s", r.status, r.body)
+	}
+}
