@@ -34,6 +34,7 @@ import (
 	"github.com/kthena/kthena/internal/router/plugins"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
 	"github.com/kthena/kthena/internal/router/provider/file"
+	"github.com/kthena/kthena/internal/router/redispool"
 	"github.com/kthena/kthena/internal/router/scheduler"
 	"github.com/kthena/kthena/internal/router/session"
 	"github.com/kthena/kthena/internal/router/upstream"
@@ -120,7 +121,7 @@ type Router struct {
 	sessionStore config.SessionStoreConfig
 	hold         *coldstart.Holder
 	coldLimits   coldstart.Limits
-	redis        *session.RedisPool
+	redis        *redispool.Pool
 	cfgText      atomic.Pointer[string]
 	handler      *handlers.Handler
 	scraper      *enginestate.Scraper
@@ -157,7 +158,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{o: o, Store: datastore.New(), Registry: prometheus.NewRegistry(), reg: plugins.NewRegistry(),
-		redis: session.NewRedisPool(session.RedisOptions{Password: os.Getenv("REDIS_PASSWORD")})}
+		redis: redispool.New(redispool.Options{Password: os.Getenv("REDIS_PASSWORD")})}
 	r.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.Metrics = metrics.New(r.Registry)
 	var tok *tokenizer.Tokenizer
@@ -368,7 +369,7 @@ func (r *Router) applySessionStore(c *config.SessionStoreConfig) {
 	}
 	var store session.Store
 	if want.Store == config.SessionStoreRedis {
-		store = r.redis.Store(want.Redis.Address)
+		store = session.NewRedisStore(r.redis.Client(want.Redis.Address))
 	} else {
 		n := want.MaxEntries
 		if n == 0 {

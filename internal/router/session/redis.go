@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,84 +13,6 @@ import (
 // full key is KeyPrefix + "<namespace>/<modelserver>:<digest of the session key>".
 const KeyPrefix = "kthena:session:"
 
-// RedisOptions configure the Redis clients of a RedisPool.
-type RedisOptions struct {
-	// Username and Password authenticate to Redis (ACL or requirepass).
-	Username, Password string
-	// DB is the Redis database number.
-	DB int
-	// DialTimeout bounds connecting (default 1s).
-	DialTimeout time.Duration
-	// Timeout bounds each command's read and write, so an unreachable Redis
-	// delays a request by little before the router schedules without
-	// affinity (default 100ms). A caller's context deadline also applies.
-	Timeout time.Duration
-	// PoolSize is the number of connections per address (0: go-redis'
-	// default, 10 per CPU).
-	PoolSize int
-}
-
-func (o RedisOptions) client(addr string) *redis.Client {
-	dial, timeout := o.DialTimeout, o.Timeout
-	if dial <= 0 {
-		dial = time.Second
-	}
-	if timeout <= 0 {
-		timeout = 100 * time.Millisecond
-	}
-	return redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		Username:              o.Username,
-		Password:              o.Password,
-		DB:                    o.DB,
-		DialTimeout:           dial,
-		ReadTimeout:           timeout,
-		WriteTimeout:          timeout,
-		PoolSize:              o.PoolSize,
-		MaxRetries:            1, // one retry, for a pooled connection Redis closed
-		DialerRetries:         1, // an unreachable Redis must not hold requests up
-		ContextTimeoutEnabled: true,
-	})
-}
-
-// RedisPool hands out one RedisStore, and so one client with its connection
-// pool, per Redis address. It is safe for concurrent use.
-type RedisPool struct {
-	opts   RedisOptions
-	mu     sync.Mutex
-	stores map[string]*RedisStore
-}
-
-// NewRedisPool returns a pool whose clients use opts.
-func NewRedisPool(opts RedisOptions) *RedisPool {
-	return &RedisPool{opts: opts, stores: make(map[string]*RedisStore)}
-}
-
-// Store returns the store of the Redis at addr (host:port), connecting
-// lazily on first use.
-func (p *RedisPool) Store(addr string) *RedisStore {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s, ok := p.stores[addr]
-	if !ok {
-		s = NewRedisStore(p.opts.client(addr))
-		p.stores[addr] = s
-	}
-	return s
-}
-
-// Close closes every client of the pool; stores handed out stop working.
-func (p *RedisPool) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var errs []error
-	for addr, s := range p.stores {
-		errs = append(errs, s.client.Close())
-		delete(p.stores, addr)
-	}
-	return errors.Join(errs...)
-}
-
 // RedisStore is a Store in Redis, shared by every router replica that uses
 // the same Redis. Each binding is one string key with a millisecond TTL.
 type RedisStore struct {
@@ -100,8 +21,8 @@ type RedisStore struct {
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a store that uses client. Prefer RedisPool.Store,
-// which shares one client per address.
+// NewRedisStore returns a store that uses client (take it from a
+// redispool.Pool, which shares one client per address).
 func NewRedisStore(client *redis.Client) *RedisStore { return &RedisStore{client: client} }
 
 // Ping checks that Redis answers, for a readiness check at startup.

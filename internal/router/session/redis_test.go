@@ -8,16 +8,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kthena/kthena/internal/router/redispool"
 	"github.com/kthena/kthena/internal/testing/realserver"
 )
 
 func TestRedisStore(t *testing.T) {
 	addr := realserver.Redis(t)
-	pool := NewRedisPool(RedisOptions{})
+	pool := redispool.New(redispool.Options{})
 	t.Cleanup(func() { _ = pool.Close() })
-	s := pool.Store(addr)
-	if pool.Store(addr) != s {
-		t.Fatal("two stores (two clients) for one address")
+	s := NewRedisStore(pool.Client(addr))
+	if pool.Client(addr) != pool.Client(addr) {
+		t.Fatal("two clients for one address")
 	}
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
@@ -58,9 +59,9 @@ func TestRedisStoreUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	_ = l.Close() // nothing listens there now
-	pool := NewRedisPool(RedisOptions{DialTimeout: 100 * time.Millisecond, Timeout: 100 * time.Millisecond})
+	pool := redispool.New(redispool.Options{DialTimeout: 100 * time.Millisecond, Timeout: 100 * time.Millisecond})
 	defer func() { _ = pool.Close() }()
-	a := NewAffinity(pool.Store(addr))
+	a := NewAffinity(NewRedisStore(pool.Client(addr)))
 	start := time.Now()
 	d, err := a.Pick(context.Background(), Session{Server: "ns/ms", Key: "k"}, endpoints("ns/p"), nil)
 	if err == nil || d.Outcome != Unbound {
