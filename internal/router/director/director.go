@@ -4,8 +4,10 @@
 package director
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/metrics"
 	"github.com/kthena/kthena/internal/router/openai"
+	"github.com/kthena/kthena/internal/router/ratelimit"
 	"github.com/kthena/kthena/internal/router/routing"
 	"github.com/kthena/kthena/internal/router/scheduler"
 	"github.com/kthena/kthena/internal/router/session"
@@ -62,6 +65,8 @@ type Options struct {
 	// Hold holds requests of a ModelServer with no ready pod until one is
 	// ready (nil: they fail at once with 503).
 	Hold *coldstart.Holder
+	// RateLimits enforces ModelRoute.spec.rateLimit (nil: not enforced).
+	RateLimits *ratelimit.Limiter
 }
 
 // Director handles inference requests. It is safe for concurrent use.
@@ -187,6 +192,16 @@ func (d *Director) serve(c *call) error {
 		return openai.Errorf(http.StatusServiceUnavailable, "model_route_matching", "%v", err)
 	}
 	c.entry.ModelRoute = tgt.Route.Namespace + "/" + tgt.Route.Name
+	if lim := ratelimit.LimitsOf(tgt.Route.Spec.RateLimit); !lim.Empty() && d.o.RateLimits != nil {
+		if err := d.o.RateLimits.Admit(c.r.Context(), c.entry.ModelRoute, parsed.Model, lim, d.inputTokens(parsed)); err != nil {
+			return rateLimited(c, err)
+		}
+		defer func() {
+			if c.usage.Found {
+				d.o.RateLimits.Consume(context.WithoutCancel(c.r.Context()), c.entry.ModelRoute, lim, int(c.usage.CompletionTokens))
+			}
+		}()
+	}
 	if tgt.ExternalProvider != "" {
 		c.entry.BackendType, c.entry.BackendName = "ExternalProvider", tgt.ExternalProvider
 		p := d.o.Store.Provider(tgt.ExternalProvider)
@@ -272,6 +287,28 @@ func (d *Director) dispatch(c *call, ms *networkingv1alpha1.ModelServer, req *fr
 		d.recordSession(c, c.entry.SelectedPod)
 	}
 	return err
+}
+
+// inputTokens counts a request's prompt tokens for rate limits: with the
+// tokenizer when one is configured, else about four bytes of prompt text
+// per token (prompts are mostly English and code).
+func (d *Director) inputTokens(p *openai.Request) int {
+	if d.o.Tokenizer != nil && len(p.Prompt) > 0 {
+		return d.o.Tokenizer.Count(string(p.Prompt))
+	}
+	return (p.PromptBytes + 3) / 4
+}
+
+// rateLimited is the 429 of a request over a token rate limit.
+func rateLimited(c *call, err error) error {
+	var denied *ratelimit.Denied
+	if !errors.As(err, &denied) {
+		return openai.Errorf(http.StatusInternalServerError, "rate_limit", "%v", err)
+	}
+	if !denied.Never {
+		c.w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(denied.RetryAfter.Seconds())))))
+	}
+	return openai.Errorf(http.StatusTooManyRequests, denied.Kind+"_rate_limit", "model %q: %v", c.parsed.Model, denied)
 }
 
 // servable reports whether a ModelServer can be scheduled at all: it has

@@ -41,6 +41,9 @@ type Metrics struct {
 	// engines' and present at zero replicas: an autoscaling signal through
 	// a Prometheus metric source.
 	ServerInFlight *prometheus.GaugeVec
+	// Token rate limits (ModelRoute.spec.rateLimit).
+	RateLimited          *prometheus.CounterVec
+	RateLimitStoreErrors prometheus.Counter
 }
 
 // New creates and registers the metrics on reg.
@@ -111,6 +114,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "kthena_router_model_server_requests_in_flight", Help: "Requests being handled per ModelServer, from routing to the end of the response (held requests included).",
 	}, []string{"model_server"})
 	reg.MustRegister(m.ServerInFlight)
+	m.RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_rate_limited_requests_total", Help: "Requests refused by a ModelRoute's token rate limit, by token kind (input, output).",
+	}, []string{"model", "kind"})
+	m.RateLimitStoreErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kthena_router_rate_limit_store_errors_total", Help: "Global rate limit checks that failed because Redis did not answer; the requests were let through.",
+	})
+	reg.MustRegister(m.RateLimited, m.RateLimitStoreErrors)
 	reg.MustRegister(m.HeldRequests, m.HeldTotal, m.HoldDuration, m.ColdStarts, m.ColdStartDuration, m.WakeRequests)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,

@@ -34,6 +34,7 @@ import (
 	"github.com/kthena/kthena/internal/router/plugins"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
 	"github.com/kthena/kthena/internal/router/provider/file"
+	"github.com/kthena/kthena/internal/router/ratelimit"
 	"github.com/kthena/kthena/internal/router/redispool"
 	"github.com/kthena/kthena/internal/router/scheduler"
 	"github.com/kthena/kthena/internal/router/session"
@@ -197,7 +198,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
-		Hold: r.hold,
+		Hold: r.hold, RateLimits: ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit")),
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})

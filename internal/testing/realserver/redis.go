@@ -43,47 +43,85 @@ func freePort() (int, error) {
 // address.
 func Redis(t testing.TB) string {
 	t.Helper()
+	return StartRedis(t).Addr
+}
+
+// RedisServer is a running redis-server that a test may stop and start
+// again on the same address (an outage).
+type RedisServer struct {
+	Addr string
+	t    testing.TB
+	bin  string
+	dir  string
+	cmd  *exec.Cmd
+	exit chan error
+}
+
+// StartRedis runs a throwaway redis-server (no persistence).
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
 	bin := lookPath(t, "redis-server")
 	var lastErr error
 	for range 3 { // the free port may be taken before redis-server binds it
-		addr, err := tryRedis(t, bin)
-		if err == nil {
-			return addr
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
 		}
-		lastErr = err
+		r := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, bin: bin, dir: t.TempDir()}
+		if lastErr = r.start(); lastErr == nil {
+			t.Cleanup(r.Stop)
+			return r
+		}
 	}
 	t.Fatalf("starting redis-server: %v", lastErr)
-	return ""
+	return nil
 }
 
-func tryRedis(t testing.TB, bin string) (string, error) {
-	port, err := freePort()
-	if err != nil {
-		return "", err
+// Stop kills the server (its data is lost); Stop of a stopped server does
+// nothing.
+func (r *RedisServer) Stop() {
+	if r.cmd == nil {
+		return
 	}
-	dir := t.TempDir()
-	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--logfile", logFile)
+	_ = r.cmd.Process.Kill()
+	<-r.exit
+	r.cmd = nil
+}
+
+// Restart starts the server again on its address.
+func (r *RedisServer) Restart() {
+	r.t.Helper()
+	r.Stop()
+	var err error
+	for range 50 { // the port may linger briefly after the kill
+		if err = r.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatalf("restarting redis-server on %s: %v", r.Addr, err)
+}
+
+func (r *RedisServer) start() error {
+	_, port, _ := net.SplitHostPort(r.Addr)
+	logFile := filepath.Join(r.dir, "redis.log")
+	cmd := exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", logFile)
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer func() { _ = c.Close() }()
 	ready := func() error { return c.Ping(context.Background()).Err() }
 	if err := waitUp(ready, exited, 10*time.Second); err != nil {
 		_ = cmd.Process.Kill()
 		out, _ := os.ReadFile(logFile)
-		return "", fmt.Errorf("redis-server on %s: %w: %s", addr, err, out)
+		return fmt.Errorf("redis-server on %s: %w: %s", r.Addr, err, out)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	return addr, nil
+	r.cmd, r.exit = cmd, exited
+	return nil
 }
 
 // waitUp polls ready until it succeeds, the process exits or the timeout

@@ -1,0 +1,97 @@
+package runner
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kthena/kthena/internal/testing/realserver"
+)
+
+// A chat body of "hello" is about 9 input tokens by the router's estimate
+// (36 bytes of messages, four bytes a token); the fake engine answers 3
+// output tokens.
+func limitedRoute(limit string) string {
+	return fmt.Sprintf(`kind: ModelRoute
+metadata: {name: r}
+spec: {modelName: llama, rateLimit: %s, rules: [{targetModels: [{modelServerName: s}]}]}
+`, limit)
+}
+
+func errType(r resp) string {
+	e, _ := r.json["error"].(map[string]any)
+	s, _ := e["type"].(string)
+	return s
+}
+
+func TestRateLimitLocal(t *testing.T) {
+	e := newEngine(t, "e1")
+	eps := endpoints(map[*fakeEngine]string{e: "s"})
+	h := start(t, docs(server("s", "", ""), limitedRoute("{inputTokensPerUnit: 20, unit: minute}"), eps), "")
+	for i := range 2 {
+		if r := h.chat("llama", nil); r.status != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := h.chat("llama", nil)
+	if r.status != http.StatusTooManyRequests || errType(r) != "input_rate_limit" {
+		t.Fatalf("third request: %d %s", r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if got := testutil.ToFloat64(h.r.Metrics.RateLimited.WithLabelValues("llama", "input")); got != 1 {
+		t.Fatalf("rate limited counter %v", got)
+	}
+
+	// Output: 5 per minute; the first answer (3 tokens) leaves 2, the
+	// second (3 more) leaves -1: the third request is refused.
+	h.writeFile(h.epFile, docs(server("s", "", ""), limitedRoute("{outputTokensPerUnit: 5, unit: minute}"), eps))
+	eventually(t, "new limit loaded", func() bool { return h.chat("llama", nil).status == http.StatusOK })
+	if r := h.chat("llama", nil); r.status != http.StatusOK {
+		t.Fatalf("second request under the output limit: %d %s", r.status, r.body)
+	}
+	r = h.chat("llama", nil)
+	if r.status != http.StatusTooManyRequests || errType(r) != "output_rate_limit" {
+		t.Fatalf("over the output limit: %d %s", r.status, r.body)
+	}
+}
+
+// Two routers share a limit through one Redis; when Redis stops, requests
+// go through (fail open, counted), and the limit holds again once Redis is
+// back.
+func TestRateLimitGlobal(t *testing.T) {
+	redis := realserver.StartRedis(t)
+	e := newEngine(t, "e1")
+	file := docs(server("s", "", ""), limitedRoute(fmt.Sprintf("{inputTokensPerUnit: 20, unit: hour, global: {redis: {address: %q}}}", redis.Addr)),
+		endpoints(map[*fakeEngine]string{e: "s"}))
+	a, b := start(t, file, ""), start(t, file, "")
+	if r := a.chat("llama", nil); r.status != http.StatusOK {
+		t.Fatalf("a: %d %s", r.status, r.body)
+	}
+	if r := b.chat("llama", nil); r.status != http.StatusOK {
+		t.Fatalf("b: %d %s", r.status, r.body)
+	}
+	for name, h := range map[string]*harness{"a": a, "b": b} {
+		if r := h.chat("llama", nil); r.status != http.StatusTooManyRequests || errType(r) != "input_rate_limit" {
+			t.Fatalf("%s after the shared limit: %d %s", name, r.status, r.body)
+		}
+	}
+
+	redis.Stop()
+	for i := range 3 {
+		if r := a.chat("llama", nil); r.status != http.StatusOK {
+			t.Fatalf("request %d with Redis down (fail open): %d %s", i, r.status, r.body)
+		}
+	}
+	if got := testutil.ToFloat64(a.r.Metrics.RateLimitStoreErrors); got < 3 {
+		t.Fatalf("store errors counted %v", got)
+	}
+	redis.Restart() // empty: the bucket starts full again
+	eventually(t, "limit enforced again after Redis is back", func() bool {
+		return a.chat("llama", nil).status == http.StatusTooManyRequests
+	})
+}
