@@ -25,8 +25,10 @@ type Entry struct {
 	SelectedPod string    `json:"selected_pod,omitempty"`
 	// PrefillPod is the prefill pod of a disaggregated request (SelectedPod
 	// is then its decode pod).
-	PrefillPod         string `json:"prefill_pod,omitempty"`
-	RequestID          string `json:"request_id,omitempty"`
+	PrefillPod string `json:"prefill_pod,omitempty"`
+	RequestID  string `json:"request_id,omitempty"`
+	// Tenant is the authenticated caller (the token's tenant claim).
+	Tenant             string `json:"tenant,omitempty"`
 	BackendType        string `json:"backend_type,omitempty"`
 	BackendName        string `json:"backend_name,omitempty"`
 	UpstreamModel      string `json:"upstream_model,omitempty"`
@@ -113,6 +115,7 @@ func (l *Logger) Log(e *Entry) {
 	kv("selected_pod", e.SelectedPod)
 	kv("prefill_pod", e.PrefillPod)
 	kv("request_id", e.RequestID)
+	kv("tenant", e.Tenant)
 	kv("backend_type", e.BackendType)
 	kv("upstream_model", e.UpstreamModel)
 	if e.UpstreamAttempts > 0 {

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"path"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,9 +20,8 @@ import (
 // RouterConfiguration is the whole file.
 type RouterConfiguration struct {
 	Scheduler SchedulerConfig `json:"scheduler"`
-	// Auth is accepted for upstream compatibility; JWT authentication is not
-	// implemented yet, so a configured jwksUri is rejected rather than
-	// silently not enforced.
+	// Auth turns on JWT authentication when jwksUri is set (upstream), and
+	// per-model authorization rules (Kthena extension).
 	Auth *AuthConfig `json:"auth,omitempty"`
 	// Tokenizer turns on real token counting of prompts (Kthena extension).
 	Tokenizer *TokenizerConfig `json:"tokenizer,omitempty"`
@@ -91,11 +92,37 @@ type RedisConfig struct {
 	Address string `json:"address"`
 }
 
-// AuthConfig is upstream's JWT section.
+// AuthConfig is upstream's JWT section plus Kthena's authorization rules.
 type AuthConfig struct {
-	Issuer    string   `json:"issuer,omitempty"`
+	// Issuer is the required iss claim (unset: any).
+	Issuer string `json:"issuer,omitempty"`
+	// Audiences: the aud claim must hold one of them (unset: any).
 	Audiences []string `json:"audiences,omitempty"`
-	JWKSURI   string   `json:"jwksUri,omitempty"`
+	// JWKSURI is where the issuer publishes its keys; setting it turns
+	// authentication on.
+	JWKSURI string `json:"jwksUri,omitempty"`
+	// RefreshInterval is how often the keys are fetched again (default 1h;
+	// an unknown key id also triggers a fetch, at most every 30s).
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+	// TenantClaim names the caller (default sub).
+	TenantClaim string `json:"tenantClaim,omitempty"`
+	// GroupsClaim holds the caller's groups, a string or a list (default
+	// groups).
+	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// Rules grant models to callers; with rules, what no rule grants is
+	// denied. Without rules every authenticated caller may use every model.
+	Rules []AuthRule `json:"rules,omitempty"`
+}
+
+// AuthRule grants the models it names (globs over request model names,
+// LoRA adapters included) to the callers it names: subjects (globs),
+// groups, or claim values. A rule naming no caller grants every
+// authenticated one.
+type AuthRule struct {
+	Models   []string            `json:"models"`
+	Subjects []string            `json:"subjects,omitempty"`
+	Groups   []string            `json:"groups,omitempty"`
+	Claims   map[string][]string `json:"claims,omitempty"`
 }
 
 // TokenizerConfig selects a BPE encoding for input-token estimates.
@@ -190,8 +217,10 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 	if err := yaml.UnmarshalStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("decode router configuration: %w", err)
 	}
-	if c.Auth != nil && c.Auth.JWKSURI != "" {
-		return nil, fmt.Errorf("auth.jwksUri is set but JWT authentication is not supported by this router yet")
+	if a := c.Auth; a != nil {
+		if err := validateAuth(a); err != nil {
+			return nil, err
+		}
 	}
 	if c.Scheduler.TopN < 0 {
 		return nil, fmt.Errorf("scheduler.topN must be >= 0, got %d", c.Scheduler.TopN)
@@ -227,6 +256,33 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 		return nil, fmt.Errorf("scheduler.pdDecider.minUncachedTokens must be >= 0, got %d", d.MinUncachedTokens)
 	}
 	return &c, nil
+}
+
+func validateAuth(a *AuthConfig) error {
+	if a.JWKSURI == "" {
+		if len(a.Rules) > 0 {
+			return fmt.Errorf("auth.rules need auth.jwksUri: authorization works on authenticated callers")
+		}
+		return nil
+	}
+	u, err := url.Parse(a.JWKSURI)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("auth.jwksUri %q: want an http(s) URL", a.JWKSURI)
+	}
+	if a.RefreshInterval != nil && a.RefreshInterval.Duration < time.Minute {
+		return fmt.Errorf("auth.refreshInterval must be at least 1m, got %s", a.RefreshInterval.Duration)
+	}
+	for i, r := range a.Rules {
+		if len(r.Models) == 0 {
+			return fmt.Errorf("auth.rules[%d].models: at least one model (glob) is required", i)
+		}
+		for _, g := range append(append([]string{}, r.Models...), r.Subjects...) {
+			if _, err := path.Match(g, ""); err != nil {
+				return fmt.Errorf("auth.rules[%d]: bad glob %q", i, g)
+			}
+		}
+	}
+	return nil
 }
 
 // Load reads and parses a file.

@@ -17,6 +17,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/auth"
 	"github.com/kthena/kthena/internal/router/coldstart"
 	"github.com/kthena/kthena/internal/router/datastore"
 	"github.com/kthena/kthena/internal/router/framework"
@@ -67,6 +68,9 @@ type Options struct {
 	Hold *coldstart.Holder
 	// RateLimits enforces ModelRoute.spec.rateLimit (nil: not enforced).
 	RateLimits *ratelimit.Limiter
+	// Auth returns the authenticator whose rules authorize models (nil
+	// func or result: every caller may use every model).
+	Auth func() *auth.Authenticator
 }
 
 // Director handles inference requests. It is safe for concurrent use.
@@ -180,6 +184,18 @@ func (d *Director) serve(c *call) error {
 	}
 	c.parsed = parsed
 	c.entry.ModelName = parsed.Model
+	if id := auth.IdentityFrom(c.r.Context()); id != nil {
+		c.entry.Tenant = id.Subject
+		if d.o.Auth != nil {
+			if a := d.o.Auth(); a != nil {
+				if err := a.Authorize(id, parsed.Model); err != nil {
+					var ae *auth.Error
+					errors.As(err, &ae)
+					return openai.Errorf(ae.Status, ae.Type, "%s", ae.Message)
+				}
+			}
+		}
+	}
 
 	routes, lora := d.o.Store.Routes(parsed.Model)
 	tgt, err := d.matcher.Match(routes, lora, routing.Input{Model: parsed.Model, Path: c.r.URL.Path, Headers: c.r.Header}, rand.IntN)

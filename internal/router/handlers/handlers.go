@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kthena/kthena/internal/router/auth"
 	"github.com/kthena/kthena/internal/router/openai"
 )
 
@@ -34,6 +35,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Ready reports readiness.
 	Ready func() bool
+	// Auth returns the authenticator (nil func or result: no
+	// authentication).
+	Auth func() *auth.Authenticator
 }
 
 // Handler is the router's http.Handler.
@@ -89,18 +93,54 @@ type modelInfo struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-func (h *Handler) models(w http.ResponseWriter, _ *http.Request) {
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
+	a, id, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
 	names := h.o.Models.ModelNames()
 	l := modelList{Object: "list", Data: make([]modelInfo, 0, len(names))}
 	for _, n := range names {
-		l.Data = append(l.Data, modelInfo{ID: n, Object: "model", OwnedBy: "kthena"})
+		if a == nil || a.Allowed(id, n) {
+			l.Data = append(l.Data, modelInfo{ID: n, Object: "model", OwnedBy: "kthena"})
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(l)
 }
 
+// authenticate verifies the caller when authentication is on; on failure
+// it has written the error.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Authenticator, *auth.Identity, bool) {
+	if h.o.Auth == nil {
+		return nil, nil, true
+	}
+	a := h.o.Auth()
+	if a == nil {
+		return nil, nil, true
+	}
+	id, err := a.Authenticate(r)
+	if err != nil {
+		var ae *auth.Error
+		if !errors.As(err, &ae) {
+			ae = &auth.Error{Status: http.StatusUnauthorized, Type: "authentication_error", Message: err.Error()}
+		}
+		if ae.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kthena"`)
+		}
+		openai.Errorf(ae.Status, ae.Type, "%s", ae.Message).Write(w)
+		return a, nil, false
+	}
+	return a, id, true
+}
+
 func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if _, id, ok := h.authenticate(w, r); !ok {
+		return
+	} else if id != nil {
+		r = r.WithContext(auth.WithIdentity(r.Context(), id))
+	}
 	if r.ContentLength > h.o.MaxBodyBytes {
 		openai.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, h.o.MaxBodyBytes).Write(w)
 		return

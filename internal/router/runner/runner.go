@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kthena/kthena/internal/router/accesslog"
+	"github.com/kthena/kthena/internal/router/auth"
 	"github.com/kthena/kthena/internal/router/coldstart"
 	"github.com/kthena/kthena/internal/router/config"
 	"github.com/kthena/kthena/internal/router/datastore"
@@ -121,16 +122,22 @@ type Router struct {
 	// sessionStore is the configuration affinity was built from.
 	sessionStore config.SessionStoreConfig
 	hold         *coldstart.Holder
-	coldLimits   coldstart.Limits
-	redis        *redispool.Pool
-	cfgText      atomic.Pointer[string]
-	handler      *handlers.Handler
-	scraper      *enginestate.Scraper
-	servers      []*http.Server
-	lns          []net.Listener
-	synced       atomic.Bool
-	wg           sync.WaitGroup
-	cancel       context.CancelFunc
+	// auth is the authenticator of the current configuration (nil: off);
+	// authCfg what it was built from, authStop stops its key refresh.
+	auth       atomic.Pointer[auth.Authenticator]
+	authMu     sync.Mutex
+	authCfg    *config.AuthConfig
+	authStop   context.CancelFunc
+	coldLimits coldstart.Limits
+	redis      *redispool.Pool
+	cfgText    atomic.Pointer[string]
+	handler    *handlers.Handler
+	scraper    *enginestate.Scraper
+	servers    []*http.Server
+	lns        []net.Listener
+	synced     atomic.Bool
+	wg         sync.WaitGroup
+	cancel     context.CancelFunc
 }
 
 type handle struct{ tok framework.TokenCounter }
@@ -198,11 +205,11 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
-		Hold: r.hold, RateLimits: ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit")),
+		Hold: r.hold, RateLimits: ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit")), Auth: r.auth.Load,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
-	r.handler = handlers.New(handlers.Options{Director: dir, Models: r.Store, MaxBodyBytes: o.MaxBodyBytes, Ready: r.ready})
+	r.handler = handlers.New(handlers.Options{Director: dir, Models: r.Store, MaxBodyBytes: o.MaxBodyBytes, Ready: r.ready, Auth: r.auth.Load})
 
 	// Providers.
 	switch {
@@ -346,6 +353,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	}
 	r.sched.Store(s)
 	r.applySessionStore(cfg.SessionSticky)
+	r.applyAuth(cfg.Auth)
 	l := &r.coldLimits
 	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
 	if r.hold != nil {
@@ -353,6 +361,33 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	}
 	r.cfgText.Store(&text)
 	return nil
+}
+
+// applyAuth (re)builds the authenticator when its configuration changed;
+// a new one loads its keys in the background (requests meanwhile get 503).
+func (r *Router) applyAuth(c *config.AuthConfig) {
+	r.authMu.Lock()
+	defer r.authMu.Unlock()
+	if c != nil && c.JWKSURI == "" {
+		c = nil
+	}
+	if reflect.DeepEqual(c, r.authCfg) {
+		return
+	}
+	if r.authStop != nil {
+		r.authStop()
+		r.authStop = nil
+	}
+	r.authCfg = c
+	if c == nil {
+		r.auth.Store(nil)
+		return
+	}
+	a := auth.New(*c, nil, r.o.Log.WithName("auth"))
+	ctx, cancel := context.WithCancel(context.Background())
+	r.authStop = cancel
+	go a.Run(ctx)
+	r.auth.Store(a)
 }
 
 // applySessionStore (re)builds the session affinity when its store
@@ -417,6 +452,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	}
 	r.cancel()
 	r.wg.Wait()
+	r.applyAuth(nil)
 	_ = r.redis.Close()
 	return err
 }

@@ -24,7 +24,12 @@ func TestBuildStrict(t *testing.T) {
 		{"scorer as filter", "scheduler:\n  plugins:\n    Filter: {enabled: [gpu-usage]}\n", "not a filter"},
 		{"random combined", "scheduler:\n  plugins:\n    Score: {enabled: [random, gpu-usage]}\n", "random"},
 		{"duplicate", "scheduler:\n  plugins:\n    Score: {enabled: [gpu-usage, gpu-usage]}\n", "twice"},
-		{"auth unsupported", "scheduler: {plugins: {}}\nauth: {jwksUri: https://x}\n", "not supported"},
+		{"auth accepted", "scheduler: {plugins: {}}\nauth: {jwksUri: https://x}\n", ""},
+		{"auth bad uri", "scheduler: {plugins: {}}\nauth: {jwksUri: \"ftp:x\"}\n", "http(s) URL"},
+		{"auth rules need jwks", "scheduler: {plugins: {}}\nauth: {rules: [{models: [a]}]}\n", "need auth.jwksUri"},
+		{"auth rule without models", "scheduler: {plugins: {}}\nauth: {jwksUri: https://x, rules: [{subjects: [a]}]}\n", "at least one model"},
+		{"auth bad glob", "scheduler: {plugins: {}}\nauth: {jwksUri: https://x, rules: [{models: [\"[\"]}]}\n", "bad glob"},
+		{"auth short refresh", "scheduler: {plugins: {}}\nauth: {jwksUri: https://x, refreshInterval: 1s}\n", "at least 1m"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
