@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests run for real: redis-server (the
-# session store) and prometheus (the autoscaler's Prometheus metric source;
-# its promtool checks the Grafana dashboard's queries). `make test` and
-# .ci/run call it, so a fresh clone needs nothing else. Without root (or sudo) and without the packages it says what to
+# Installs what the tests run for real: the Debian packages redis-server
+# (the session store, global rate limits), prometheus (the autoscaler's
+# Prometheus metric source; its promtool checks the Grafana dashboard's
+# queries) and nodejs/npm, then the npm packages of the end-to-end suite's
+# official OpenAI client. `make test` and .ci/run call it, so a fresh clone
+# needs nothing else. Without root (or sudo) and without the packages it says what to
 # install and fails.
 set -euo pipefail
-declare -A pkg=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus)
+declare -A pkg=([redis-server]=redis-server [prometheus]=prometheus [promtool]=prometheus [node]=nodejs [npm]=npm)
 missing=()
 for bin in "${!pkg[@]}"; do
-  command -v "$bin" >/dev/null 2>&1 || missing+=("${pkg[$bin]}")
+  if ! command -v "$bin" >/dev/null 2>&1 && [[ ! " ${missing[*]} " =~ " ${pkg[$bin]} " ]]; then
+    missing+=("${pkg[$bin]}")
+  fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+npm_client() {
+  local dir
+  dir="$(dirname "$0")/../test/e2e/openai-client"
+  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules/openai" ]; then
+    echo "installing the npm packages of test/e2e/openai-client" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_client
+  exit 0
+fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -27,3 +42,4 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 for svc in redis-server prometheus; do
   if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop "$svc" >/dev/null 2>&1 || true; fi
 done
+npm_client
