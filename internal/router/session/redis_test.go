@@ -16,8 +16,9 @@ func TestRedisStore(t *testing.T) {
 	addr := realserver.Redis(t)
 	pool := redispool.New(redispool.Options{})
 	t.Cleanup(func() { _ = pool.Close() })
-	s := NewRedisStore(pool.Client(addr))
-	if pool.Client(addr) != pool.Client(addr) {
+	c := pool.Client(addr)
+	s := NewRedisStore(c)
+	if again := pool.Client(addr); again != c {
 		t.Fatal("two clients for one address")
 	}
 	ctx := context.Background()
