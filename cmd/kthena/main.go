@@ -9,7 +9,5 @@ import (
 )
 
 func main() {
-	if err := cli.NewRoot().Execute(); err != nil {
-		os.Exit(1)
-	}
+	os.Exit(cli.Execute(os.Args[1:], os.Stdout, os.Stderr))
 }
