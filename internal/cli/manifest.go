@@ -82,14 +82,14 @@ server's schema and admission webhooks check it.`,
 			}
 			obj.SetNamespace(ns)
 			if o.dryRun {
-				if err := printManifest(cmd.OutOrStdout(), obj); err != nil {
-					return err
-				}
+				// A manifest the API server rejects is not printed: the
+				// error line is the whole answer.
 				if noCluster != nil {
 					_, _ = fmt.Fprintln(cmd.ErrOrStderr(), "no cluster configured: rendered only, not checked by an API server")
-					return nil
+				} else if err := serverDryRun(cmd, kf, obj); err != nil {
+					return err
 				}
-				return serverDryRun(cmd, kf, obj)
+				return printManifest(cmd.OutOrStdout(), obj)
 			}
 			c, err := kf.client()
 			if err != nil {
