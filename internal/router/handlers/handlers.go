@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,10 @@ type Options struct {
 	Models   Models
 	// MaxBodyBytes bounds request bodies (413 above it).
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a request body (408 beyond it), so a
+	// client trickling its body cannot hold a connection and a buffer
+	// forever (0: 2 minutes). Responses are not bounded by it.
+	BodyTimeout time.Duration
 	// Ready reports readiness.
 	Ready func() bool
 	// Auth returns the authenticator (nil func or result: no
@@ -52,6 +57,9 @@ type Handler struct {
 func New(o Options) *Handler {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 32 << 20
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 2 * time.Minute
 	}
 	h := &Handler{o: o, mux: http.NewServeMux()}
 	h.pool.New = func() any { return new(bytes.Buffer) }
@@ -158,12 +166,25 @@ func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
 		// KiB and a 400 KiB allocation, both cleared and copied).
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
+	// A deadline for the body only: cleared once it is read, so that long
+	// streamed answers are not cut (a server-wide ReadTimeout would be).
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout)) == nil
 	body := waitForBody(r.Context(), r.Body, r.ContentLength)
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, io.NopCloser(body), h.o.MaxBodyBytes))
 	if bw, ok := body.(*bodyWaiter); ok {
 		bw.done()
 	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			w.Header().Set("Connection", "close")
+			openai.Errorf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive within %s", h.o.BodyTimeout).Write(w)
+			return
+		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			openai.Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body exceeds the limit of %d bytes", h.o.MaxBodyBytes).Write(w)

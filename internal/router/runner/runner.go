@@ -56,14 +56,17 @@ type Options struct {
 	// EndpointsFile selects the standalone file provider.
 	EndpointsFile string
 	// Kubernetes selects the Kubernetes provider (see provider/kubernetes).
-	Kubernetes      bool
-	ScrapeInterval  time.Duration
-	DrainTimeout    time.Duration
-	MaxBodyBytes    int64
-	StreamIdleTime  time.Duration
-	AccessLog       bool
-	AccessLogFormat string
-	Log             logr.Logger
+	Kubernetes     bool
+	ScrapeInterval time.Duration
+	DrainTimeout   time.Duration
+	MaxBodyBytes   int64
+	StreamIdleTime time.Duration
+	// HeaderTimeout bounds reading a request's headers; BodyTimeout its
+	// body (0: 30 s and 2 min).
+	HeaderTimeout, BodyTimeout time.Duration
+	AccessLog                  bool
+	AccessLogFormat            string
+	Log                        logr.Logger
 	// KubernetesProvider starts the Kubernetes provider; the command sets
 	// it so that standalone builds and tests need no cluster client.
 	KubernetesProvider func(ctx context.Context, store *datastore.Store, log logr.Logger, synced func()) error
@@ -93,6 +96,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "graceful shutdown drain time for in-flight requests")
 	fs.Int64Var(&o.MaxBodyBytes, "max-request-body-bytes", 32<<20, "request body limit (413 above)")
 	fs.DurationVar(&o.StreamIdleTime, "stream-idle-timeout", 5*time.Minute, "abort an engine response that sends nothing for this long")
+	fs.DurationVar(&o.HeaderTimeout, "read-header-timeout", 30*time.Second, "close a connection whose request headers take longer to arrive")
+	fs.DurationVar(&o.BodyTimeout, "read-body-timeout", 2*time.Minute, "answer 408 to a request whose body takes longer to arrive")
 	fs.BoolVar(&o.AccessLog, "access-log", true, "write an access log entry per request to stdout")
 	fs.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text or json")
 	o.Addr, o.MetricsAddr, o.DebugAddr = ":8080", ":9090", "127.0.0.1:15000"
@@ -209,7 +214,8 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
-	r.handler = handlers.New(handlers.Options{Director: dir, Models: r.Store, MaxBodyBytes: o.MaxBodyBytes, Ready: r.ready, Auth: r.auth.Load})
+	r.handler = handlers.New(handlers.Options{Director: dir, Models: r.Store, MaxBodyBytes: o.MaxBodyBytes, BodyTimeout: o.BodyTimeout,
+		Ready: r.ready, Auth: r.auth.Load})
 
 	// Providers.
 	switch {
@@ -283,7 +289,14 @@ func (r *Router) listen(addr string, h http.Handler, cert, key string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ConnContext: handlers.ConnContext}
+	headerTimeout := r.o.HeaderTimeout
+	if headerTimeout <= 0 {
+		headerTimeout = 30 * time.Second
+	}
+	// Headers are small for OpenAI requests; 64 KiB leaves room for large
+	// tokens and cookies and bounds what each idle connection can pin.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ConnContext: handlers.ConnContext}
 	r.servers = append(r.servers, srv)
 	r.lns = append(r.lns, ln)
 	go func() {
