@@ -28,6 +28,8 @@ type cycle struct {
 	status workloadv1alpha1.AutoscalingPolicyStatus
 	tol    float64
 	log    logr.Logger
+	// prom answers the cycle's Prometheus metrics, each query once.
+	prom *promSource
 }
 
 func newCycle(r *Reconciler, pol *workloadv1alpha1.AutoscalingPolicy, st *policyState, now time.Time) *cycle {
@@ -38,6 +40,7 @@ func newCycle(r *Reconciler, pol *workloadv1alpha1.AutoscalingPolicy, st *policy
 
 func (c *cycle) run(ctx context.Context) error {
 	c.log = ctrl.LoggerFrom(ctx)
+	c.prom = newPromSource(c.r.prom, c.log)
 	if other, err := c.claimedBy(ctx); err != nil {
 		return err
 	} else if other != "" {
@@ -120,6 +123,12 @@ func (c *cycle) noteExternal(u *unit, obj client.Object, what string, current in
 	u.written, u.hasWritten = current, true
 }
 
+// source reads a unit's metrics: pod metrics from its own scraper (which
+// keeps per-pod baselines), Prometheus metrics through the cycle's queries.
+func (c *cycle) source(u *unit) metricSource {
+	return splitSource{pod: u.source, prom: c.prom}
+}
+
 // decide runs a unit's scaler, or answers a scale-from-zero request.
 func (c *cycle) decide(u *unit, current int32, ev evaluation, lo, hi int32, wake bool) (decision, string) {
 	if wake && current == 0 {
@@ -178,12 +187,39 @@ func (c *cycle) record(target string, current, desired int32, mode string, ev ev
 	}
 }
 
-// metricsReady sets Ready from the evaluations of the cycle.
-func (c *cycle) metricsReady(ok, atZero bool, summaries ...string) {
+// unitEval is one unit's evaluation, with the prefix its metrics carry in
+// messages (a role's name).
+type unitEval struct {
+	prefix string
+	ev     evaluation
+}
+
+// metricsReady sets Ready from the evaluations of the cycle. At zero there
+// are no pods to read, so only whole-target (Prometheus) metrics show; if
+// one of them failed, Ready is false since nothing but a scale-from-zero
+// request can then wake the target.
+func (c *cycle) metricsReady(ok, atZero bool, evs ...unitEval) {
+	var summaries, read []string
+	failed := false
+	for _, u := range evs {
+		if s := u.ev.summary(); s != "" {
+			summaries = append(summaries, u.prefix+s)
+		}
+		if s := u.ev.readSummary(); s != "" {
+			read = append(read, u.prefix+s)
+		}
+		failed = failed || u.ev.failed()
+	}
 	msg := joinNonEmpty(summaries)
+	waiting := "waiting for a scale-from-zero request (" + ScaleFromZeroAnnotation + ")"
 	switch {
+	case atZero && failed:
+		c.setCondition(ConditionReady, false, ReasonNoMetrics, "at zero replicas and a metric could not be read; only a scale-from-zero request ("+
+			ScaleFromZeroAnnotation+") can wake the target: "+joinNonEmpty(read))
+	case atZero && len(read) > 0:
+		c.setCondition(ConditionReady, true, ReasonAtZero, "at zero replicas; "+waiting+" or a metric above its target: "+joinNonEmpty(read))
 	case atZero:
-		c.setCondition(ConditionReady, true, ReasonAtZero, "at zero replicas; waiting for a scale-from-zero request ("+ScaleFromZeroAnnotation+")")
+		c.setCondition(ConditionReady, true, ReasonAtZero, "at zero replicas; "+waiting)
 	case !ok:
 		c.setCondition(ConditionReady, false, ReasonNoMetrics, "no metric gave a usable value, replicas stay: "+msg)
 	case msg == "":
@@ -227,7 +263,7 @@ func (c *cycle) homogeneous(ctx context.Context) error {
 		return err
 	}
 	metrics := c.pol.Spec.Metrics
-	readings := u.source.read(ctx, c.now, pods, requestsFor(metrics, t.Target.MetricSources))
+	readings := c.source(u).read(ctx, c.now, pods, requestsFor(metrics, t.Target.MetricSources))
 	ev := evaluate(current, t.MinReplicas, t.MaxReplicas, c.tol, metrics, readings, podsPerGroup(pods))
 	old := c.status.HomogeneousStatus
 	var lastScale *metav1.Time
@@ -246,7 +282,7 @@ func (c *cycle) homogeneous(ctx context.Context) error {
 		ts.LastScaleTime = &metav1.Time{Time: c.now}
 		c.scaled(ms, name, current, d.replicas, reason, ev.summary())
 	}
-	c.metricsReady(ev.ok, current == 0 && d.replicas == 0, ev.summary())
+	c.metricsReady(ev.ok, current == 0 && d.replicas == 0, unitEval{ev: ev})
 	return nil
 }
 
@@ -303,7 +339,7 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 		c.noteExternal(u, ms, "spec.replicas of ModelServing "+name, scale.Spec.Replicas)
 		ppr := podsPerGroup(pods)
 		targets = append(targets, target{name: name, ms: ms, current: scale.Spec.Replicas, ppr: ppr, u: u})
-		readings = append(readings, u.source.read(ctx, c.now, pods, requestsFor(metrics, prm.Target.MetricSources)))
+		readings = append(readings, c.source(u).read(ctx, c.now, pods, requestsFor(metrics, prm.Target.MetricSources)))
 		costs = append(costs, costTarget{cost: prm.Cost, lo: prm.MinReplicas, hi: prm.MaxReplicas})
 		current += scale.Spec.Replicas
 		lo += prm.MinReplicas
@@ -367,7 +403,7 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 	if werr != nil {
 		return werr
 	}
-	c.metricsReady(ev.ok, current == 0 && d.replicas == 0, ev.summary())
+	c.metricsReady(ev.ok, current == 0 && d.replicas == 0, unitEval{ev: ev})
 	return nil
 }
 

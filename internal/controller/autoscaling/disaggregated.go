@@ -77,7 +77,7 @@ func (c *cycle) disaggregated(ctx context.Context) error {
 	}
 	wake := allZero && wakePending(ms, lastScale)
 
-	var summaries []string
+	var evs []unitEval
 	anyOK := true
 	for _, ru := range roles {
 		ru.u = c.st.unit(name+"/"+ru.name, c.r.podConfig)
@@ -96,13 +96,11 @@ func (c *cycle) disaggregated(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		readings := ru.u.source.read(ctx, c.now, pods, requestsFor(metrics, p.MetricSources))
+		readings := c.source(ru.u).read(ctx, c.now, pods, requestsFor(metrics, p.MetricSources))
 		ru.ev = evaluate(ru.current, ru.b.lo, ru.b.hi, c.tol, metrics, readings, float64(groups))
 		ru.d, ru.reason = c.decide(ru.u, ru.current, ru.ev, ru.b.lo, ru.b.hi, wake)
 		anyOK = anyOK && (ru.ev.ok || ru.current == 0)
-		if s := ru.ev.summary(); s != "" {
-			summaries = append(summaries, ru.name+": "+s)
-		}
+		evs = append(evs, unitEval{prefix: ru.name + ": ", ev: ru.ev})
 	}
 
 	ds := &workloadv1alpha1.DisaggregatedScalingStatus{}
@@ -196,7 +194,7 @@ func (c *cycle) disaggregated(ctx context.Context) error {
 	}
 	c.status.DisaggregatedStatus = ds
 	if written || len(ops) == 0 {
-		c.metricsReady(anyOK, allZero && !written, summaries...)
+		c.metricsReady(anyOK, allZero && !written, evs...)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package autoscaling
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -29,6 +30,8 @@ type observed struct {
 	missing int
 	unready int
 	err     error
+	// external is set for a whole-target value (Prometheus).
+	external bool
 	// wants is the replicas this metric alone asks for.
 	wants int32
 }
@@ -42,6 +45,9 @@ func (o observed) String() string {
 		return fmt.Sprintf("%s=? (%s)", o.name, msg)
 	}
 	s := fmt.Sprintf("%s=%s/%s", o.name, fmtFloat(o.value), fmtFloat(o.target))
+	if o.external {
+		return s + " [prometheus]"
+	}
 	if o.ready > 0 || o.missing > 0 || o.unready > 0 {
 		s += fmt.Sprintf(" [%d pods", o.ready)
 		if o.missing > 0 {
@@ -65,6 +71,17 @@ type evaluation struct {
 	metrics []observed
 }
 
+// failed reports whether a metric has no value because reading it failed
+// (not merely because there were no pods to read).
+func (e evaluation) failed() bool {
+	for _, m := range e.metrics {
+		if !m.has && m.err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (e evaluation) summary() string {
 	parts := make([]string, 0, len(e.metrics))
 	for _, m := range e.metrics {
@@ -73,16 +90,33 @@ func (e evaluation) summary() string {
 	return strings.Join(parts, ", ")
 }
 
-// evaluate recommends replicas for one unit from its readings.
+// readSummary lists only the metrics that were read or failed, leaving out
+// pod metrics of a unit with no pods (at zero they are all "no data").
+func (e evaluation) readSummary() string {
+	var parts []string
+	for _, m := range e.metrics {
+		if m.has || m.err != nil {
+			parts = append(parts, m.String())
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// evaluate recommends replicas for one unit from its readings. As in the
+// Horizontal Pod Autoscaler, while a metric gives no recommendation the
+// others may scale up but not down: the unread metric might be the one
+// that needs the replicas.
 func evaluate(current, lo, hi int32, tolerance float64, metrics []workloadv1alpha1.AutoscalingPolicyMetric, readings []metricReading, podsPerReplica float64) evaluation {
 	var e evaluation
 	var wants []int32
-	anyOK := false
+	anyOK, anyMissing := false, false
 	for i, m := range metrics {
 		o := observed{name: m.Name, target: m.TargetValue.AsApproximateFloat64()}
+		read := false
 		if i < len(readings) {
 			rd := readings[i]
 			o.err = rd.err
+			o.external = rd.external != ""
 			switch {
 			case rd.total != nil:
 				o.value, o.has = *rd.total, true
@@ -99,24 +133,38 @@ func evaluate(current, lo, hi int32, tolerance float64, metrics []workloadv1alph
 			if w, ok := recommendOne(recommendInput{current: current, target: o.target, tolerance: tolerance, reading: rd, podsPerReplica: podsPerReplica}); ok {
 				o.wants = w
 				wants = append(wants, w)
-				anyOK = true
+				anyOK, read = true, true
 			}
 		}
+		anyMissing = anyMissing || !read
 		e.metrics = append(e.metrics, o)
 	}
 	e.recommended, e.ok = recommend(current, lo, hi, wants, anyOK)
+	if e.ok && anyMissing && e.recommended < current && current <= hi {
+		e.recommended = current
+	}
 	return e
 }
 
 // pool merges the readings of several units metric by metric (the targets
-// of a heterogeneous policy share one recommendation). Whole-target values
-// are summed.
+// of a heterogeneous policy share one recommendation). Pod readings are
+// pooled. Whole-target values are summed over distinct queries, so a query
+// that every target names counts once; if any of them failed the metric has
+// no value, since a partial sum would under-count. A metric read from pods
+// for some targets and from Prometheus for others has no value either: the
+// two cannot be combined.
 func pool(perUnit [][]metricReading, n int) []metricReading {
 	out := make([]metricReading, n)
 	for i := 0; i < n; i++ {
-		var pr *podReadings
-		var total *float64
-		var errs []string
+		var (
+			pr            *podReadings
+			errs          []string
+			external, pod bool
+			sum           float64
+			failed        bool
+			seen          = map[string]bool{}
+			firstExternal string
+		)
 		for _, rs := range perUnit {
 			if i >= len(rs) {
 				continue
@@ -125,29 +173,56 @@ func pool(perUnit [][]metricReading, n int) []metricReading {
 			if r.err != nil {
 				errs = append(errs, r.err.Error())
 			}
-			if r.pods != nil {
-				if pr == nil {
-					pr = &podReadings{}
+			if r.external == "" {
+				pod = true
+				if r.pods != nil {
+					if pr == nil {
+						pr = &podReadings{}
+					}
+					pr.values = append(pr.values, r.pods.values...)
+					pr.missing += r.pods.missing
+					pr.unready += r.pods.unready
 				}
-				pr.values = append(pr.values, r.pods.values...)
-				pr.missing += r.pods.missing
-				pr.unready += r.pods.unready
+				continue
 			}
-			if r.total != nil {
-				t := *r.total
-				if total != nil {
-					t += *total
-				}
-				total = &t
+			external = true
+			if firstExternal == "" {
+				firstExternal = r.external
 			}
+			if r.total == nil {
+				failed = true
+			}
+			if !seen[r.external] && r.total != nil {
+				sum += *r.total
+			}
+			seen[r.external] = true
 		}
-		out[i] = metricReading{pods: pr, total: total}
-		if total != nil {
-			out[i].pods = nil
+		switch {
+		case external && pod:
+			errs = []string{"read from Prometheus for some targets and from pods for others; use one kind of source for every target"}
+		case external:
+			out[i].external = firstExternal
+			if !failed {
+				out[i].total = &sum
+			}
+		default:
+			out[i].pods = pr
 		}
 		if len(errs) > 0 {
-			sort.Strings(errs)
-			out[i].err = fmt.Errorf("%s", strings.Join(errs, "; "))
+			out[i].err = errors.New(strings.Join(uniqueSorted(errs), "; "))
+		}
+	}
+	return out
+}
+
+// uniqueSorted sorts ss and drops repeats (the same failing query named by
+// several targets is reported once).
+func uniqueSorted(ss []string) []string {
+	sort.Strings(ss)
+	out := ss[:0]
+	for _, s := range ss {
+		if len(out) == 0 || s != out[len(out)-1] {
+			out = append(out, s)
 		}
 	}
 	return out

@@ -21,6 +21,9 @@ type podReadings struct {
 type metricReading struct {
 	pods  *podReadings
 	total *float64
+	// external names the query of a whole-target source (set with or
+	// without a value); readings with the same name are the same value.
+	external string
 	// err says why the reading has no usable value, for status.
 	err error
 }

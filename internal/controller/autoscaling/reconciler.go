@@ -47,9 +47,11 @@ type Reconciler struct {
 	Now func() time.Time
 
 	podConfig podSourceConfig
-	metrics   *decisionMetrics
-	mu        sync.Mutex
-	states    map[types.NamespacedName]*policyState
+	// prom holds one Prometheus client per server, shared by all policies.
+	prom    *promClients
+	metrics *decisionMetrics
+	mu      sync.Mutex
+	states  map[types.NamespacedName]*policyState
 }
 
 // policyState is the in-memory state of one policy: its scalers' histories

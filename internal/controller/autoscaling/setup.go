@@ -30,6 +30,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.podConfig.client == nil {
 		r.podConfig = defaultPodSourceConfig()
 	}
+	if r.prom == nil {
+		r.prom = newPromClients()
+	}
 	r.metrics = newDecisionMetrics()
 	r.states = map[types.NamespacedName]*policyState{}
 	return ctrl.NewControllerManagedBy(mgr).

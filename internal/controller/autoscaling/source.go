@@ -18,11 +18,11 @@ type metricRequest struct {
 	spec workloadv1alpha1.MetricSource
 }
 
-// metricSource reads metrics of one scaling unit for one cycle. It is the
-// seam for more sources: the engine-pod scraper is the only one built; a
-// router-signal source (the router's per-model queue and in-flight counts)
-// and a Prometheus source (spec.metricSources[].prometheus) fit behind it,
-// returning per-pod readings or one whole-target value.
+// metricSource reads metrics of one scaling unit for one cycle, as per-pod
+// readings (podSource, the engine-pod scraper) or one whole-target value
+// (promSource, spec.metricSources[].prometheus); splitSource sends each
+// request to its kind. A router-signal source (the router's per-model queue
+// and in-flight counts) would fit behind it too; it is not built.
 type metricSource interface {
 	// read returns one reading per request, in order. pods are the unit's
 	// candidate pods (entry pods of the ModelServing or of one role); a
