@@ -117,6 +117,10 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(l)
 }
 
+// readDeadliner is net/http's response writer: it sets the connection's
+// read deadline.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
 // authenticate verifies the caller when authentication is on; on failure
 // it has written the error.
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Authenticator, *auth.Identity, bool) {
@@ -168,8 +172,10 @@ func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
 	}
 	// A deadline for the body only: cleared once it is read, so that long
 	// streamed answers are not cut (a server-wide ReadTimeout would be).
-	rc := http.NewResponseController(w)
-	deadline := rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout)) == nil
+	// (An interface assertion rather than http.ResponseController: no
+	// allocation per request.)
+	rc, deadline := w.(readDeadliner)
+	deadline = deadline && rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout)) == nil
 	body := waitForBody(r.Context(), r.Body, r.ContentLength)
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, io.NopCloser(body), h.o.MaxBodyBytes))
 	if bw, ok := body.(*bodyWaiter); ok {
