@@ -183,6 +183,10 @@ func (c *cycle) record(target string, current, desired int32, mode string, ev ev
 	for _, o := range ev.metrics {
 		if o.has {
 			m.value.WithLabelValues(c.pol.Namespace, c.pol.Name, target, o.name).Set(o.value)
+		} else {
+			// A stale value would read as current: drop it until the
+			// metric is read again.
+			m.value.DeleteLabelValues(c.pol.Namespace, c.pol.Name, target, o.name)
 		}
 	}
 }

@@ -41,6 +41,13 @@ func (e *exporter) set(c string, v float64) {
 	e.mu.Unlock()
 }
 
+// drop stops serving a case's series (Prometheus then marks it stale).
+func (e *exporter) drop(c string) {
+	e.mu.Lock()
+	delete(e.values, c)
+	e.mu.Unlock()
+}
+
 func (e *exporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -107,7 +114,8 @@ func readyCondition(t *testing.T, ns, policy string) *metav1.Condition {
 // TestPrometheusScalesFromZeroAndBack: a real Prometheus scrapes a load the
 // test moves; a policy on an instant query of it scales its ModelServing
 // up from zero (no pods, so only this metric can), up, down and to zero,
-// and shows the value in status and in its metrics.
+// holds while the series is gone, and shows the value in status and in its
+// metrics.
 func TestPrometheusScalesFromZeroAndBack(t *testing.T) {
 	t.Parallel()
 	load, target := startExporter(t, map[string]float64{"m": 0})
@@ -157,6 +165,25 @@ func TestPrometheusScalesFromZeroAndBack(t *testing.T) {
 	eventually(t, 5*time.Second, func() error {
 		if c := readyCondition(t, ns, "p"); c == nil || c.Status != metav1.ConditionTrue || c.Message != "num_requests_waiting=45/10 [prometheus]" {
 			return fmt.Errorf("ready %+v", c)
+		}
+		return nil
+	})
+
+	// The series vanishes: the query matches nothing, the count stays, the
+	// value is no longer exported.
+	load.drop("m")
+	eventually(t, 10*time.Second, func() error {
+		if c := readyCondition(t, ns, "p"); c == nil || c.Status != metav1.ConditionFalse || c.Reason != autoscaling.ReasonNoMetrics || !strings.Contains(c.Message, "no series") {
+			return fmt.Errorf("ready %+v", c)
+		}
+		return nil
+	})
+	consistently(t, time.Second, func() error {
+		if got := replicas(t, ns, "m"); got != 5 {
+			return fmt.Errorf("replicas moved to %d with no value", got)
+		}
+		if _, ok := controllerMetric(t, "kthena_autoscaling_metric_value", ns, "p", "m", "num_requests_waiting"); ok {
+			return fmt.Errorf("a stale metric value is still exported")
 		}
 		return nil
 	})
