@@ -83,9 +83,9 @@ func (pc *promClients) client(serverURL string) (promQuerier, error) {
 	return c, nil
 }
 
-// validateServerURL accepts an absolute http or https URL. The CRD's
-// format: uri is not enforced by the API server, so a bad value reaches the
-// controller and must be reported there.
+// validateServerURL accepts an absolute http or https URL with a host. The
+// CRD's format: uri only asks for something net/url parses (ftp://x and
+// prometheus:9090 pass), so the rest is checked and reported here.
 func validateServerURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
