@@ -68,8 +68,8 @@ type Authenticator struct {
 	now  func() time.Time
 }
 
-// New returns an Authenticator for cfg (cfg.JWKSURI set); Run must be
-// started for its keys to load.
+// New returns an Authenticator for cfg: JWT when cfg.JWKSURI is set (Run
+// must be started for its keys to load), else the trusted tenant header.
 func New(cfg config.AuthConfig, client *http.Client, log logr.Logger) *Authenticator {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -81,14 +81,31 @@ func New(cfg config.AuthConfig, client *http.Client, log logr.Logger) *Authentic
 	return &Authenticator{cfg: cfg, keys: newKeySet(cfg.JWKSURI, client, refresh, log), now: time.Now}
 }
 
-// Run loads and refreshes the issuer's keys until ctx ends.
-func (a *Authenticator) Run(ctx context.Context) { a.keys.run(ctx) }
+// Run loads and refreshes the issuer's keys until ctx ends (at once for the
+// tenant header).
+func (a *Authenticator) Run(ctx context.Context) {
+	if a.cfg.JWKSURI != "" {
+		a.keys.run(ctx)
+	}
+}
 
 // Loaded is closed once the keys were loaded the first time.
 func (a *Authenticator) Loaded() <-chan struct{} { return a.keys.loaded }
 
-// Authenticate verifies the request's bearer token.
+// Authenticate verifies the request's bearer token, or reads the trusted
+// tenant header. Without a token configuration and without the header the
+// caller is anonymous (nil) unless rules need an identity.
 func (a *Authenticator) Authenticate(r *http.Request) (*Identity, error) {
+	if a.cfg.JWKSURI == "" {
+		tenant := strings.TrimSpace(r.Header.Get(a.cfg.TenantHeader))
+		switch {
+		case tenant != "":
+			return &Identity{Subject: tenant}, nil
+		case len(a.cfg.Rules) > 0:
+			return nil, unauthorized(fmt.Sprintf("the %s header naming the caller is required", a.cfg.TenantHeader))
+		}
+		return nil, nil
+	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {

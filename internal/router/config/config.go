@@ -31,6 +31,23 @@ type RouterConfiguration struct {
 	// ColdStart bounds how requests are held while a ModelServer has no
 	// ready pod (Kthena extension; see ColdStartLimits for the defaults).
 	ColdStart *ColdStartConfig `json:"coldStart,omitempty"`
+	// RateLimit says how ModelRoute rate limits are keyed (Kthena
+	// extension).
+	RateLimit *RateLimitConfig `json:"rateLimit,omitempty"`
+}
+
+// Rate limit scopes.
+const (
+	RateLimitScopeModel  = "model"
+	RateLimitScopeTenant = "tenant"
+)
+
+// RateLimitConfig is how ModelRoute.spec.rateLimit is applied.
+type RateLimitConfig struct {
+	// Scope is model (upstream: one bucket per ModelRoute, default) or
+	// tenant (one bucket per ModelRoute and caller: each tenant gets the
+	// route's limit; callers without identity share one).
+	Scope string `json:"scope,omitempty"`
 }
 
 // ColdStartConfig bounds request holding; unset fields take the defaults.
@@ -109,6 +126,10 @@ type AuthConfig struct {
 	// GroupsClaim holds the caller's groups, a string or a list (default
 	// groups).
 	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// TenantHeader names the caller when jwksUri is unset: the value of
+	// this request header, which a gateway in front of the router must set
+	// (the router trusts it).
+	TenantHeader string `json:"tenantHeader,omitempty"`
 	// Rules grant models to callers; with rules, what no rule grants is
 	// denied. Without rules every authenticated caller may use every model.
 	Rules []AuthRule `json:"rules,omitempty"`
@@ -242,6 +263,9 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 			return nil, fmt.Errorf("sessionSticky.maxEntries must be >= 0, got %d", ss.MaxEntries)
 		}
 	}
+	if rl := c.RateLimit; rl != nil && rl.Scope != "" && rl.Scope != RateLimitScopeModel && rl.Scope != RateLimitScopeTenant {
+		return nil, fmt.Errorf("rateLimit.scope %q: want model or tenant", rl.Scope)
+	}
 	if cs := c.ColdStart; cs != nil {
 		switch {
 		case cs.MaxHeldRequests != nil && *cs.MaxHeldRequests < 0:
@@ -260,10 +284,10 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 
 func validateAuth(a *AuthConfig) error {
 	if a.JWKSURI == "" {
-		if len(a.Rules) > 0 {
-			return fmt.Errorf("auth.rules need auth.jwksUri: authorization works on authenticated callers")
+		if len(a.Rules) > 0 && a.TenantHeader == "" {
+			return fmt.Errorf("auth.rules need auth.jwksUri or auth.tenantHeader: authorization works on identified callers")
 		}
-		return nil
+		return validateRules(a.Rules)
 	}
 	u, err := url.Parse(a.JWKSURI)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -272,7 +296,11 @@ func validateAuth(a *AuthConfig) error {
 	if a.RefreshInterval != nil && a.RefreshInterval.Duration < time.Minute {
 		return fmt.Errorf("auth.refreshInterval must be at least 1m, got %s", a.RefreshInterval.Duration)
 	}
-	for i, r := range a.Rules {
+	return validateRules(a.Rules)
+}
+
+func validateRules(rules []AuthRule) error {
+	for i, r := range rules {
 		if len(r.Models) == 0 {
 			return fmt.Errorf("auth.rules[%d].models: at least one model (glob) is required", i)
 		}

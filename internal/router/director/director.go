@@ -209,12 +209,12 @@ func (d *Director) serve(c *call) error {
 	}
 	c.entry.ModelRoute = tgt.Route.Namespace + "/" + tgt.Route.Name
 	if lim := ratelimit.LimitsOf(tgt.Route.Spec.RateLimit); !lim.Empty() && d.o.RateLimits != nil {
-		if err := d.o.RateLimits.Admit(c.r.Context(), c.entry.ModelRoute, parsed.Model, lim, d.inputTokens(parsed)); err != nil {
+		if err := d.o.RateLimits.Admit(c.r.Context(), c.entry.ModelRoute, c.entry.Tenant, parsed.Model, lim, d.inputTokens(parsed)); err != nil {
 			return rateLimited(c, err)
 		}
 		defer func() {
 			if c.usage.Found {
-				d.o.RateLimits.Consume(context.WithoutCancel(c.r.Context()), c.entry.ModelRoute, lim, int(c.usage.CompletionTokens))
+				d.o.RateLimits.Consume(context.WithoutCancel(c.r.Context()), c.entry.ModelRoute, c.entry.Tenant, lim, int(c.usage.CompletionTokens))
 			}
 		}()
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -110,6 +111,8 @@ type Limiter struct {
 	metrics *metrics.Metrics
 	log     logr.Logger
 
+	perTenant atomic.Bool
+
 	mu      sync.Mutex
 	buckets map[bucketKey]bucket
 	// lastErrLog limits the log lines of a Redis outage.
@@ -129,6 +132,19 @@ type bucketKey struct {
 // enforced locally), m may be nil.
 func New(pool *redispool.Pool, m *metrics.Metrics, log logr.Logger) *Limiter {
 	return &Limiter{pool: pool, metrics: m, log: log, buckets: map[bucketKey]bucket{}}
+}
+
+// SetPerTenant makes each tenant of a route get the route's limits
+// (router configuration rateLimit.scope: tenant); off, a route has one
+// bucket per kind, as upstream.
+func (l *Limiter) SetPerTenant(on bool) { l.perTenant.Store(on) }
+
+// scope is the bucket owner: the route, or the route and tenant.
+func (l *Limiter) scope(route, tenant string) string {
+	if l.perTenant.Load() {
+		return route + "/" + tenant
+	}
+	return route
 }
 
 func (l *Limiter) bucket(route, kind string, lim Limits) bucket {
@@ -155,7 +171,8 @@ func (l *Limiter) bucket(route, kind string, lim Limits) bucket {
 // left. It returns a *Denied when the request is over a limit. A shared
 // store that fails lets the request through (fail open), counted and
 // logged: a Redis outage must not take every model down.
-func (l *Limiter) Admit(ctx context.Context, route, model string, lim Limits, inputTokens int) error {
+func (l *Limiter) Admit(ctx context.Context, route, tenant, model string, lim Limits, inputTokens int) error {
+	route = l.scope(route, tenant)
 	if lim.Output > 0 {
 		ok, wait, err := l.bucket(route, Output, lim).has(ctx, 1)
 		if err != nil {
@@ -179,10 +196,11 @@ func (l *Limiter) Admit(ctx context.Context, route, model string, lim Limits, in
 }
 
 // Consume takes the output tokens of an answered request.
-func (l *Limiter) Consume(ctx context.Context, route string, lim Limits, outputTokens int) {
+func (l *Limiter) Consume(ctx context.Context, route, tenant string, lim Limits, outputTokens int) {
 	if lim.Output == 0 || outputTokens <= 0 {
 		return
 	}
+	route = l.scope(route, tenant)
 	if err := l.bucket(route, Output, lim).spend(ctx, outputTokens); err != nil {
 		l.storeFailed(err, route)
 	}

@@ -31,23 +31,23 @@ func TestLocalInput(t *testing.T) {
 	lim := Limits{Input: 100, Per: time.Minute, Unit: "minute"}
 	ctx := context.Background()
 	for i := range 2 {
-		if err := l.Admit(ctx, "ns/r", "m", lim, 50); err != nil {
+		if err := l.Admit(ctx, "ns/r", "", "m", lim, 50); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	err := l.Admit(ctx, "ns/r", "m", lim, 10)
+	err := l.Admit(ctx, "ns/r", "", "m", lim, 10)
 	var d *Denied
 	if !errors.As(err, &d) || d.Kind != Input || d.RetryAfter < 5*time.Second || d.RetryAfter > 7*time.Second {
 		t.Fatalf("third request: %v (want a wait of about 6 s for 10 tokens at 100/min)", err)
 	}
-	if err := l.Admit(ctx, "ns/other", "m", lim, 50); err != nil {
+	if err := l.Admit(ctx, "ns/other", "", "m", lim, 50); err != nil {
 		t.Fatalf("another route has its own bucket: %v", err)
 	}
-	if err := l.Admit(ctx, "ns/big", "m", lim, 101); !errors.As(err, &d) || !d.Never {
+	if err := l.Admit(ctx, "ns/big", "", "m", lim, 101); !errors.As(err, &d) || !d.Never {
 		t.Fatalf("oversized request: %v", err)
 	}
 	// A changed limit is a new bucket.
-	if err := l.Admit(ctx, "ns/r", "m", Limits{Input: 200, Per: time.Minute, Unit: "minute"}, 150); err != nil {
+	if err := l.Admit(ctx, "ns/r", "", "m", Limits{Input: 200, Per: time.Minute, Unit: "minute"}, 150); err != nil {
 		t.Fatalf("raised limit: %v", err)
 	}
 }
@@ -58,11 +58,11 @@ func TestLocalOutputDebt(t *testing.T) {
 	l := New(nil, nil, logr.Discard())
 	lim := Limits{Output: 60, Per: time.Minute, Unit: "minute"}
 	ctx := context.Background()
-	if err := l.Admit(ctx, "r", "m", lim, 0); err != nil {
+	if err := l.Admit(ctx, "r", "", "m", lim, 0); err != nil {
 		t.Fatal(err)
 	}
-	l.Consume(ctx, "r", lim, 150) // 90 over the bucket: 1.5 minutes of debt
-	err := l.Admit(ctx, "r", "m", lim, 0)
+	l.Consume(ctx, "r", "", lim, 150) // 90 over the bucket: 1.5 minutes of debt
+	err := l.Admit(ctx, "r", "", "m", lim, 0)
 	var d *Denied
 	if !errors.As(err, &d) || d.Kind != Output || d.RetryAfter < 85*time.Second || d.RetryAfter > 95*time.Second {
 		t.Fatalf("after the debt: %v", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kthena/kthena/internal/router/config"
 	"github.com/kthena/kthena/internal/testing/realserver"
 )
 
@@ -94,4 +95,44 @@ func TestRateLimitGlobal(t *testing.T) {
 	eventually(t, "limit enforced again after Redis is back", func() bool {
 		return a.chat("llama", nil).status == http.StatusTooManyRequests
 	})
+}
+
+// With a trusted tenant header and rateLimit.scope: tenant, each tenant has
+// the route's limit to itself; callers without the header share one.
+func TestRateLimitPerTenant(t *testing.T) {
+	e := newEngine(t, "e1")
+	cfg := config.Default + "auth: {tenantHeader: X-Tenant}\nrateLimit: {scope: tenant}\n"
+	h := start(t, docs(server("s", "", ""), limitedRoute("{inputTokensPerUnit: 20, unit: minute}"), endpoints(map[*fakeEngine]string{e: "s"})), cfg)
+	tenant := func(name string) map[string]string { return map[string]string{"X-Tenant": name} }
+	for i := range 2 {
+		if r := h.chat("llama", tenant("a")); r.status != http.StatusOK {
+			t.Fatalf("a, request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := h.chat("llama", tenant("a")); r.status != http.StatusTooManyRequests {
+		t.Fatalf("a over its limit: %d %s", r.status, r.body)
+	}
+	for i := range 2 {
+		if r := h.chat("llama", tenant("b")); r.status != http.StatusOK {
+			t.Fatalf("b has its own bucket, request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	for i := range 2 {
+		if r := h.chat("llama", nil); r.status != http.StatusOK {
+			t.Fatalf("anonymous, request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := h.chat("llama", nil); r.status != http.StatusTooManyRequests {
+		t.Fatalf("anonymous callers share one bucket: %d %s", r.status, r.body)
+	}
+
+	// Rules on the trusted header: the header is then required.
+	h.writeFile(h.cfg, config.Default+"auth: {tenantHeader: X-Tenant, rules: [{models: [llama], subjects: [c]}]}\n")
+	eventually(t, "rules loaded", func() bool { return h.chat("llama", tenant("b")).status == http.StatusForbidden })
+	if r := h.chat("llama", nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("no header with rules: %d %s", r.status, r.body)
+	}
+	if r := h.chat("llama", tenant("c")); r.status != http.StatusOK {
+		t.Fatalf("c is allowed: %d %s", r.status, r.body)
+	}
 }

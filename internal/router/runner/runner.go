@@ -127,6 +127,7 @@ type Router struct {
 	// sessionStore is the configuration affinity was built from.
 	sessionStore config.SessionStoreConfig
 	hold         *coldstart.Holder
+	limits       *ratelimit.Limiter
 	// auth is the authenticator of the current configuration (nil: off);
 	// authCfg what it was built from, authStop stops its key refresh.
 	auth       atomic.Pointer[auth.Authenticator]
@@ -174,6 +175,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		redis: redispool.New(redispool.Options{Password: os.Getenv("REDIS_PASSWORD")})}
 	r.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.Metrics = metrics.New(r.Registry)
+	r.limits = ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit"))
 	var tok *tokenizer.Tokenizer
 	if cfg.Tokenizer != nil {
 		if tok, err = tokenizer.New(cfg.Tokenizer.Encoding); err != nil {
@@ -210,7 +212,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
-		Hold: r.hold, RateLimits: ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit")), Auth: r.auth.Load,
+		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
@@ -367,6 +369,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	r.sched.Store(s)
 	r.applySessionStore(cfg.SessionSticky)
 	r.applyAuth(cfg.Auth)
+	r.limits.SetPerTenant(cfg.RateLimit != nil && cfg.RateLimit.Scope == config.RateLimitScopeTenant)
 	l := &r.coldLimits
 	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
 	if r.hold != nil {
@@ -381,7 +384,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 func (r *Router) applyAuth(c *config.AuthConfig) {
 	r.authMu.Lock()
 	defer r.authMu.Unlock()
-	if c != nil && c.JWKSURI == "" {
+	if c != nil && c.JWKSURI == "" && c.TenantHeader == "" {
 		c = nil
 	}
 	if reflect.DeepEqual(c, r.authCfg) {
