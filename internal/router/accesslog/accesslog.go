@@ -48,6 +48,8 @@ type Entry struct {
 	// DurationHeld is how long the request waited for its ModelServer's
 	// first ready pod (a cold start), part of the request processing time.
 	DurationHeld float64 `json:"duration_held,omitempty"`
+	// DurationQueued is how long the request waited in the fair queue.
+	DurationQueued float64 `json:"duration_queued,omitempty"`
 }
 
 // Error is the error field.
@@ -142,6 +144,11 @@ func (l *Logger) Log(e *Entry) {
 	if e.DurationPrefill > 0 {
 		b = append(b, " prefill="...)
 		b = strconv.AppendFloat(b, e.DurationPrefill, 'f', 2, 64)
+		b = append(b, "ms"...)
+	}
+	if e.DurationQueued > 0 {
+		b = append(b, " queued="...)
+		b = strconv.AppendFloat(b, e.DurationQueued, 'f', 2, 64)
 		b = append(b, "ms"...)
 	}
 	if e.DurationHeld > 0 {

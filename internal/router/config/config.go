@@ -34,6 +34,33 @@ type RouterConfiguration struct {
 	// RateLimit says how ModelRoute rate limits are keyed (Kthena
 	// extension).
 	RateLimit *RateLimitConfig `json:"rateLimit,omitempty"`
+	// Fairness is the fair queue between tenants (Kthena extension).
+	Fairness *FairnessConfig `json:"fairness,omitempty"`
+}
+
+// FairnessConfig turns the fair queue on and bounds it.
+type FairnessConfig struct {
+	// Enabled queues requests of a saturated ModelServer and admits them
+	// by tenant in virtual-token order (default off).
+	Enabled bool `json:"enabled"`
+	// MaxQueued bounds the requests waiting per ModelServer (default
+	// 1000), MaxQueuedPerTenant those of one tenant (default 200).
+	MaxQueued          *int `json:"maxQueued,omitempty"`
+	MaxQueuedPerTenant *int `json:"maxQueuedPerTenant,omitempty"`
+	// QueueTimeout is the longest wait (default 60s, upstream's).
+	QueueTimeout *metav1.Duration `json:"queueTimeout,omitempty"`
+	// InputWeight and OutputWeight weigh tokens (default 1 and 2, as VTC).
+	InputWeight  *float64 `json:"inputWeight,omitempty"`
+	OutputWeight *float64 `json:"outputWeight,omitempty"`
+	// TenantWeights give tenants a larger (or smaller) share than 1.
+	TenantWeights map[string]float64 `json:"tenantWeights,omitempty"`
+	// MaxInFlightPerPod is how many requests one pod takes before the
+	// ModelServer counts as saturated; 0 (default) reads it from the
+	// engines: saturated when no pod reports an empty queue.
+	MaxInFlightPerPod int `json:"maxInFlightPerPod,omitempty"`
+	// PriorityHeader carries a request's priority class, an integer,
+	// higher first (default X-Kthena-Priority).
+	PriorityHeader string `json:"priorityHeader,omitempty"`
 }
 
 // Rate limit scopes.
@@ -265,6 +292,25 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 	}
 	if rl := c.RateLimit; rl != nil && rl.Scope != "" && rl.Scope != RateLimitScopeModel && rl.Scope != RateLimitScopeTenant {
 		return nil, fmt.Errorf("rateLimit.scope %q: want model or tenant", rl.Scope)
+	}
+	if f := c.Fairness; f != nil {
+		switch {
+		case f.MaxQueued != nil && *f.MaxQueued < 1:
+			return nil, fmt.Errorf("fairness.maxQueued must be at least 1, got %d", *f.MaxQueued)
+		case f.MaxQueuedPerTenant != nil && *f.MaxQueuedPerTenant < 1:
+			return nil, fmt.Errorf("fairness.maxQueuedPerTenant must be at least 1, got %d", *f.MaxQueuedPerTenant)
+		case f.QueueTimeout != nil && f.QueueTimeout.Duration <= 0:
+			return nil, fmt.Errorf("fairness.queueTimeout must be positive")
+		case f.InputWeight != nil && *f.InputWeight < 0, f.OutputWeight != nil && *f.OutputWeight < 0:
+			return nil, fmt.Errorf("fairness.inputWeight and outputWeight must be >= 0")
+		case f.MaxInFlightPerPod < 0:
+			return nil, fmt.Errorf("fairness.maxInFlightPerPod must be >= 0, got %d", f.MaxInFlightPerPod)
+		}
+		for t, w := range f.TenantWeights {
+			if w <= 0 {
+				return nil, fmt.Errorf("fairness.tenantWeights[%q] must be positive, got %v", t, w)
+			}
+		}
 	}
 	if cs := c.ColdStart; cs != nil {
 		switch {

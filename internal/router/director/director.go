@@ -20,6 +20,7 @@ import (
 	"github.com/kthena/kthena/internal/router/auth"
 	"github.com/kthena/kthena/internal/router/coldstart"
 	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/fairness"
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/metrics"
 	"github.com/kthena/kthena/internal/router/openai"
@@ -71,6 +72,18 @@ type Options struct {
 	// Auth returns the authenticator whose rules authorize models (nil
 	// func or result: every caller may use every model).
 	Auth func() *auth.Authenticator
+	// Fairness returns the fair queue's policy (nil func or result: no
+	// queue).
+	Fairness func() *Fairness
+}
+
+// Fairness is the fair queue as the director applies it.
+type Fairness struct {
+	Queues *fairness.Queues
+	// MaxInFlightPerPod > 0 is a fixed capacity per pod; 0 reads
+	// saturation from the engines.
+	MaxInFlightPerPod int
+	PriorityHeader    string
 }
 
 // Director handles inference requests. It is safe for concurrent use.
@@ -259,6 +272,16 @@ func (d *Director) serve(c *call) error {
 			}
 			eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
 		}
+		if !retried && d.o.Fairness != nil {
+			if f := d.o.Fairness(); f != nil {
+				ticket, err := d.queue(c, f, tgt.ModelServer)
+				if err != nil {
+					return err
+				}
+				defer func() { ticket.Release(int(c.usage.CompletionTokens)) }()
+				eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
+			}
+		}
 		if len(eps) == 0 {
 			if total == 0 {
 				return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods", tgt.ModelServer)
@@ -303,6 +326,54 @@ func (d *Director) dispatch(c *call, ms *networkingv1alpha1.ModelServer, req *fr
 		d.recordSession(c, c.entry.SelectedPod)
 	}
 	return err
+}
+
+// queue waits in the ModelServer's fair queue while its engines are
+// saturated.
+func (d *Director) queue(c *call, f *Fairness, key string) (*fairness.Ticket, error) {
+	prio := 0
+	if v := c.r.Header.Get(f.PriorityHeader); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, openai.Errorf(http.StatusBadRequest, "request_parsing", "header %s: want an integer priority, got %q", f.PriorityHeader, v)
+		}
+		prio = p
+	}
+	ticket, waited, err := f.Queues.Admit(c.r.Context(), key, c.entry.Tenant, prio, d.inputTokens(c.parsed), func() int { return d.capacity(key, f) })
+	c.entry.DurationQueued = float64(waited.Microseconds()) / 1000
+	switch {
+	case err == nil:
+		return ticket, nil
+	case errors.Is(err, fairness.ErrQueueFull), errors.Is(err, fairness.ErrTenantFull):
+		return nil, openai.Errorf(http.StatusTooManyRequests, "queue_full", "model %q is saturated and its queue is full: %v", c.parsed.Model, err)
+	case errors.Is(err, fairness.ErrTimeout):
+		return nil, openai.Errorf(http.StatusGatewayTimeout, "queue_timeout", "model %q is saturated: %v", c.parsed.Model, err)
+	case c.r.Context().Err() != nil:
+		return nil, openai.Errorf(499, "client_cancelled", "client cancelled the request while it waited in the queue")
+	}
+	return nil, openai.Errorf(http.StatusInternalServerError, "internal", "%v", err)
+}
+
+// capacity is how many requests a ModelServer's engines take at once: a
+// fixed number per pod, or, from the engines' own state, unbounded while
+// some pod reports an empty queue (or has not been scraped yet) and else
+// what the engines hold now (running plus waiting), so that each answer
+// lets one more request in and the order of who goes is the queue's.
+func (d *Director) capacity(key string, f *Fairness) int {
+	var buf [16]*datastore.Endpoint
+	eps, _ := d.o.Store.Endpoints(key, buf[:0])
+	if f.MaxInFlightPerPod > 0 {
+		return len(eps) * f.MaxInFlightPerPod
+	}
+	held := 0
+	for _, e := range eps {
+		m := e.Metrics()
+		if !m.Scraped || m.Waiting == 0 {
+			return math.MaxInt
+		}
+		held += int(m.Running + m.Waiting)
+	}
+	return held
 }
 
 // inputTokens counts a request's prompt tokens for rate limits: with the

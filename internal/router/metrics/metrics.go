@@ -44,6 +44,11 @@ type Metrics struct {
 	// Token rate limits (ModelRoute.spec.rateLimit).
 	RateLimited          *prometheus.CounterVec
 	RateLimitStoreErrors prometheus.Counter
+	// Fair queue per ModelServer.
+	FairnessQueued   *prometheus.GaugeVec
+	FairnessRequests *prometheus.CounterVec
+	FairnessWait     *prometheus.HistogramVec
+	TenantTokens     *prometheus.CounterVec
 }
 
 // New creates and registers the metrics on reg.
@@ -121,6 +126,20 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "kthena_router_rate_limit_store_errors_total", Help: "Global rate limit checks that failed because Redis did not answer; the requests were let through.",
 	})
 	reg.MustRegister(m.RateLimited, m.RateLimitStoreErrors)
+	m.FairnessQueued = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kthena_router_fairness_queue_length", Help: "Requests waiting in the fair queue of a ModelServer.",
+	}, []string{"model_server"})
+	m.FairnessRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_fairness_requests_total", Help: "Requests through the fair queue by outcome (admitted, queue_full, tenant_full, timeout, cancelled).",
+	}, []string{"model_server", "outcome"})
+	m.FairnessWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kthena_router_fairness_wait_seconds", Help: "Time admitted requests waited in the fair queue.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"model_server"})
+	m.TenantTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_tenant_weighted_tokens_total", Help: "Tokens served per tenant and ModelServer through the fair queue, weighted (input and output weights).",
+	}, []string{"model_server", "tenant"})
+	reg.MustRegister(m.FairnessQueued, m.FairnessRequests, m.FairnessWait, m.TenantTokens)
 	reg.MustRegister(m.HeldRequests, m.HeldTotal, m.HoldDuration, m.ColdStarts, m.ColdStartDuration, m.WakeRequests)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,

@@ -29,6 +29,7 @@ import (
 	"github.com/kthena/kthena/internal/router/debug"
 	"github.com/kthena/kthena/internal/router/director"
 	"github.com/kthena/kthena/internal/router/enginestate"
+	"github.com/kthena/kthena/internal/router/fairness"
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/router/handlers"
 	"github.com/kthena/kthena/internal/router/metrics"
@@ -128,6 +129,8 @@ type Router struct {
 	sessionStore config.SessionStoreConfig
 	hold         *coldstart.Holder
 	limits       *ratelimit.Limiter
+	queues       *fairness.Queues
+	fair         atomic.Pointer[director.Fairness]
 	// auth is the authenticator of the current configuration (nil: off);
 	// authCfg what it was built from, authStop stops its key refresh.
 	auth       atomic.Pointer[auth.Authenticator]
@@ -176,6 +179,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	r.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.Metrics = metrics.New(r.Registry)
 	r.limits = ratelimit.New(r.redis, r.Metrics, o.Log.WithName("ratelimit"))
+	r.queues = fairness.New(fairness.Settings{}, r.Metrics)
 	var tok *tokenizer.Tokenizer
 	if cfg.Tokenizer != nil {
 		if tok, err = tokenizer.New(cfg.Tokenizer.Encoding); err != nil {
@@ -212,7 +216,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
-		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load,
+		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load, Fairness: r.fair.Load,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
@@ -247,6 +251,9 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		return nil, errors.New("no provider: set --endpoints-file or --kubernetes")
 	}
 	r.goRun(func() { r.scraper.Run(ctx) })
+	// Capacity also grows without an answer (a scrape shows an engine's
+	// queue drained, a pod arrives): look at the waiting requests often.
+	r.goRun(func() { r.queues.Run(ctx, 20*time.Millisecond) })
 	if o.ConfigFile != "" {
 		r.goRun(func() {
 			_ = file.Watch(ctx, o.ConfigFile, o.Log, func() { _ = r.ReloadConfig() })
@@ -370,6 +377,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	r.applySessionStore(cfg.SessionSticky)
 	r.applyAuth(cfg.Auth)
 	r.limits.SetPerTenant(cfg.RateLimit != nil && cfg.RateLimit.Scope == config.RateLimitScopeTenant)
+	r.applyFairness(cfg.Fairness)
 	l := &r.coldLimits
 	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
 	if r.hold != nil {
@@ -377,6 +385,38 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	}
 	r.cfgText.Store(&text)
 	return nil
+}
+
+// applyFairness turns the fair queue on, off or retunes it; requests that
+// wait keep their place.
+func (r *Router) applyFairness(c *config.FairnessConfig) {
+	if c == nil || !c.Enabled {
+		r.fair.Store(nil)
+		return
+	}
+	s := fairness.Settings{MaxQueued: 1000, MaxQueuedPerTenant: 200, Timeout: time.Minute, InputWeight: 1, OutputWeight: 2,
+		TenantWeights: c.TenantWeights}
+	if c.MaxQueued != nil {
+		s.MaxQueued = *c.MaxQueued
+	}
+	if c.MaxQueuedPerTenant != nil {
+		s.MaxQueuedPerTenant = *c.MaxQueuedPerTenant
+	}
+	if c.QueueTimeout != nil {
+		s.Timeout = c.QueueTimeout.Duration
+	}
+	if c.InputWeight != nil {
+		s.InputWeight = *c.InputWeight
+	}
+	if c.OutputWeight != nil {
+		s.OutputWeight = *c.OutputWeight
+	}
+	r.queues.SetSettings(s)
+	header := c.PriorityHeader
+	if header == "" {
+		header = "X-Kthena-Priority"
+	}
+	r.fair.Store(&director.Fairness{Queues: r.queues, MaxInFlightPerPod: c.MaxInFlightPerPod, PriorityHeader: header})
 }
 
 // applyAuth (re)builds the authenticator when its configuration changed;
