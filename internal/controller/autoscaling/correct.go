@@ -80,6 +80,9 @@ func (s *scaler) correct(now time.Time, current, recommended, lo, hi int32) deci
 		if up.and {
 			limit = min(byInstances, byPercent)
 		}
+		// From zero a percentage allows nothing and an And policy would
+		// keep the target at zero for ever: one replica is always allowed.
+		limit = max(limit, 1)
 		out = max(int32(min(int64(r), limit)), current)
 	case recommended < current:
 		down := s.b.down

@@ -29,12 +29,17 @@ func TestScalerCorrect(t *testing.T) {
 	slowDown.down = stableLimits{instances: 1, percent: 10, period: time.Minute, and: true}
 	upWindow := defaults
 	upWindow.up.window = 30 * time.Second
+	andUp := defaults
+	andUp.up = stableLimits{instances: 2, percent: 50, period: time.Minute, and: true}
 	cases := []struct {
 		name   string
 		b      behavior
 		lo, hi int32
 		steps  []step
 	}{
+		{"from zero an And policy still allows one replica", andUp, 0, 10, []step{
+			{0, 0, 3, 1, ModeStable},
+		}},
 		{"scale-up limited to +max(4, 100%) per period", defaults, 1, 100, []step{
 			{0, 2, 20, 6, ModeStable},
 			{15, 6, 20, 6, ModeStable}, // base is still 2 within the period

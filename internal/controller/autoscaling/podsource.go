@@ -186,7 +186,8 @@ func (s *podSource) read(ctx context.Context, now time.Time, pods []*corev1.Pod,
 	endpoints := map[string]bool{}
 	for i, req := range reqs {
 		if req.spec.Prometheus != nil {
-			plans[i].err = errors.New("prometheus metric sources are not supported yet")
+			// The cycle sends Prometheus metrics to their own source.
+			plans[i].err = errors.New("a Prometheus metric reached the pod source")
 			continue
 		}
 		ps := podSpecOf(req)

@@ -173,7 +173,7 @@ func TestPodSourceReadings(t *testing.T) {
 	if got := r[1].pods; got.missing != 2 || r[1].err == nil {
 		t.Fatalf("failing endpoint %+v", got)
 	}
-	// A Prometheus source is not built.
+	// A Prometheus metric is not the pod source's to read.
 	r = src.read(context.Background(), t0, pods, []metricRequest{{key: "x", spec: workloadv1alpha1.MetricSource{Prometheus: &workloadv1alpha1.PrometheusMetricSource{ServerURL: "http://p", Query: "q"}}}})
 	if r[0].err == nil || r[0].pods != nil {
 		t.Fatalf("prometheus reading %+v", r[0])
