@@ -33,3 +33,21 @@ func TestEnabledControllers(t *testing.T) {
 		}
 	}
 }
+
+// TestModelBoosterOnByDefault guards the registration: "*" runs the
+// ModelBooster controller and it has a setup.
+func TestModelBoosterOnByDefault(t *testing.T) {
+	got, err := enabledControllers([]string{"*"}, knownControllers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got["modelbooster"] {
+		t.Fatalf("'*' enables %v, want modelbooster among them", sortedKeys(got))
+	}
+	if setups()["modelbooster"] == nil {
+		t.Fatal("no setup registered for modelbooster")
+	}
+	if o := DefaultOptions(); o.ModelBoosterDownloaderImage == "" {
+		t.Fatal("no default downloader image")
+	}
+}

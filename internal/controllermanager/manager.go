@@ -21,6 +21,7 @@ import (
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/controller/autoscaling"
+	"github.com/kthena/kthena/internal/controller/modelbooster"
 	"github.com/kthena/kthena/internal/controller/workload"
 	"github.com/kthena/kthena/internal/controller/workload/plugins"
 )
@@ -29,7 +30,7 @@ import (
 type controllerSetup func(mgr ctrl.Manager, o *Options, extra *Extra) error
 
 // knownControllers maps each controller to whether "*" enables it.
-var knownControllers = map[string]bool{workload.ControllerName: true, autoscaling.ControllerName: true}
+var knownControllers = map[string]bool{workload.ControllerName: true, autoscaling.ControllerName: true, modelbooster.ControllerName: true}
 
 func knownControllerNames() []string { return sortedKeys(knownControllers) }
 
@@ -40,6 +41,9 @@ func setups() map[string]controllerSetup {
 		},
 		autoscaling.ControllerName: func(mgr ctrl.Manager, o *Options, _ *Extra) error {
 			return (&autoscaling.Reconciler{SyncPeriod: o.AutoscalingSyncPeriod}).SetupWithManager(mgr, o.Workers)
+		},
+		modelbooster.ControllerName: func(mgr ctrl.Manager, o *Options, _ *Extra) error {
+			return (&modelbooster.Reconciler{Options: modelbooster.Options{DownloaderImage: o.ModelBoosterDownloaderImage}}).SetupWithManager(mgr, o.Workers)
 		},
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kthena/kthena/internal/controller/modelbooster"
 )
 
 // Options are the process settings of kthena-controller-manager.
@@ -37,6 +39,9 @@ type Options struct {
 	// AutoscalingSyncPeriod is how often the autoscalingpolicy controller
 	// evaluates each policy.
 	AutoscalingSyncPeriod time.Duration
+	// ModelBoosterDownloaderImage runs the init container that downloads a
+	// ModelBooster's modelURI into its cache.
+	ModelBoosterDownloaderImage string
 }
 
 // LeaderElectionID is the name of the Lease the managers compete for.
@@ -56,6 +61,8 @@ func DefaultOptions() Options {
 		KubeAPIBurst:           200,
 		Webhook:                defaultWebhookOptions(),
 		AutoscalingSyncPeriod:  15 * time.Second,
+
+		ModelBoosterDownloaderImage: modelbooster.DefaultDownloaderImage,
 	}
 }
 
@@ -75,6 +82,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the API server.")
 	fs.StringSliceVar(&o.WatchNamespaces, "watch-namespaces", o.WatchNamespaces, "Namespaces to reconcile (default: all).")
 	fs.DurationVar(&o.AutoscalingSyncPeriod, "autoscaling-sync-period", o.AutoscalingSyncPeriod, "How often the autoscalingpolicy controller evaluates each AutoscalingPolicy.")
+	fs.StringVar(&o.ModelBoosterDownloaderImage, "modelbooster-downloader-image", o.ModelBoosterDownloaderImage,
+		"Image of the init container that downloads a ModelBooster's modelURI (CLI: --source URI --output-dir DIR).")
 	o.Webhook.addFlags(fs)
 }
 
@@ -85,6 +94,9 @@ func (o *Options) Validate() error {
 	}
 	if o.AutoscalingSyncPeriod <= 0 {
 		return fmt.Errorf("--autoscaling-sync-period must be positive, got %v", o.AutoscalingSyncPeriod)
+	}
+	if o.ModelBoosterDownloaderImage == "" {
+		return fmt.Errorf("--modelbooster-downloader-image must not be empty")
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
 		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")

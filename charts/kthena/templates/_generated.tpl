@@ -40,6 +40,19 @@
   - list
   - watch
 - apiGroups:
+  - networking.serving.volcano.sh
+  resources:
+  - modelroutes
+  - modelservers
+  verbs:
+  - create
+  - delete
+  - get
+  - list
+  - patch
+  - update
+  - watch
+- apiGroups:
   - scheduling.volcano.sh
   resources:
   - podgroups
@@ -55,14 +68,20 @@
   - workload.serving.volcano.sh
   resources:
   - autoscalingpolicies
+  - modelservings
   verbs:
+  - create
+  - delete
   - get
   - list
+  - patch
+  - update
   - watch
 - apiGroups:
   - workload.serving.volcano.sh
   resources:
   - autoscalingpolicies/status
+  - modelboosters/status
   - modelservings/scale
   - modelservings/status
   verbs:
@@ -72,12 +91,10 @@
 - apiGroups:
   - workload.serving.volcano.sh
   resources:
-  - modelservings
+  - modelboosters
   verbs:
   - get
   - list
-  - patch
-  - update
   - watch
 - apiGroups:
   - workload.serving.volcano.sh
