@@ -36,22 +36,25 @@ func cachedTokens(t *testing.T, resp map[string]any) float64 {
 }
 
 // Under load a prefill engine's held KV fills its cache: later prefills
-// wait (counted as waiting, KV usage near 1, held blocks reported) until
-// the unclaimed KV expires. A plain request is served as vLLM serves it.
+// wait (counted as waiting, KV usage near 1, held blocks reported) until a
+// decode engine pulls the KV, which frees the blocks. A plain request is
+// served as vLLM serves it. (Nothing here depends on wall-clock time: the
+// holds do not expire during the test; TestHeldKVExpires covers expiry.)
 func TestPrefillHoldsKVUnderLoad(t *testing.T) {
-	// 200 blocks; each 950-token prompt holds 60. Unclaimed KV expires
-	// after 1200 simulated seconds (6 s of wall time: headroom for a loaded
-	// machine, where the checks below must run before the first expiry).
-	f := startFleet(t, fastConfig(func(c *Config) {
-		c.KVRole = RolePrefill
-		c.KVCacheSize = 200
-		c.KVTransferTimeout = 1200 * time.Second
-	}))
+	// 200 blocks; each 950-token prompt holds 60.
+	f := startFleet(t,
+		fastConfig(func(c *Config) { c.KVRole = RolePrefill; c.KVCacheSize = 200; c.KVTransferTimeout = 100 * time.Hour }),
+		fastConfig(func(c *Config) { c.KVRole = RoleDecode }))
 	url := f.URL(0) + "/v1/completions"
 	prefill := map[string]any{"kv_transfer_params": map[string]any{"do_remote_decode": true}}
+	var held []map[string]any
+	var prompts [][]int
 	for i := range 3 {
-		status, resp := postJSON(t, url, completion(promptIDs(950, i), 1, prefill))
+		p := promptIDs(950, i)
+		status, resp := postJSON(t, url, completion(p, 1, prefill))
 		require.Equal(t, 200, status, "%v", resp)
+		held = append(held, resp["kv_transfer_params"].(map[string]any))
+		prompts = append(prompts, p)
 	}
 	fams := scrape(t, f.URL(0))
 	assert.Equal(t, 180.0, value(t, fams, "kthena_sim:kv_held_blocks"))
@@ -63,24 +66,44 @@ func TestPrefillHoldsKVUnderLoad(t *testing.T) {
 		status, _ := postJSON(t, url, completion(promptIDs(950, 9), 1, prefill))
 		done <- status
 	}()
-	require.Eventually(t, func() bool { return f.Engines[0].Stats().Waiting == 1 }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return f.Engines[0].Stats().Waiting == 1 }, 10*time.Second, time.Millisecond,
 		"the fourth prefill waits for blocks")
 	assert.Equal(t, 1.0, value(t, scrape(t, f.URL(0)), "vllm:num_requests_waiting"))
 	select {
+	case <-done:
+		t.Fatal("the fourth prefill ran while the cache was full of held KV")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The decode engine pulls the first prompt's KV: its blocks are free
+	// and the waiting prefill runs.
+	status, out := postJSON(t, f.URL(1)+"/v1/completions", completion(prompts[0], 2, map[string]any{"kv_transfer_params": held[0]}))
+	require.Equal(t, 200, status, "%v", out)
+	select {
 	case status := <-done:
-		assert.Equal(t, 200, status, "admitted once the unclaimed KV expired")
+		assert.Equal(t, 200, status, "admitted once the pulled KV was released")
 	case <-time.After(20 * time.Second):
 		t.Fatal("the waiting prefill never ran")
 	}
-	require.Eventually(t, func() bool {
-		return value(t, scrape(t, f.URL(0)), "vllm:nixl_num_kv_expired_reqs_total") >= 3
-	}, 10*time.Second, 5*time.Millisecond)
 
 	// A plain request is served normally: the prompt and all its tokens.
 	status, resp := postJSON(t, url, completion(promptIDs(100, 50), 5, nil))
 	require.Equal(t, 200, status, "%v", resp)
 	assert.Equal(t, 5.0, resp["usage"].(map[string]any)["completion_tokens"])
 	assert.Nil(t, resp["kv_transfer_params"])
+}
+
+// Unclaimed KV expires (vLLM's abort timeout): the blocks come back and
+// the expiry is counted.
+func TestHeldKVExpires(t *testing.T) {
+	// 2 simulated seconds: 10 ms of wall time.
+	f := startFleet(t, fastConfig(func(c *Config) { c.KVRole = RolePrefill; c.KVTransferTimeout = 2 * time.Second }))
+	prefill := map[string]any{"kv_transfer_params": map[string]any{"do_remote_decode": true}}
+	status, resp := postJSON(t, f.URL(0)+"/v1/completions", completion(promptIDs(500, 1), 1, prefill))
+	require.Equal(t, 200, status, "%v", resp)
+	require.Eventually(t, func() bool {
+		return f.Engines[0].Stats().Held == 0 && value(t, scrape(t, f.URL(0)), "vllm:nixl_num_kv_expired_reqs_total") == 1
+	}, 20*time.Second, 5*time.Millisecond, "the held KV expires and is counted")
+	assert.Zero(t, value(t, scrape(t, f.URL(0)), "kthena_sim:kv_held_blocks"))
 }
 
 // After a transfer the decode engine has the prompt in its prefix cache:
