@@ -49,13 +49,13 @@ func LoRAAdapters(typ workloadv1alpha1.ModelBackendType, c *EngineConfig) ([]str
 			}
 		}
 	default:
-		return nil, fmt.Errorf("%s: must be a string or a list of adapters", key)
+		return nil, fmt.Errorf("must be a string or a list of adapters")
 	}
 	var names []string
 	for _, e := range entries {
 		name, err := adapterName(e)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
+			return nil, err
 		}
 		if !contains(names, name) {
 			names = append(names, name)
@@ -80,29 +80,4 @@ func adapterName(entry string) (string, error) {
 		return "", fmt.Errorf("adapter %q: the name before '=' is empty", entry)
 	}
 	return name, nil
-}
-
-// BoosterLoRAAdapters is the union of every worker's adapters, the list the
-// ModelRoute serves.
-func BoosterLoRAAdapters(b *workloadv1alpha1.ModelBackend) ([]string, error) {
-	var names []string
-	for i := range b.Workers {
-		c, err := ParseConfig(&b.Workers[i])
-		if err != nil {
-			return nil, fmt.Errorf("workers[%d].config: %w", i, err)
-		}
-		ws, err := LoRAAdapters(b.Type, c)
-		if err != nil {
-			return nil, fmt.Errorf("workers[%d].config.%w", i, err)
-		}
-		for _, n := range ws {
-			if !contains(names, n) {
-				names = append(names, n)
-			}
-		}
-	}
-	if len(names) > MaxLoRAAdapters {
-		return nil, fmt.Errorf("%s: %d adapters, at most %d (the ModelRoute's loraAdapters limit)", loraKey(b.Type), len(names), MaxLoRAAdapters)
-	}
-	return names, nil
 }

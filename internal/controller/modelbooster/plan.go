@@ -94,6 +94,15 @@ func newPlan(mb *workloadv1alpha1.ModelBooster, o Options) (*plan, error) {
 			c, _ := kv["kv_connector"].(string)
 			connectors[role] = c
 		}
+		loras, err := LoRAAdapters(b.Type, cfg)
+		if err != nil {
+			return nil, field.Invalid(wPath.Child("config", loraKey(b.Type)), cfg.String(loraKey(b.Type)), err.Error())
+		}
+		for _, n := range loras {
+			if !contains(p.loras, n) {
+				p.loras = append(p.loras, n)
+			}
+		}
 		p.workers = append(p.workers, workerPlan{wk: wk, role: role, cfg: cfg})
 	}
 	if p.disaggregated {
@@ -111,11 +120,9 @@ func newPlan(mb *workloadv1alpha1.ModelBooster, o Options) (*plan, error) {
 	if p.port == 0 {
 		p.port = DefaultPort
 	}
-	loras, err := BoosterLoRAAdapters(b)
-	if err != nil {
-		return nil, field.Invalid(path.Child("workers"), loraKey(b.Type), err.Error())
+	if len(p.loras) > MaxLoRAAdapters {
+		return nil, field.TooMany(path.Child("workers").Key("*").Child("config", loraKey(b.Type)), len(p.loras), MaxLoRAAdapters)
 	}
-	p.loras = loras
 	return p, nil
 }
 

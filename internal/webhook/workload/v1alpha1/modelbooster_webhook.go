@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/controller/modelbooster"
 	"github.com/kthena/kthena/internal/webhook/defaulting"
 	"github.com/kthena/kthena/internal/webhook/validation"
 )
@@ -102,6 +103,25 @@ func ValidateModelBooster(mb *workloadv1alpha1.ModelBooster) field.ErrorList {
 		errs = append(errs, field.Invalid(path.Child("workers"), d, fmt.Sprintf("prefill and decode must use the same kv_connector (prefill %q, decode %q)", p, d)))
 	}
 	errs = append(errs, validateCache(b, path)...)
+	if len(errs) == 0 {
+		errs = append(errs, validateGenerated(mb)...)
+	}
+	return errs
+}
+
+// validateGenerated refuses a booster the controller could only fail on:
+// LoRA adapter lists it cannot parse or that overflow the route, and names
+// that make the generated ModelServing's pod names invalid.
+func validateGenerated(mb *workloadv1alpha1.ModelBooster) field.ErrorList {
+	ms, ferr := modelbooster.GenerateModelServing(mb)
+	if ferr != nil {
+		return field.ErrorList{ferr}
+	}
+	var errs field.ErrorList
+	for _, e := range ValidateModelServing(ms, nil) {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), mb.Name,
+			fmt.Sprintf("the generated ModelServing %s would be invalid: %s", ms.Name, e.Error())))
+	}
 	return errs
 }
 
