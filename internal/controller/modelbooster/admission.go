@@ -10,7 +10,8 @@ import (
 
 // GenerateModelServing returns the ModelServing the controller would
 // generate for mb, or the field of mb that keeps it from generating one.
-// Admission uses it to refuse a booster the controller could only fail on.
+// Admission uses it to refuse a booster the controller could only fail on
+// (the autoscaling annotations are checked here too).
 func GenerateModelServing(mb *workloadv1alpha1.ModelBooster) (*workloadv1alpha1.ModelServing, *field.Error) {
 	p, err := newPlan(mb, Options{DownloaderImage: DefaultDownloaderImage})
 	if err != nil {

@@ -110,7 +110,7 @@ func TestSGLang(t *testing.T) {
 	for _, tmpl := range []workloadv1alpha1.PodTemplateSpec{role.EntryTemplate, *role.WorkerTemplate} {
 		c := tmpl.Spec.Containers[0]
 		got := strings.Join(append(c.Command, c.Args...), " ")
-		want := "python3 -m sglang.launch_server --model-path /models/3e9c25eb14670437 --served-model-name m --port 8000 --host 0.0.0.0 " +
+		want := "python3 -m sglang.launch_server --model-path /models/3e9c25eb14670437 --served-model-name m --port 8000 --host 0.0.0.0 --enable-metrics " +
 			"--nnodes $(GROUP_SIZE) --node-rank $(WORKER_INDEX) --dist-init-addr $(ENTRY_ADDRESS):20000 --lora-paths sql=/adapters/sql --tp 2"
 		if got != want {
 			t.Errorf("command\n%s\nwant\n%s", got, want)

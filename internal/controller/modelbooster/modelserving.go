@@ -120,6 +120,9 @@ func sglangCommand(p *plan, w workerPlan, multiNode bool) (command, args []strin
 	if !w.cfg.Has("host") {
 		args = append(args, "--host", "0.0.0.0") // SGLang listens on loopback by default
 	}
+	if !w.cfg.Has("enable-metrics") {
+		args = append(args, "--enable-metrics") // the router and the autoscaler read /metrics
+	}
 	if multiNode {
 		args = append(args, "--nnodes", "$("+workloadv1alpha1.GroupSizeEnv+")",
 			"--node-rank", "$("+workloadv1alpha1.WorkerIndexEnv+")",

@@ -21,6 +21,7 @@ type plan struct {
 	loras         []string
 	workers       []workerPlan
 	source        modelSource
+	scaling       *scaling
 }
 
 type workerPlan struct {
@@ -120,6 +121,11 @@ func newPlan(mb *workloadv1alpha1.ModelBooster, o Options) (*plan, error) {
 	if p.port == 0 {
 		p.port = DefaultPort
 	}
+	sc, err := parseScaling(mb)
+	if err != nil {
+		return nil, err
+	}
+	p.scaling = sc
 	if len(p.loras) > MaxLoRAAdapters {
 		return nil, field.TooMany(path.Child("workers").Key("*").Child("config", loraKey(b.Type)), len(p.loras), MaxLoRAAdapters)
 	}

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -51,13 +50,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	old := mb.Status.DeepCopy()
-	objs, err := generate(mb, r.Options)
+	p, objs, err := generate(mb, r.Options)
 	if err != nil {
 		// A spec the controller cannot generate from waits for the next
 		// spec change; retrying would fail the same way.
 		r.Recorder.Event(mb, corev1.EventTypeWarning, ReasonInvalidSpec, err.Error())
 		setFailed(mb, ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, r.writeStatus(ctx, mb, old)
+	}
+	if p.scaling != nil {
+		// Past the cache: a stale count would undo the autoscaler's last step.
+		live := &workloadv1alpha1.ModelServing{}
+		switch err := r.Reader.Get(ctx, client.ObjectKey{Namespace: mb.Namespace, Name: servingName(mb)}, live); {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+		keepScaledReplicas(p, objs[0].(*workloadv1alpha1.ModelServing), live)
 	}
 	specChanged := mb.Generation != mb.Status.ObservedGeneration
 	for _, obj := range objs {
@@ -108,23 +118,15 @@ func objectNames(objs []client.Object) string {
 	return strings.Join(names, ", ")
 }
 
-// generate builds every object of the booster.
-func generate(mb *workloadv1alpha1.ModelBooster, o Options) ([]client.Object, error) {
+// generate builds every object of the booster, the ModelServing first.
+func generate(mb *workloadv1alpha1.ModelBooster, o Options) (*plan, []client.Object, error) {
 	p, err := newPlan(mb, o)
 	if err != nil {
-		var fe *field.Error
-		if errors.As(err, &fe) {
-			return nil, fe
-		}
-		return nil, err
+		return nil, nil, err
 	}
 	objs := []client.Object{buildModelServing(p), buildModelServer(p), buildModelRoute(p)}
-	policy, err := buildAutoscalingPolicy(p)
-	if err != nil {
-		return nil, err
-	}
-	if policy != nil {
+	if policy := buildAutoscalingPolicy(p); policy != nil {
 		objs = append(objs, policy)
 	}
-	return objs, nil
+	return p, objs, nil
 }

@@ -29,7 +29,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
-		For(&workloadv1alpha1.ModelBooster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&workloadv1alpha1.ModelBooster{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&workloadv1alpha1.ModelServing{}).
 		Owns(&networkingv1alpha1.ModelServer{}).
 		Owns(&networkingv1alpha1.ModelRoute{}).

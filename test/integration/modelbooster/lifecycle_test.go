@@ -48,11 +48,10 @@ func TestStatusAndUpdate(t *testing.T) {
 		t.Fatalf("%d pods, want 1", len(before))
 	}
 
-	mb.Spec.Backend.Workers[0].Config = config(map[string]any{"max-model-len": 8192})
-	mb.Spec.Backend.Replicas = 2
-	if err := env.Client.Update(context.Background(), mb); err != nil {
-		t.Fatal(err)
-	}
+	updateBooster(t, ns, "m", func(mb *workloadv1alpha1.ModelBooster) {
+		mb.Spec.Backend.Workers[0].Config = config(map[string]any{"max-model-len": 8192})
+		mb.Spec.Backend.Replicas = 2
+	})
 	eventually(t, 60*time.Second, func() error {
 		ms := &workloadv1alpha1.ModelServing{}
 		get(t, ns, "m-vllm", ms)
@@ -173,11 +172,9 @@ func TestRenameAndConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, func() error { return exists(ns, "m-vllm", &workloadv1alpha1.ModelServing{}) })
-	get(t, ns, "m", mb)
-	mb.Spec.Backend.Name = "v2"
-	if err := env.Client.Update(context.Background(), mb); err != nil {
-		t.Fatal(err)
-	}
+	updateBooster(t, ns, "m", func(mb *workloadv1alpha1.ModelBooster) {
+		mb.Spec.Backend.Name = "v2"
+	})
 	eventually(t, 30*time.Second, func() error {
 		if err := exists(ns, "m-v2", &workloadv1alpha1.ModelServing{}); err != nil {
 			return err

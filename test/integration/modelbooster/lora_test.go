@@ -51,19 +51,15 @@ func TestLoRAChanges(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, want([]string{"sql"}, "--enable-lora", "--lora-modules sql=/adapters/sql"))
 
-	get(t, ns, "m", mb)
-	mb.Spec.Backend.Workers[0].Config = config(map[string]any{"lora-modules": []any{
-		"sql=/adapters/sql", `{"name":"chat","path":"/adapters/chat","base_model_name":"qwen"}`}})
-	if err := env.Client.Update(context.Background(), mb); err != nil {
-		t.Fatal(err)
-	}
+	updateBooster(t, ns, "m", func(mb *workloadv1alpha1.ModelBooster) {
+		mb.Spec.Backend.Workers[0].Config = config(map[string]any{"lora-modules": []any{
+			"sql=/adapters/sql", `{"name":"chat","path":"/adapters/chat","base_model_name":"qwen"}`}})
+	})
 	eventually(t, 30*time.Second, want([]string{"sql", "chat"}, "--enable-lora", `--lora-modules sql=/adapters/sql {"name":"chat"`))
 
-	get(t, ns, "m", mb)
-	mb.Spec.Backend.Workers[0].Config = config(map[string]any{"max-model-len": 4096})
-	if err := env.Client.Update(context.Background(), mb); err != nil {
-		t.Fatal(err)
-	}
+	updateBooster(t, ns, "m", func(mb *workloadv1alpha1.ModelBooster) {
+		mb.Spec.Backend.Workers[0].Config = config(map[string]any{"max-model-len": 4096})
+	})
 	eventually(t, 30*time.Second, want(nil, "!--enable-lora", "!--lora-modules"))
 }
 
@@ -98,6 +94,12 @@ func TestAdmission(t *testing.T) {
 		{"pod names too long", func(mb *workloadv1alpha1.ModelBooster) {
 			mb.Name = strings.Repeat("a", 60)
 		}, "metadata.name"},
+		{"autoscaling bound not a number", func(mb *workloadv1alpha1.ModelBooster) {
+			mb.Annotations = map[string]string{"autoscaling.kthena.io/max-replicas": "many"}
+		}, "metadata.annotations[autoscaling.kthena.io/max-replicas]"},
+		{"autoscaling minimum above the maximum", func(mb *workloadv1alpha1.ModelBooster) {
+			mb.Annotations = map[string]string{"autoscaling.kthena.io/max-replicas": "2", "autoscaling.kthena.io/min-replicas": "3"}
+		}, "metadata.annotations[autoscaling.kthena.io/min-replicas]"},
 		{"prefill and decode connectors differ", func(mb *workloadv1alpha1.ModelBooster) {
 			*mb = *pdBooster(ns, mb.Name, "NixlConnector")
 			mb.Spec.Backend.Workers[1].Config = config(map[string]any{"kv-transfer-config": map[string]any{"kv_connector": "MooncakeConnectorV1", "kv_role": "kv_consumer"}})

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -125,10 +126,14 @@ func newNamespace(t *testing.T) string {
 }
 
 // startManager runs the default controllers (ModelServing, ModelBooster,
-// AutoscalingPolicy) for ns until the test ends.
-func startManager(t *testing.T, ns string) {
+// AutoscalingPolicy), or the selection in controllers, for ns until the
+// test ends.
+func startManager(t *testing.T, ns string, controllers ...string) {
 	t.Helper()
 	opts := controllermanager.DefaultOptions()
+	if len(controllers) > 0 {
+		opts.Controllers = controllers
+	}
 	opts.MetricsBindAddress, opts.HealthProbeBindAddress = "0", "0"
 	opts.WatchNamespaces = []string{ns}
 	opts.Workers = 2
@@ -341,4 +346,21 @@ func wantCondition(ns, name, typ string, s metav1.ConditionStatus) error {
 		return fmt.Errorf("observedGeneration %d, generation %d", mb.Status.ObservedGeneration, mb.Generation)
 	}
 	return nil
+}
+
+// updateBooster changes a booster, retrying on conflicts with the
+// controller's status writes.
+func updateBooster(t *testing.T, ns, name string, change func(*workloadv1alpha1.ModelBooster)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mb := &workloadv1alpha1.ModelBooster{}
+		if err := exists(ns, name, mb); err != nil {
+			return err
+		}
+		change(mb)
+		return env.Client.Update(context.Background(), mb)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
