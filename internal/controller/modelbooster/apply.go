@@ -55,7 +55,8 @@ func (r *Reconciler) apply(ctx context.Context, mb *workloadv1alpha1.ModelBooste
 	delete(m, "status")
 	unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
 	u := &unstructured.Unstructured{Object: m}
-	//nolint:staticcheck // client.Apply with an unstructured object is the stable form in this controller-runtime.
+	// Patch with client.Apply rather than Client.Apply: the latter takes
+	// generated apply configurations, which the CRD types do not have.
 	if err := r.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return outcomeUnchanged, err
 	}
