@@ -141,11 +141,15 @@ func TestPrometheusScalesFromZeroAndBack(t *testing.T) {
 	// 25 for the whole target, 10 per replica: three replicas, from zero.
 	load.set("m", 25)
 	wantReplicas(t, 10*time.Second, ns, "m", 3)
-	st := getPolicy(t, ns, "p").Status
-	if c := meta.FindStatusCondition(st.Conditions, autoscaling.ConditionLastScale); c == nil || c.Reason != autoscaling.ReasonScaledUp ||
-		!strings.Contains(c.Message, "m: 0 -> 3 (num_requests_waiting=25/10 [prometheus])") {
-		t.Fatalf("LastScale %+v", c)
-	}
+	// The status follows the scale write.
+	eventually(t, 5*time.Second, func() error {
+		st := getPolicy(t, ns, "p").Status
+		if c := meta.FindStatusCondition(st.Conditions, autoscaling.ConditionLastScale); c == nil || c.Reason != autoscaling.ReasonScaledUp ||
+			!strings.Contains(c.Message, "m: 0 -> 3 (num_requests_waiting=25/10 [prometheus])") {
+			return fmt.Errorf("LastScale %+v", c)
+		}
+		return nil
+	})
 	eventually(t, 5*time.Second, func() error {
 		if v, ok := controllerMetric(t, "kthena_autoscaling_metric_value", ns, "p", "m", "num_requests_waiting"); !ok || v != 25 {
 			return fmt.Errorf("kthena_autoscaling_metric_value = %v (found %v), want 25", v, ok)
