@@ -118,8 +118,8 @@ func scaleEvents(t *testing.T, name, reason string) int {
 	return n
 }
 
-// metricValue sums the series of name whose labels contain every one of
-// matches.
+// metricValue sums the series of name (with or without labels) whose
+// lines contain every one of matches.
 func metricValue(t *testing.T, url, name string, matches ...string) float64 {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -132,7 +132,7 @@ func metricValue(t *testing.T, url, name string, matches ...string) float64 {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
 		all := true

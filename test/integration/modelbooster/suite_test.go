@@ -27,14 +27,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/controllermanager"
 	"github.com/kthena/kthena/internal/testing/controlplane"
-	kthenawebhook "github.com/kthena/kthena/internal/webhook"
+	"github.com/kthena/kthena/internal/testing/webhookserver"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -61,29 +59,7 @@ func run(m *testing.M) int {
 	defer func() { _ = env.Stop() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:  env.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host: env.WebhookHost(), Port: env.WebhookPort(), CertDir: env.WebhookCertDir(),
-		}),
-	})
-	if err == nil {
-		err = kthenawebhook.SetupWorkload(mgr, kthenawebhook.WorkloadOptions{})
-	}
-	if err == nil {
-		err = kthenawebhook.SetupNetworking(mgr)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "webhook manager:", err)
-		}
-	}()
-	if err := waitForWebhooks(ctx); err != nil {
+	if err := webhookserver.Serve(ctx, env); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -93,21 +69,6 @@ func run(m *testing.M) int {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
-// waitForWebhooks dry-runs a booster until the webhook server answers.
-func waitForWebhooks(ctx context.Context) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := env.Client.Create(ctx, vllmBooster("default", "webhook-probe"), client.DryRunAll)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("webhook server not answering: %w", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
