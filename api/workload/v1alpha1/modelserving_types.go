@@ -141,12 +141,21 @@ type RolloutStrategy struct {
 // RollingUpdateConfiguration is the budget of a serving-group rolling update.
 type RollingUpdateConfiguration struct {
 	// MaxUnavailable is how many groups may be down for the update at once:
-	// a number, or a percentage of spec.replicas rounded down. It must not
-	// resolve to 0.
+	// a number, or a percentage of spec.replicas rounded down. It may be 0
+	// only when maxSurge is above 0; if both resolve to 0, 1 is used.
 	// +optional
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:default=1
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// MaxSurge is how many serving groups on the update revision may be
+	// created above spec.replicas during the update: a number, or a
+	// percentage of spec.replicas rounded up. Default 0 (no surge). Surge
+	// groups are removed once the groups they stand in for are updated and
+	// ready. maxSurge and maxUnavailable must not both be 0.
+	// +optional
+	// +kubebuilder:validation:XIntOrString
+	MaxSurge *intstr.IntOrString `json:"maxSurge,omitempty"`
 
 	// Partition keeps the groups with ordinals below it on their old revision:
 	// a number, or a percentage of spec.replicas rounded up. Default 0.

@@ -29,6 +29,8 @@ type groupState struct {
 	recreate bool
 	// created marks a group added this round.
 	created bool
+	// surge marks a surge group (see SurgeLabelKey).
+	surge bool
 }
 
 type replicaState struct {
@@ -85,7 +87,11 @@ func buildModel(ms string, pods []*corev1.Pod) (*model, []*corev1.Pod) {
 			strays = append(strays, p)
 			continue
 		}
-		r := m.group(i).replica(role, j)
+		g := m.group(i)
+		if p.Labels[SurgeLabelKey] == "true" {
+			g.surge = true
+		}
+		r := g.replica(role, j)
 		if p.DeletionTimestamp != nil {
 			r.terminating[k] = true
 			if p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds == 0 && len(p.Finalizers) == 0 {

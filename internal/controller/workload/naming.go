@@ -9,6 +9,13 @@ import (
 	"strings"
 )
 
+// SurgeLabelKey marks the pods of a surge group: a serving group created
+// above spec.replicas during a ServingGroupRollingUpdate with maxSurge, and
+// removed once the groups it stands in for are updated. The label, not the
+// ordinal, tells a surge group apart, since scale-down may leave regular
+// groups at ordinals at or above spec.replicas.
+const SurgeLabelKey = "modelserving.volcano.sh/surge"
+
 // GroupName is the name of serving group i of a ModelServing: "<ms>-<i>".
 // The PodGroup of the group has the same name.
 func GroupName(ms string, i int) string { return ms + "-" + strconv.Itoa(i) }

@@ -65,12 +65,15 @@ func (p *plan) groupPartition() int {
 	return resolvePartition(rs.RollingUpdateConfiguration.Partition, p.replicas())
 }
 
-func (p *plan) groupMaxUnavailable() int {
+// groupBudget is the resolved maxUnavailable and maxSurge of a
+// ServingGroupRollingUpdate.
+func (p *plan) groupBudget() (maxUnavailable, maxSurge int) {
 	rs := p.ms.Spec.RolloutStrategy
 	if rs == nil || rs.RollingUpdateConfiguration == nil {
-		return 1
+		return 1, 0
 	}
-	return resolveMaxUnavailable(rs.RollingUpdateConfiguration.MaxUnavailable, p.replicas(), 1)
+	c := rs.RollingUpdateConfiguration
+	return resolveGroupBudget(c.MaxUnavailable, c.MaxSurge, p.replicas())
 }
 
 func (p *plan) rolePartition(r *workloadv1alpha1.Role) int {
@@ -181,14 +184,21 @@ func (p *plan) deleteGroup(g *groupState, recreate bool) {
 	delete(p.m.groups, g.ordinal)
 }
 
-// scaleGroups removes surplus groups and adds missing ones.
+// scaleGroups removes surplus groups and adds missing ones. Surge groups
+// are not counted: the rollout adds and removes them.
 func (p *plan) scaleGroups() {
 	want := p.replicas()
-	n := len(p.m.groups)
+	var regular []int
+	for _, i := range p.m.sortedGroups() {
+		if !p.m.groups[i].surge {
+			regular = append(regular, i)
+		}
+	}
+	n := len(regular)
 	if n > want {
 		partition := p.groupPartition()
 		var units []scaleUnit
-		for _, i := range p.m.sortedGroups() {
+		for _, i := range regular {
 			g := p.m.groups[i]
 			units = append(units, scaleUnit{ordinal: i, protected: i < partition, ready: p.groupRunning(g), cost: deletionCost(g.livePods())})
 		}
@@ -204,6 +214,19 @@ func (p *plan) scaleGroups() {
 	for _, i := range lowestFree(used, want-n) {
 		g := p.m.group(i)
 		g.created = true
+	}
+}
+
+// addSurgeGroup adds a surge group at ordinal i with every spec role
+// replica, all to be built from the update revision.
+func (p *plan) addSurgeGroup(i int) {
+	g := p.m.group(i)
+	g.created, g.surge = true, true
+	for ri := range p.ms.Spec.Template.Roles {
+		role := &p.ms.Spec.Template.Roles[ri]
+		for j := 0; j < roleReplicas(role); j++ {
+			g.replica(role.Name, j).created = true
+		}
 	}
 }
 
@@ -279,7 +302,7 @@ func (p *plan) fill(ctx context.Context) error {
 					continue
 				}
 				var pod *corev1.Pod
-				pod, err = buildPod(ctx, podSpecInput{ms: p.ms, group: i, role: role, roleIdx: r.ordinal, worker: k, revision: rev, roleHash: hash, gang: p.gang, plugins: p.chain})
+				pod, err = buildPod(ctx, podSpecInput{ms: p.ms, group: i, role: role, roleIdx: r.ordinal, worker: k, revision: rev, roleHash: hash, gang: p.gang, surge: g.surge, plugins: p.chain})
 				if err != nil {
 					err = fmt.Errorf("building pod %s: %w", PodName(p.ms.Name, i, role.Name, r.ordinal, k), err)
 					return

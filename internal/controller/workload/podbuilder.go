@@ -24,6 +24,7 @@ type podSpecInput struct {
 	revision string
 	roleHash string
 	gang     bool
+	surge    bool
 	plugins  *plugins.Chain
 }
 
@@ -81,6 +82,11 @@ func buildPod(ctx context.Context, in podSpecInput) (*corev1.Pod, error) {
 	}
 	pod.Labels[workloadv1alpha1.RevisionLabelKey] = in.revision
 	pod.Labels[workloadv1alpha1.RoleTemplateHashLabelKey] = in.roleHash
+	if in.surge {
+		pod.Labels[SurgeLabelKey] = "true"
+	} else {
+		delete(pod.Labels, SurgeLabelKey)
+	}
 	if in.worker == 0 {
 		pod.Labels[workloadv1alpha1.EntryLabelKey] = "true"
 	} else {

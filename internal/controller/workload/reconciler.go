@@ -125,6 +125,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	p.scaleRoles()
 	if p.roleMode {
 		p.rollRoles()
+		p.dropSurge()
 	} else {
 		p.rollGroups()
 	}

@@ -63,32 +63,117 @@ func (p *plan) groupOutdated(g *groupState) bool {
 
 // rollGroups replaces outdated groups at or above the partition:
 // not-running ones at once (they are unavailable anyway), then running
-// ones from the highest ordinal, while the groups unavailable stay within
-// maxUnavailable. A replaced group is deleted now and rebuilt with the
-// update revision once its pods are gone. There is no surge.
+// ones from the highest ordinal, while at least replicas − maxUnavailable
+// groups stay running. A replaced group is deleted now and rebuilt at the
+// same ordinal with the update revision once its pods are gone, so group
+// and pod names stay stable.
+//
+// With maxSurge, up to that many surge groups (see SurgeLabelKey) on the
+// update revision are added at the lowest free ordinals at or above
+// spec.replicas while outdated groups remain; being running groups, they
+// let old groups go without dropping below the floor. They are removed,
+// within the same floor, once fewer outdated groups remain than surge
+// groups. Groups below the partition are never replaced, so surge counts
+// only the groups at or above it.
 func (p *plan) rollGroups() {
 	partition := p.groupPartition()
-	unavailable := 0
-	var outdated []*groupState
+	maxUnavailable, maxSurge := p.groupBudget()
+	running, pending := 0, 0
+	var outdated, surge []*groupState
 	for _, i := range p.m.sortedGroups() {
 		g := p.m.groups[i]
-		running := p.groupRunning(g)
-		if !running {
-			unavailable++
+		ok := p.groupRunning(g)
+		if ok {
+			running++
+		}
+		if g.surge {
+			// A surge group left from an earlier update revision serves
+			// nothing new: gone at once when not running, else first
+			// among the surplus.
+			if !ok && p.groupOutdated(g) {
+				p.deleteGroup(g, false)
+				continue
+			}
+			surge = append(surge, g)
+			continue
 		}
 		if i < partition || g.recreate || g.created || !p.groupOutdated(g) {
 			continue
 		}
-		if !running {
+		pending++
+		if !ok {
 			p.deleteGroup(g, true)
 			continue
 		}
 		outdated = append(outdated, g)
 	}
+	budget := running - (p.replicas() - maxUnavailable)
+
 	sort.Slice(outdated, func(a, b int) bool { return outdated[a].ordinal > outdated[b].ordinal })
-	budget := updateBudget(p.groupMaxUnavailable(), unavailable)
-	for _, g := range outdated[:min(budget, len(outdated))] {
+	n := min(max(budget, 0), len(outdated))
+	for _, g := range outdated[:n] {
 		p.deleteGroup(g, true)
+	}
+	budget -= n
+
+	p.settleSurge(surge, min(maxSurge, pending), budget)
+}
+
+// settleSurge brings the surge groups to want: it adds the missing ones, or
+// removes the surplus, dying, stale and not-running ones first (they serve
+// nothing), running ones only while budget (running groups above the floor)
+// lasts, highest ordinal first.
+func (p *plan) settleSurge(surge []*groupState, want, budget int) {
+	if len(surge) < want {
+		added := 0
+		for i := p.replicas(); added < want-len(surge); i++ {
+			if _, taken := p.m.groups[i]; !taken {
+				p.addSurgeGroup(i)
+				added++
+			}
+		}
+		return
+	}
+	type unit struct {
+		g                   *groupState
+		dying, stale, ready bool
+	}
+	units := make([]unit, 0, len(surge))
+	for _, g := range surge {
+		units = append(units, unit{g: g, dying: len(g.livePods()) == 0, stale: p.groupOutdated(g), ready: p.groupRunning(g)})
+	}
+	sort.SliceStable(units, func(a, b int) bool {
+		x, y := units[a], units[b]
+		if x.dying != y.dying {
+			return x.dying
+		}
+		if x.stale != y.stale {
+			return x.stale
+		}
+		if x.ready != y.ready {
+			return !x.ready
+		}
+		return x.g.ordinal > y.g.ordinal
+	})
+	for _, u := range units[:len(units)-want] {
+		switch {
+		case u.dying:
+		case !u.ready:
+			p.deleteGroup(u.g, false)
+		case budget > 0:
+			p.deleteGroup(u.g, false)
+			budget--
+		}
+	}
+}
+
+// dropSurge removes every surge group; RoleRollingUpdate has no surge, so
+// they are only left over from a group rollout whose strategy changed.
+func (p *plan) dropSurge() {
+	for _, i := range p.m.sortedGroups() {
+		if g := p.m.groups[i]; g.surge {
+			p.deleteGroup(g, false)
+		}
 	}
 }
 

@@ -72,6 +72,32 @@ func resolveMaxUnavailable(p *intstr.IntOrString, total, def int) int {
 	return max(v, 1)
 }
 
+// resolveGroupBudget turns a group rollout's maxUnavailable (a percentage of
+// total rounded down; unset is 1) and maxSurge (a percentage of total rounded
+// up; unset is 0) into counts. When both come to 0 the rollout could never
+// proceed, so maxUnavailable becomes 1.
+func resolveGroupBudget(maxUnavailable, maxSurge *intstr.IntOrString, total int) (int, int) {
+	mu := 1
+	if maxUnavailable != nil {
+		v, err := intstr.GetScaledValueFromIntOrPercent(maxUnavailable, total, false)
+		if err != nil {
+			v = 1
+		}
+		mu = max(v, 0)
+	}
+	ms := 0
+	if maxSurge != nil {
+		v, err := intstr.GetScaledValueFromIntOrPercent(maxSurge, total, true)
+		if err == nil {
+			ms = max(v, 0)
+		}
+	}
+	if mu == 0 && ms == 0 {
+		mu = 1
+	}
+	return mu, ms
+}
+
 // updateBudget is how many more ready units a rolling update may take down:
 // maxUnavailable minus the units already unavailable, never below 0.
 func updateBudget(maxUnavailable, unavailable int) int {

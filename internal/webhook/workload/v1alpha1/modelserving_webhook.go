@@ -46,8 +46,11 @@ func ValidateModelServing(ms *workloadv1alpha1.ModelServing, knownPlugins sets.S
 				errs = append(errs, field.Forbidden(cPath, "not allowed with type RoleRollingUpdate; set maxUnavailable and partition on each role instead"))
 			}
 			errs = append(errs, validation.IntOrPercent(c.MaxUnavailable, cPath.Child("maxUnavailable"))...)
-			if validation.IsZero(c.MaxUnavailable) {
-				errs = append(errs, field.Invalid(cPath.Child("maxUnavailable"), c.MaxUnavailable.String(), "must not be 0: the rollout could never proceed"))
+			errs = append(errs, validation.IntOrPercent(c.MaxSurge, cPath.Child("maxSurge"))...)
+			// An unset maxSurge is 0; maxUnavailable may be 0 only when
+			// surge groups can carry the rollout.
+			if validation.IsZero(c.MaxUnavailable) && (c.MaxSurge == nil || validation.IsZero(c.MaxSurge)) {
+				errs = append(errs, field.Invalid(cPath.Child("maxUnavailable"), c.MaxUnavailable.String(), "must not be 0 while maxSurge is 0: the rollout could never proceed"))
 			}
 			errs = append(errs, validation.IntOrPercent(c.Partition, cPath.Child("partition"))...)
 		}
