@@ -51,6 +51,9 @@ type Options struct {
 	// RouterConfig is the router's configuration file (empty: its
 	// built-in default); the router reloads it on change.
 	RouterConfig string
+	// AutoscalingSyncPeriod is passed to the controller manager as
+	// --autoscaling-sync-period (0: its default, 15s).
+	AutoscalingSyncPeriod time.Duration
 	// Out receives progress lines.
 	Out io.Writer
 	Log logr.Logger
@@ -255,18 +258,22 @@ func Run(ctx context.Context, opts Options) (err error) {
 const SystemNamespace = "kthena-system"
 
 func (u *up) controllerManager(kubeconfig string) *Process {
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", u.ports.ManagerMetrics),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", u.ports.ManagerHealth),
+		fmt.Sprintf("--webhook-port=%d", u.ports.Webhook),
+		"--tls-cert-file=" + u.pki.ServingCertFile(),
+		"--tls-private-key-file=" + u.pki.ServingKeyFile(),
+		"--webhook-namespace=" + SystemNamespace,
+	}
+	if u.opts.AutoscalingSyncPeriod > 0 {
+		args = append(args, "--autoscaling-sync-period="+u.opts.AutoscalingSyncPeriod.String())
+	}
 	return &Process{
-		Name: "kthena-controller-manager",
-		Path: filepath.Join(u.opts.BinDir, "kthena-controller-manager"),
-		Args: []string{
-			"--kubeconfig=" + kubeconfig,
-			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", u.ports.ManagerMetrics),
-			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", u.ports.ManagerHealth),
-			fmt.Sprintf("--webhook-port=%d", u.ports.Webhook),
-			"--tls-cert-file=" + u.pki.ServingCertFile(),
-			"--tls-private-key-file=" + u.pki.ServingKeyFile(),
-			"--webhook-namespace=" + SystemNamespace,
-		},
+		Name:    "kthena-controller-manager",
+		Path:    filepath.Join(u.opts.BinDir, "kthena-controller-manager"),
+		Args:    args,
 		Env:     []string{"POD_NAMESPACE=" + SystemNamespace, "KUBECONFIG=" + kubeconfig},
 		LogPath: u.logPath("kthena-controller-manager"),
 	}
