@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
-	kthenawebhook "github.com/kthena/kthena/internal/webhook"
 	"github.com/kthena/kthena/internal/testing/controlplane"
+	kthenawebhook "github.com/kthena/kthena/internal/webhook"
 )
 
 // Serve starts a manager on env (started with Options.Webhooks) that serves
