@@ -41,9 +41,9 @@ e2e: ## Run only the end-to-end suite on the local platform.
 	@assets=$$(bash hack/envtest-bins.sh | tail -n 1) && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test $(TEST_FLAGS) -count=1 -v ./test/e2e/...
 
-FUZZTIME ?= 10s
+FUZZTIME ?= 50000x
 .PHONY: fuzz
-fuzz: ## Run each fuzz target briefly.
+fuzz: ## Run each fuzz target for FUZZTIME executions.
 	@bash hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: generate
