@@ -54,6 +54,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;deletecollection
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;delete;deletecollection
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=scheduling.volcano.sh,resources=podgroups,verbs=get;list;watch;create;update;delete;deletecollection
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
@@ -137,6 +138,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	errs := []error{r.apply(ctx, ms, p)}
 	errs = append(errs, r.syncServices(ctx, ms, p.desiredServices()))
 	errs = append(errs, r.syncPodGroups(ctx, ms, p, gs))
+	errs = append(errs, r.syncPDBs(ctx, ms, desiredPDBs(ms)))
 	errs = append(errs, r.pruneRevisions(ctx, revs, pods))
 	r.announce(ctx, ms, p)
 	errs = append(errs, r.writeStatus(ctx, ms, p.status()))
@@ -332,6 +334,7 @@ func (r *Reconciler) cleanup(ctx context.Context, ms *workloadv1alpha1.ModelServ
 		}
 	}
 	errs = append(errs, r.syncServices(ctx, ms, nil))
+	errs = append(errs, r.syncPDBs(ctx, ms, nil))
 	if gs, err := r.detectGang(ctx); err != nil {
 		errs = append(errs, err)
 	} else {

@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -38,6 +39,7 @@ func CacheOptions() cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                               {Label: owned},
 			&corev1.Service{}:                           {Label: owned},
+			&policyv1.PodDisruptionBudget{}:             {Label: owned},
 			&appsv1.ControllerRevision{}:                {Label: owned},
 			&apiextensionsv1.CustomResourceDefinition{}: {Field: fields.OneTermEqualSelector("metadata.name", PodGroupCRDName)},
 		},
@@ -54,7 +56,7 @@ func indexByOwnerLabel(obj client.Object) []string {
 // SetupWithManager registers the indexes, watches and the controller.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	ctx := context.Background()
-	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Service{}, &appsv1.ControllerRevision{}} {
+	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Service{}, &appsv1.ControllerRevision{}, &policyv1.PodDisruptionBudget{}} {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, obj, ownerIndex, indexByOwnerLabel); err != nil {
 			return err
 		}
@@ -76,6 +78,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 		For(&workloadv1alpha1.ModelServing{}).
 		Watches(&corev1.Pod{}, &podHandler{exp: r.exp}).
 		Owns(&corev1.Service{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.allModelServings),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == PodGroupCRDName }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(workers, 1)}).

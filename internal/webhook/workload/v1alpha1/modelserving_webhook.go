@@ -111,6 +111,23 @@ func ValidateModelServing(ms *workloadv1alpha1.ModelServing, knownPlugins sets.S
 		}
 	}
 
+	if rs := spec.RolloutStrategy; rs != nil && rs.EvictionStrategy != nil {
+		es := rs.EvictionStrategy
+		esPath := specPath.Child("rolloutStrategy", "evictionStrategy")
+		if es.ProtectionLevel == workloadv1alpha1.ProtectionLevelRole {
+			if es.MinAvailable != nil {
+				errs = append(errs, field.Forbidden(esPath.Child("minAvailable"), "only allowed with protectionLevel ServingGroup; use roleMinAvailable"))
+			}
+			for _, role := range sets.List(sets.KeySet(es.RoleMinAvailable)) {
+				if _, ok := roleReplicas[role]; !ok {
+					errs = append(errs, field.NotFound(esPath.Child("roleMinAvailable").Key(role), role))
+				}
+			}
+		} else if len(es.RoleMinAvailable) > 0 {
+			errs = append(errs, field.Forbidden(esPath.Child("roleMinAvailable"), "only allowed with protectionLevel Role; use minAvailable"))
+		}
+	}
+
 	if gp := spec.Template.GangPolicy; gp != nil {
 		gPath := tplPath.Child("gangPolicy", "minRoleReplicas")
 		for role, min := range gp.MinRoleReplicas {

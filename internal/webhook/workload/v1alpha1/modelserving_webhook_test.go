@@ -57,3 +57,36 @@ func TestValidateMaxSurgeForbiddenWithRoleRollingUpdate(t *testing.T) {
 		t.Fatalf("errors %v, want rollingUpdateConfiguration forbidden", errs)
 	}
 }
+
+func TestValidateEvictionStrategy(t *testing.T) {
+	two, half, bad := intstr.FromInt(2), intstr.FromString("50%"), intstr.FromString("half")
+	cases := []struct {
+		name      string
+		es        workloadv1alpha1.EvictionStrategySpec
+		wantField string // empty: valid
+	}{
+		{"groups", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelServingGroup, MinAvailable: &two}, ""},
+		{"roles", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelRole, RoleMinAvailable: map[string]intstr.IntOrString{"r": half}}, ""},
+		{"unknown role", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelRole, RoleMinAvailable: map[string]intstr.IntOrString{"x": half}}, "spec.rolloutStrategy.evictionStrategy.roleMinAvailable[x]"},
+		{"minAvailable with Role", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelRole, MinAvailable: &two}, "spec.rolloutStrategy.evictionStrategy.minAvailable"},
+		{"roleMinAvailable with ServingGroup", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelServingGroup, RoleMinAvailable: map[string]intstr.IntOrString{"r": half}}, "spec.rolloutStrategy.evictionStrategy.roleMinAvailable"},
+		{"bad percentage", workloadv1alpha1.EvictionStrategySpec{ProtectionLevel: workloadv1alpha1.ProtectionLevelServingGroup, MinAvailable: &bad}, "spec.rolloutStrategy.evictionStrategy.minAvailable"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ms := wrappers.MakeModelServing("ns", "m").Replicas(4).Role(wrappers.MakeRole("r").Obj()).Obj()
+			es := c.es
+			ms.Spec.RolloutStrategy = &workloadv1alpha1.RolloutStrategy{Type: workloadv1alpha1.ServingGroupRollingUpdate, EvictionStrategy: &es}
+			errs := ValidateModelServing(ms, nil)
+			if c.wantField == "" {
+				if len(errs) > 0 {
+					t.Fatalf("rejected: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != c.wantField {
+				t.Fatalf("errors %v, want one on %s", errs, c.wantField)
+			}
+		})
+	}
+}
