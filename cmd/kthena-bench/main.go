@@ -22,35 +22,41 @@ import (
 	"github.com/kthena/kthena/internal/router/bench"
 )
 
+// subcommands maps a bench name to its runner; each bench's file adds its
+// own entry in an init function, so that benches live in separate files.
+var subcommands = map[string]func(args []string) error{
+	"overhead": overhead,
+	"quality":  quality,
+	"pd":       pd,
+	// Internal: the processes of the overhead bench.
+	"router-child": bench.ServeRouterChild,
+	"engine-child": bench.ServeEngineChild,
+	"relay-child":  bench.ServeRelayChild, // a layer-4 relay in the router's place (-relay)
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
 	}
-	var err error
-	switch os.Args[1] {
-	case "overhead":
-		err = overhead(os.Args[2:])
-	case "quality":
-		err = quality(os.Args[2:])
-	case "pd":
-		err = pd(os.Args[2:])
-	case "router-child": // internal: the router process of the overhead bench
-		err = bench.ServeRouterChild(os.Args[2:])
-	case "engine-child": // internal: the engines' process of the overhead bench
-		err = bench.ServeEngineChild(os.Args[2:])
-	case "relay-child": // internal: a layer-4 relay in the router's place (-relay)
-		err = bench.ServeRelayChild(os.Args[2:])
-	default:
+	run, ok := subcommands[os.Args[1]]
+	if !ok {
 		usage()
 	}
-	if err != nil {
+	if err := run(os.Args[2:]); err != nil {
 		fmt.Fprintln(os.Stderr, "kthena-bench:", err)
 		os.Exit(1)
 	}
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kthena-bench overhead|quality|pd [flags]")
+	var names []string
+	for name := range subcommands {
+		if !strings.HasSuffix(name, "-child") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	fmt.Fprintf(os.Stderr, "usage: kthena-bench %s [flags]\n", strings.Join(names, "|"))
 	os.Exit(2)
 }
 
