@@ -29,14 +29,17 @@ type Ports struct {
 	RouterWebhook  int `json:"routerWebhook"`
 	RouterMetrics  int `json:"routerMetrics"`
 	RouterDebug    int `json:"routerDebug"`
+	// Router is the router's API port: --router-port, not chosen here, but
+	// recorded so that clients (kthena chat) find the router.
+	Router int `json:"router"`
 }
 
-func loadPorts(path string) (Ports, error) {
+func loadPorts(path string, routerPort int) (Ports, error) {
 	var p Ports
 	if data, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(data, &p)
 	}
-	taken := map[int]bool{}
+	taken := map[int]bool{routerPort: true}
 	for _, f := range []*int{&p.EtcdClient, &p.EtcdPeer, &p.APIServer, &p.Webhook, &p.ManagerHealth, &p.ManagerMetrics, &p.RouterWebhook, &p.RouterMetrics, &p.RouterDebug} {
 		if *f != 0 && !taken[*f] && portFree(*f) {
 			taken[*f] = true
@@ -49,6 +52,7 @@ func loadPorts(path string) (Ports, error) {
 		*f = n
 		taken[n] = true
 	}
+	p.Router = routerPort
 	data, _ := json.MarshalIndent(p, "", "  ")
 	return p, os.WriteFile(path, data, 0o644)
 }

@@ -115,7 +115,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := u.pki.Ensure(); err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	if u.ports, err = loadPorts(filepath.Join(opts.StateDir, "ports.json")); err != nil {
+	if u.ports, err = loadPorts(filepath.Join(opts.StateDir, "ports.json"), u.opts.RouterPort); err != nil {
 		return err
 	}
 	if !portFree(u.opts.RouterPort) {
