@@ -68,11 +68,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		keepScaledReplicas(p, objs[0].(*workloadv1alpha1.ModelServing), live)
+		if live != nil {
+			// Apply only over the counts just read: a scale in between
+			// (the autoscaler's, or a user's) makes the apply conflict and
+			// the reconcile start again, rather than be undone by force.
+			objs[0].SetResourceVersion(live.ResourceVersion)
+		}
 	}
 	specChanged := mb.Generation != mb.Status.ObservedGeneration
 	for _, obj := range objs {
 		kind := obj.GetObjectKind().GroupVersionKind().Kind
 		res, err := r.apply(ctx, mb, obj)
+		if apierrors.IsConflict(err) {
+			log.V(2).Info("generated object changed while reconciling; retrying", "kind", kind, "object", klog.KObj(obj))
+			return ctrl.Result{Requeue: true}, nil
+		}
 		if err != nil {
 			msg := fmt.Sprintf("applying %s %s: %v", kind, obj.GetName(), err)
 			r.Recorder.Event(mb, corev1.EventTypeWarning, ReasonApplyFailed, msg)
