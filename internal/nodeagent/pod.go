@@ -463,25 +463,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// killContainer sends SIGTERM to the container's process group and SIGKILL
-// after grace.
+// killContainer stops one container (preStop hook, SIGTERM, SIGKILL after
+// grace) so that it restarts.
 func (w *podWorker) killContainer(c *container, pgid int, grace time.Duration) {
 	w.mu.Lock()
 	exited := c.exited
 	w.mu.Unlock()
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	if exited == nil {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		return
 	}
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	}
+	w.stopContainer(c, pgid, exited, grace)
 }
 
-// terminate stops the pod: SIGTERM to every running container, SIGKILL
-// after grace; with finalize the pod is then deleted from the API server.
+// terminate stops the pod: each running container's preStop hook, then
+// SIGTERM, then SIGKILL once the grace period is over, all containers at
+// once; with finalize the pod is then deleted from the API server.
 func (w *podWorker) terminate(grace time.Duration, finalize bool) {
 	first := false
 	w.stopOnce.Do(func() {
@@ -496,13 +493,14 @@ func (w *podWorker) terminate(grace time.Duration, finalize bool) {
 	}
 	w.mu.Lock()
 	type running struct {
+		c      *container
 		pgid   int
 		exited chan struct{}
 	}
 	var rs []running
 	for _, c := range w.ctrs {
 		if c.state.Running != nil && c.exited != nil {
-			rs = append(rs, running{c.pgid, c.exited})
+			rs = append(rs, running{c, c.pgid, c.exited})
 		}
 	}
 	pod := w.pod
@@ -510,19 +508,15 @@ func (w *podWorker) terminate(grace time.Duration, finalize bool) {
 	if finalize && len(rs) > 0 {
 		w.a.event(context.Background(), pod, corev1.EventTypeNormal, "Killing", fmt.Sprintf("Stopping containers with grace period %s", grace))
 	}
+	var wg sync.WaitGroup
 	for _, r := range rs {
-		_ = syscall.Kill(-r.pgid, syscall.SIGTERM)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.stopContainer(r.c, r.pgid, r.exited, grace)
+		}()
 	}
-	deadline := time.After(grace)
-	for _, r := range rs {
-		select {
-		case <-r.exited:
-		case <-deadline:
-			for _, r := range rs {
-				_ = syscall.Kill(-r.pgid, syscall.SIGKILL)
-			}
-		}
-	}
+	wg.Wait()
 	<-w.loopsDone
 }
 

@@ -69,6 +69,7 @@ func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs.StringSliceVar(&cfg.FailureTypes, "failure-types", nil, "failure kinds to inject")
 	fs.IntVar(&cfg.CrashAfter, "crash-after", 0, "exit after this many requests (0 = never)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight requests get on SIGTERM")
+	fs.IntVar(&x.shutdownTimeout, "shutdown-timeout", -1, "vLLM's form of --shutdown-grace, in seconds (0 aborts in-flight requests at once)")
 	return fs, x
 }
 
@@ -79,6 +80,7 @@ type flagExtras struct {
 	loraModules      []string
 	kvEventsConfig   string
 	kvTransferConfig string
+	shutdownTimeout  int
 }
 
 // ParseArgs builds a Config from command-line arguments written for
@@ -91,6 +93,11 @@ func ParseArgs(args []string) (Config, []string, error) {
 	known, ignored := splitUnknown(fs, expandMultiValue(args))
 	if err := fs.Parse(known); err != nil {
 		return Config{}, ignored, fmt.Errorf("parse flags: %w", err)
+	}
+	if x.shutdownTimeout >= 0 {
+		// vLLM aborts in-flight requests when its timeout is 0; a zero
+		// grace would mean "default" here, so 0 becomes the shortest grace.
+		cfg.ShutdownGrace = max(time.Duration(x.shutdownTimeout)*time.Second, time.Nanosecond)
 	}
 	if fs.NArg() > 0 && cfg.Model == "" {
 		cfg.Model = fs.Arg(0) // `vllm serve MODEL`

@@ -101,3 +101,21 @@ func TestArgsRoundTrip(t *testing.T) {
 	assert.Empty(t, ignored)
 	assert.Equal(t, want, got.WithDefaults())
 }
+
+func TestParseArgsShutdownTimeout(t *testing.T) {
+	for args, want := range map[string]time.Duration{
+		"":                      10 * time.Second,
+		"--shutdown-timeout=45": 45 * time.Second,
+		"--shutdown-timeout=0":  time.Nanosecond, // vLLM aborts at once
+		"--shutdown-grace=3s":   3 * time.Second,
+	} {
+		var argv []string
+		if args != "" {
+			argv = []string{args}
+		}
+		cfg, ignored, err := ParseArgs(argv)
+		require.NoError(t, err, args)
+		assert.Empty(t, ignored, args)
+		assert.Equal(t, want, cfg.WithDefaults().ShutdownGrace, args)
+	}
+}

@@ -1,6 +1,7 @@
 package modelbooster
 
 import (
+	"fmt"
 	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,44 @@ func buildModelServing(p *plan) *workloadv1alpha1.ModelServing {
 	return ms
 }
 
+// Drained exits. When an entry pod is deleted, routers stop picking it as
+// soon as they see its deletion timestamp; its preStop hook holds SIGTERM
+// back until they (and slower load balancers) have, and, for vLLM, until
+// the engine has no running or waiting request: vLLM aborts in-flight
+// requests on SIGTERM unless started with --shutdown-timeout (recent
+// versions only), while SGLang drains on SIGTERM by itself. The grace
+// period bounds it all.
+const (
+	drainDelaySeconds       = 5
+	terminationGraceSeconds = 120
+)
+
+// vllmDrainHook waits drainDelaySeconds, then until the engine's metrics
+// show no running or waiting request (or stop answering). It uses the
+// image's own Python, which every vLLM image has.
+const vllmDrainHook = `import time, urllib.request
+time.sleep(%d)
+while True:
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics", timeout=2).read().decode()
+    except Exception:
+        break
+    busy = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")))
+    if busy == 0:
+        break
+    time.sleep(1)
+`
+
+// drainHook is the preStop hook of an entry pod's engine.
+func drainHook(p *plan) *corev1.Lifecycle {
+	if p.engine == networkingv1alpha1.SGLang {
+		return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: drainDelaySeconds}}}
+	}
+	script := fmt.Sprintf(vllmDrainHook, drainDelaySeconds, p.port)
+	return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"python3", "-c", script}}}}
+}
+
 // podTemplate is an entry (serving) or worker pod of a role.
 func podTemplate(p *plan, w workerPlan, entry bool) workloadv1alpha1.PodTemplateSpec {
 	b := &p.mb.Spec.Backend
@@ -65,12 +104,16 @@ func podTemplate(p *plan, w workerPlan, entry bool) workloadv1alpha1.PodTemplate
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromString("http")}},
 			PeriodSeconds: 10,
 		}
+		c.Lifecycle = drainHook(p)
 	}
 	spec := corev1.PodSpec{
 		Containers:       []corev1.Container{c},
 		Volumes:          []corev1.Volume{p.source.volume, shmVol},
 		Tolerations:      w.wk.Tolerations,
 		RuntimeClassName: b.RuntimeClassName,
+		// Every pod of a role replica, so that workers outlast the
+		// entry's drain when the kubelet is slow to stop them.
+		TerminationGracePeriodSeconds: ptrTo(int64(terminationGraceSeconds)),
 	}
 	if p.source.downloader != nil {
 		spec.InitContainers = []corev1.Container{*p.source.downloader}
