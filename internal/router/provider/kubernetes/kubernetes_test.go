@@ -28,9 +28,10 @@ import (
 // engine is a minimal vLLM-like engine on a real socket that answers with
 // its own name.
 type engine struct {
-	name   string
-	ln     net.Listener
-	served atomic.Int64
+	name     string
+	ln       net.Listener
+	served   atomic.Int64
+	inFlight atomic.Int64
 }
 
 func startEngine(t *testing.T, name, addr string) *engine {
@@ -48,8 +49,13 @@ func startEngine(t *testing.T, name, addr string) *engine {
 		fmt.Fprint(w, `{"object":"list","data":[{"id":"real-model","object":"model"}]}`)
 	})
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
 		e.served.Add(1)
+		e.inFlight.Add(1)
+		defer e.inFlight.Add(-1)
+		if strings.Contains(string(body), "slow") { // a long generation
+			time.Sleep(1500 * time.Millisecond)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"x","object":"chat.completion","model":"real-model","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`, e.name)
 	})
@@ -225,6 +231,62 @@ spec: {modelName: m, rules: [{targetModels: [{modelServerName: ms}]}]}`, &mr)
 	}
 	if b.served.Load() != before {
 		t.Fatal("a deleted pod still received requests")
+	}
+
+	// Terminating (deletion timestamp set, still running and ready, as
+	// during its preStop hook): no new request reaches it, and those it is
+	// serving complete.
+	cEng := startEngine(t, "engine-c", net.JoinHostPort("127.0.0.3", strconv.Itoa(port)))
+	pc := newPod("pc", "127.0.0.3")
+	pc.Finalizers = []string{"kthena.test/hold"}
+	if err := c.Update(ctx, pc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "third pod discovered", func() bool { return len(endpoints()) == 2 })
+	slow := make(chan string, 16)
+	sent := 0
+	for cEng.inFlight.Load() == 0 && sent < 16 {
+		sent++
+		go func() {
+			res, err := hc.Post("http://"+r.Addr()+"/v1/chat/completions", "application/json",
+				strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"slow"}]}`))
+			if err != nil {
+				slow <- err.Error()
+				return
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			slow <- fmt.Sprintf("%d %s", res.StatusCode, body)
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if cEng.inFlight.Load() == 0 {
+		t.Fatal("no request reached pc")
+	}
+	if err := c.Delete(ctx, pc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "terminating pod dropped", func() bool { return len(endpoints()) == 1 })
+	before = cEng.served.Load()
+	for range 10 {
+		if code, body := chat(); code != http.StatusOK || !strings.Contains(body, "engine-a") {
+			t.Fatalf("with pc terminating: %d %s", code, body)
+		}
+	}
+	if cEng.served.Load() != before {
+		t.Fatal("a terminating pod received new requests")
+	}
+	for range sent {
+		if got := <-slow; !strings.HasPrefix(got, "200 ") {
+			t.Fatalf("request in flight on the terminating pod: %s", got)
+		}
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pc), pc); err != nil {
+		t.Fatal(err)
+	}
+	pc.Finalizers = nil
+	if err := c.Update(ctx, pc); err != nil {
+		t.Fatal(err)
 	}
 
 	// An ExternalModelProvider whose credential is a labelled Secret.
