@@ -233,6 +233,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("router not ready: %w", err)
 	}
 	u.progress("controller manager, router (%s) and node agent ready", routerURL)
+	// From here on every child is supervised: one that exits is restarted
+	// with back-off and the platform keeps running. Start-up failures above
+	// still end `kthena up` with the child's error. The supervisors' stops
+	// run first (stops run in reverse), so nothing restarts while stopping.
+	for _, c := range []struct {
+		p     *Process
+		grace time.Duration
+	}{{etcd, 10 * time.Second}, {apiserver, 10 * time.Second}, {manager, 10 * time.Second}, {router, 15 * time.Second}} {
+		sv := supervise(c.p, u.progress)
+		stops = append(stops, func() { sv.Stop(c.grace) })
+	}
 	u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
 	if opts.Demo {
 		if err := u.demo(ctx, c, routerURL); err != nil {
@@ -240,18 +251,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}
 	u.progress("running; press Ctrl-C to stop (logs: %s)", filepath.Join(opts.StateDir, "logs"))
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-manager.Done():
-		return manager.Exited()
-	case <-router.Done():
-		return router.Exited()
-	case <-apiserver.Done():
-		return apiserver.Exited()
-	case <-etcd.Done():
-		return etcd.Exited()
-	}
+	<-ctx.Done()
+	return nil
 }
 
 // SystemNamespace holds the platform's own objects.

@@ -80,6 +80,11 @@ func (p *Process) Stop(grace time.Duration) {
 	if p.cmd == nil {
 		return
 	}
+	select {
+	case <-p.done:
+		return // already stopped: its pgid may belong to another process now
+	default:
+	}
 	pgid := p.cmd.Process.Pid
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
