@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries (kube-apiserver, kubectl, etcd) from source
-# through the Go module proxy and caches them by version outside the work tree.
+# Builds the control-plane binaries (kube-apiserver, kube-controller-manager,
+# kubectl, etcd) from source through the Go module proxy and caches them by
+# version outside the work tree.
 # The last line printed is the directory that holds them (KUBEBUILDER_ASSETS).
 #
 # The build uses the same flags and environment as the module's own builds and
@@ -41,6 +42,6 @@ build() { # module-dir ldflags package...
 
 v=k8s.io/component-base/version
 build kube "-X $v.gitVersion=${kube_version} -X $v.gitMajor=1 -X $v.gitMinor=$(echo "$kube_version" | cut -d. -f2)" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 build etcd "" github.com/kthena/kthena/hack/tools/etcd
 echo "$dir"

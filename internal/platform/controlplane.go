@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -29,6 +30,8 @@ type Ports struct {
 	RouterWebhook  int `json:"routerWebhook"`
 	RouterMetrics  int `json:"routerMetrics"`
 	RouterDebug    int `json:"routerDebug"`
+	// KubeControllerManager serves kube-controller-manager's /healthz.
+	KubeControllerManager int `json:"kubeControllerManager"`
 	// Router is the router's API port: --router-port, not chosen here, but
 	// recorded so that clients (kthena chat) find the router.
 	Router int `json:"router"`
@@ -40,7 +43,7 @@ func loadPorts(path string, routerPort int) (Ports, error) {
 		_ = json.Unmarshal(data, &p)
 	}
 	taken := map[int]bool{routerPort: true}
-	for _, f := range []*int{&p.EtcdClient, &p.EtcdPeer, &p.APIServer, &p.Webhook, &p.ManagerHealth, &p.ManagerMetrics, &p.RouterWebhook, &p.RouterMetrics, &p.RouterDebug} {
+	for _, f := range []*int{&p.EtcdClient, &p.EtcdPeer, &p.APIServer, &p.Webhook, &p.ManagerHealth, &p.ManagerMetrics, &p.RouterWebhook, &p.RouterMetrics, &p.RouterDebug, &p.KubeControllerManager} {
 		if *f != 0 && !taken[*f] && portFree(*f) {
 			taken[*f] = true
 			continue
@@ -126,7 +129,9 @@ func (u *up) apiserver() *Process {
 			"--service-account-signing-key-file=" + p.SAKeyFile(),
 			"--authorization-mode=RBAC",
 			"--service-cluster-ip-range=10.0.0.0/24",
-			// No kube-controller-manager creates default service accounts.
+			// Pods run without service-account token volumes: the node
+			// agent mounts none (kube-controller-manager still creates
+			// each namespace's default ServiceAccount).
 			"--disable-admission-plugins=ServiceAccount",
 			"--allow-privileged=true",
 			"--enable-priority-and-fairness=false",
@@ -139,6 +144,48 @@ func (u *up) apiserver() *Process {
 		},
 		Env:     []string{idleGOGC, oneProc},
 		LogPath: u.logPath("kube-apiserver"),
+	}
+}
+
+// kubeControllers are the kube-controller-manager controllers the platform
+// runs: workloads, garbage collection, namespaces, endpoints, autoscaling,
+// disruption budgets and service accounts. Node lifecycle (it would taint
+// the node agent's node), cloud, volume and certificate controllers are
+// left out: nothing here needs them.
+var kubeControllers = []string{
+	"garbage-collector-controller", "namespace-controller",
+	"deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
+	"job-controller", "cronjob-controller", "ttl-after-finished-controller", "pod-garbage-collector-controller",
+	"endpoints-controller", "endpointslice-controller", "endpointslice-mirroring-controller",
+	"horizontal-pod-autoscaler-controller", "disruption-controller",
+	"serviceaccount-controller", "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
+	"clusterrole-aggregation-controller",
+}
+
+func (u *up) kubeControllerManager(kubeconfig string) *Process {
+	return &Process{
+		Name: "kube-controller-manager",
+		Path: filepath.Join(u.assets, "kube-controller-manager"),
+		Args: []string{
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			// Nothing authenticates to it with front-proxy headers.
+			"--authentication-skip-lookup=true",
+			"--bind-address=127.0.0.1",
+			fmt.Sprintf("--secure-port=%d", u.ports.KubeControllerManager),
+			"--tls-cert-file=" + u.pki.ServingCertFile(),
+			"--tls-private-key-file=" + u.pki.ServingKeyFile(),
+			"--controllers=" + strings.Join(kubeControllers, ","),
+			"--leader-elect=false",
+			"--use-service-account-credentials=false",
+			"--service-account-private-key-file=" + u.pki.SAKeyFile(),
+			"--root-ca-file=" + u.pki.CAFile(),
+			"--cluster-name=kthena",
+			"--profiling=false",
+		},
+		Env:     []string{idleGOGC, oneProc},
+		LogPath: u.logPath("kube-controller-manager"),
 	}
 }
 

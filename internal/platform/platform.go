@@ -8,6 +8,8 @@ package platform
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +23,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kthena/kthena/internal/nodeagent"
@@ -173,8 +174,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	u.progress("%d CRDs and the workload webhooks installed; kubeconfig %s", n, kubeconfig)
 
-	// Node agent and owner-reference garbage collection run in-process;
-	// they stop (pods gracefully) before the binaries.
+	// The node agent runs in-process; it stops (pods gracefully) before
+	// the binaries.
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -198,13 +199,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		stopAgent()
 		<-agentDone
 	}()
-	informers, err := cache.New(cfg, cache.Options{Scheme: Scheme()})
-	if err != nil {
+
+	kcm := u.kubeControllerManager(kubeconfig)
+	if err := kcm.Start(); err != nil {
 		return err
 	}
-	go func() { _ = informers.Start(agentCtx) }()
-	gc := &collector{c: c, cache: informers, log: opts.Log.WithName("gc")}
-	go gc.run(agentCtx)
+	stops = append(stops, stopProc(kcm, 10*time.Second))
 
 	manager := u.controllerManager(kubeconfig)
 	if err := manager.Start(); err != nil {
@@ -225,6 +225,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	stops = append(stops, stopProc(router, 15*time.Second))
+	if err := u.waitHTTP(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", u.ports.KubeControllerManager), kcm, 60*time.Second); err != nil {
+		return fmt.Errorf("kube-controller-manager not ready: %w", err)
+	}
 	if err := u.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", u.ports.ManagerHealth), manager, 60*time.Second); err != nil {
 		return fmt.Errorf("controller manager not ready: %w", err)
 	}
@@ -232,7 +235,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := u.waitHTTP(ctx, routerURL+"/readyz", router, 60*time.Second); err != nil {
 		return fmt.Errorf("router not ready: %w", err)
 	}
-	u.progress("controller manager, router (%s) and node agent ready", routerURL)
+	u.progress("kube-controller-manager, controller manager, router (%s) and node agent ready", routerURL)
 	// From here on every child is supervised: one that exits is restarted
 	// with back-off and the platform keeps running. Start-up failures above
 	// still end `kthena up` with the child's error. The supervisors' stops
@@ -240,7 +243,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	for _, c := range []struct {
 		p     *Process
 		grace time.Duration
-	}{{etcd, 10 * time.Second}, {apiserver, 10 * time.Second}, {manager, 10 * time.Second}, {router, 15 * time.Second}} {
+	}{{etcd, 10 * time.Second}, {apiserver, 10 * time.Second}, {kcm, 10 * time.Second}, {manager, 10 * time.Second}, {router, 15 * time.Second}} {
 		sv := supervise(c.p, u.progress)
 		stops = append(stops, func() { sv.Stop(c.grace) })
 	}
@@ -333,6 +336,11 @@ func (u *up) binaryHasFlag(bin, flag string) bool {
 
 func (u *up) waitHTTP(ctx context.Context, url string, p *Process, timeout time.Duration) error {
 	hc := &http.Client{Timeout: time.Second}
+	if ca, err := u.pki.CAPEM(); err == nil { // our children's HTTPS endpoints use the platform's CA
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		if err := p.Exited(); err != nil {
@@ -359,7 +367,7 @@ func (u *up) waitHTTP(ctx context.Context, url string, p *Process, timeout time.
 // hack/envtest-bins.sh on first use.
 func (u *up) findAssets(ctx context.Context) (string, error) {
 	has := func(dir string) bool {
-		for _, b := range []string{"etcd", "kube-apiserver"} {
+		for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 				return false
 			}
