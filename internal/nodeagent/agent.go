@@ -42,6 +42,9 @@ type Options struct {
 	RestartBackoff, MaxRestartBackoff time.Duration
 	// StopGrace caps each pod's grace period when the platform stops.
 	StopGrace time.Duration
+	// API, when set, is written into the kubeconfig of pods that name a
+	// service account, so that they reach the API server as that account.
+	API *APIAccess
 	// Progress prints a line on the terminal (may be nil).
 	Progress func(format string, args ...any)
 }
@@ -77,6 +80,11 @@ func New(opts Options) *Agent {
 		opts.Progress = func(string, ...any) {}
 	}
 	return &Agent{opts: opts, ips: newIPPool(), workers: map[string]*podWorker{}}
+}
+
+// podDir holds a pod's materialised volumes and credentials.
+func (a *Agent) podDir(uid types.UID) string {
+	return filepath.Join(a.opts.StateDir, "pods", string(uid))
 }
 
 // LogPath is where a container's output goes.
@@ -229,6 +237,7 @@ func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) error {
 func (a *Agent) finalizeDelete(ctx context.Context, pod *corev1.Pod) error {
 	zero := int64(0)
 	uid := pod.UID
+	_ = os.RemoveAll(a.podDir(uid))
 	err := a.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: &zero,
 		Preconditions:      &metav1.Preconditions{UID: &uid},

@@ -158,7 +158,10 @@ func (w *podWorker) prepare(ctx context.Context) error {
 	for _, s := range pod.Status.ContainerStatuses {
 		prev[s.Name] = s
 	}
-	var notes []string
+	files, notes, err := materialise(ctx, a.opts.Client, pod, a.podDir(pod.UID), a.opts.API)
+	if err != nil {
+		return err
+	}
 	var ctrs []*container
 	for i := range pod.Spec.Containers {
 		spec := pod.Spec.Containers[i]
@@ -166,7 +169,15 @@ func (w *podWorker) prepare(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l, err := a.resolve(spec.Image, expandAll(spec.Command, env), expandAll(spec.Args, env), ip)
+		mounts := files.mounts(&spec)
+		for k, v := range env {
+			env[k] = rewritePaths(v, mounts)
+		}
+		if _, set := env["KUBECONFIG"]; !set && files.kubeconfig != "" {
+			env["KUBECONFIG"] = files.kubeconfig
+			order = append(order, "KUBECONFIG")
+		}
+		l, err := a.resolve(spec.Image, rewriteAll(expandAll(spec.Command, env), mounts), rewriteAll(expandAll(spec.Args, env), mounts), ip)
 		if err != nil {
 			return err
 		}

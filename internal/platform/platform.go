@@ -185,6 +185,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	agent := nodeagent.New(nodeagent.Options{
 		Client: cs, StateDir: opts.StateDir, BinDir: u.opts.BinDir,
 		Log: opts.Log.WithName("node-agent"), Progress: u.progress,
+		API: &nodeagent.APIAccess{Host: cfg.Host, CAData: ca},
 	})
 	go func() {
 		defer close(agentDone)
