@@ -300,7 +300,7 @@ func writeFiles(dir string, files map[string][]byte) error {
 		return err
 	}
 	for rel, b := range files {
-		p := filepath.Join(dir, filepath.Clean("/" + rel))
+		p := filepath.Join(dir, filepath.Clean("/"+rel))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
