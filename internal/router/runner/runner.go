@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,12 +102,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.BodyTimeout, "read-body-timeout", 2*time.Minute, "answer 408 to a request whose body takes longer to arrive")
 	fs.BoolVar(&o.AccessLog, "access-log", true, "write an access log entry per request to stdout")
 	fs.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text or json")
+	var bindAddress string
+	fs.StringVar(&bindAddress, "bind-address", "", "address the router and metrics ports listen on (empty: all)")
 	o.Addr, o.MetricsAddr, o.DebugAddr = ":8080", ":9090", "127.0.0.1:15000"
 	portsSet := func(o *Options) {
-		o.Addr = fmt.Sprintf(":%d", port)
+		o.Addr = net.JoinHostPort(bindAddress, strconv.Itoa(port))
 		o.MetricsAddr, o.DebugAddr = "", ""
 		if mport > 0 {
-			o.MetricsAddr = fmt.Sprintf(":%d", mport)
+			o.MetricsAddr = net.JoinHostPort(bindAddress, strconv.Itoa(mport))
 		}
 		if dport > 0 {
 			o.DebugAddr = fmt.Sprintf("127.0.0.1:%d", dport)
