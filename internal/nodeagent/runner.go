@@ -21,6 +21,7 @@ const (
 	engineSim    engineKind = iota // kthena-sim, arguments used as they are
 	engineVLLM                     // vLLM image: real vllm or the simulator
 	engineSGLang                   // SGLang image: real sglang or the simulator
+	kthenaBinary                   // Kthena's own image: the binary of that name from BinDir
 )
 
 // runnerEntry maps an image repository to how it runs.
@@ -29,7 +30,8 @@ type runnerEntry struct {
 	// a prefix.
 	repo   string
 	kind   engineKind
-	sglang bool // the simulator speaks SGLang's API and metrics
+	sglang bool   // the simulator speaks SGLang's API and metrics
+	binary string // kthenaBinary: the executable in BinDir
 }
 
 // runnerTable is the image runner table. To run another image locally,
@@ -43,6 +45,11 @@ var runnerTable = []runnerEntry{
 	{repo: "vllm/vllm-openai*", kind: engineVLLM},
 	{repo: "ghcr.io/huntersman/vllm-cpu-env", kind: engineVLLM},
 	{repo: "lmsysorg/sglang*", kind: engineSGLang, sglang: true},
+	// The Helm chart's images.
+	{repo: "ghcr.io/kthena/kthena-controller-manager", kind: kthenaBinary, binary: "kthena-controller-manager"},
+	{repo: "kthena-controller-manager", kind: kthenaBinary, binary: "kthena-controller-manager"},
+	{repo: "ghcr.io/kthena/kthena-router", kind: kthenaBinary, binary: "kthena-router"},
+	{repo: "kthena-router", kind: kthenaBinary, binary: "kthena-router"},
 }
 
 // imageRepo strips the tag and digest from an image reference and the
@@ -112,7 +119,7 @@ func (e *Engines) detect() {
 type errNoRunner struct{ image string }
 
 func (e errNoRunner) Error() string {
-	return fmt.Sprintf("image %q has no local runner: the local platform runs the simulator images (kthena/sim, ghcr.io/llm-d/llm-d-inference-sim, ghcr.io/faust-benchou/sglang-inference-sim) and vLLM/SGLang images; to run another image add an entry to the runner table in internal/nodeagent/runner.go (see docs/local-platform.md)", e.image)
+	return fmt.Sprintf("image %q has no local runner: the local platform runs the simulator images (kthena/sim, ghcr.io/llm-d/llm-d-inference-sim, ghcr.io/faust-benchou/sglang-inference-sim), vLLM/SGLang images and Kthena's own images; to run another image add an entry to the runner table in internal/nodeagent/runner.go (see docs/local-platform.md)", e.image)
 }
 
 // resolve turns a container's image, command and args into a process.
@@ -121,6 +128,9 @@ func (a *Agent) resolve(image string, command, args []string, host string) (laun
 	e, ok := lookupRunner(image)
 	if !ok {
 		return launch{}, errNoRunner{image}
+	}
+	if e.kind == kthenaBinary {
+		return launch{argv: append([]string{filepath.Join(a.opts.BinDir, e.binary)}, kthenaArgs(e.binary, append(append([]string{}, command...), args...), host)...)}, nil
 	}
 	words := engineWords(command, args)
 	sim := filepath.Join(a.opts.BinDir, "kthena-sim")
@@ -145,6 +155,37 @@ func (a *Agent) resolve(image string, command, args []string, host string) (laun
 	default:
 		return launch{argv: append([]string{sim}, simArgs(words, host, e.sglang)...)}, nil
 	}
+}
+
+// kthenaArgs binds a Kthena binary's listeners to the pod's IP, as its own
+// network namespace would: ":PORT" addresses become "IP:PORT", and the
+// webhook server and the router listen on the IP. A leading entry point
+// (the binary itself) is dropped. The router's localhost debug port is
+// turned off unless set, since every router pod would want the same one.
+func kthenaArgs(binary string, words []string, host string) []string {
+	if len(words) > 0 && !strings.HasPrefix(words[0], "-") && filepath.Base(words[0]) == binary {
+		words = words[1:]
+	}
+	var out []string
+	for _, w := range words {
+		name, val, ok := strings.Cut(w, "=")
+		if ok && strings.HasSuffix(name, "-bind-address") && strings.HasPrefix(val, ":") {
+			w = name + "=" + host + val
+		}
+		out = append(out, w)
+	}
+	if !hasFlag(out, "--webhook-host") {
+		out = append(out, "--webhook-host="+host)
+	}
+	if binary == "kthena-router" {
+		if !hasFlag(out, "--bind-address") {
+			out = append(out, "--bind-address="+host)
+		}
+		if !hasFlag(out, "--debug-port") {
+			out = append(out, "--debug-port=0")
+		}
+	}
+	return out
 }
 
 // engineWords joins command and args and drops the entry point (vllm
