@@ -2,6 +2,7 @@ package autoscalebench
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,31 @@ func TestManifestsCompressBehaviour(t *testing.T) {
 	}
 	if _, err := SelectConfigs([]string{"nope"}); err == nil {
 		t.Error("an unknown configuration is accepted")
+	}
+}
+
+func TestReleaseSplitFromAccessLog(t *testing.T) {
+	path := t.TempDir() + "/router.log"
+	log := `2026/12/05 12:00:40 coldstart: "msg"="holding requests"
+[2026-12-05T12:00:40.010000000Z] "POST /v1/chat/completions HTTP/1.1" 200 model_name=bench request_id=autoscale-bench-2 tokens=24/32 timings=12000.00ms(11100.00+86.00+1240.00) held=11100.00ms
+[2026-12-05T12:00:52.000000000Z] "POST /v1/chat/completions HTTP/1.1" 200 model_name=bench request_id=other tokens=24/32 timings=1.00ms(0.10+0.20+0.30)
+`
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := readAccessLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries["autoscale-bench-2"].held != 11100*time.Millisecond {
+		t.Fatalf("entries %+v", entries)
+	}
+	reqs := []Request{{ID: "autoscale-bench-2", Sent: at(40), OK: true, TTFT: 11200 * time.Millisecond}}
+	cs := []ColdStart{{Request: "autoscale-bench-2", readyAt: at(51)}}
+	splitRelease(cs, reqs, entries)
+	// Released at 40.01 + 11.1 = 51.11 s: 110 ms after Ready; the first
+	// token at 51.2 s, 90 ms later.
+	if !cs[0].SplitKnown || cs[0].RouterRelease.Milliseconds() != 110 || cs[0].EngineFirstToken.Milliseconds() != 90 {
+		t.Errorf("split %+v", cs[0])
 	}
 }

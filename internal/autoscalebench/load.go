@@ -68,6 +68,8 @@ func (l Load) Run(ctx context.Context, start time.Time, arrivals []time.Duration
 	return out
 }
 
+func requestID(i int) string { return fmt.Sprintf("autoscale-bench-%d", i) }
+
 type chunk struct {
 	Choices []struct {
 		Delta struct {
@@ -84,13 +86,15 @@ func (l Load) one(ctx context.Context, i int) Request {
 	})
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	r := Request{Sent: time.Now()}
+	r := Request{Sent: time.Now(), ID: requestID(i)}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.URL+"/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		r.Err = err.Error()
 		return r
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// The router logs it, so that its hold of this request can be found.
+	req.Header.Set("X-Request-Id", requestID(i))
 	resp, err := l.Client.Do(req)
 	if err != nil {
 		r.Err = err.Error()

@@ -52,18 +52,22 @@ func Table(rs []Result, o Options) string {
 // ColdStartTable lists every cold start's phases.
 func ColdStartTable(rs []Result) string {
 	var sb strings.Builder
-	sb.WriteString("| configuration | at | held requests | scale decision | pod start | engine ready | router release | total | decision + release |\n")
-	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("| configuration | at | held requests | scale decision | pod start | engine ready | router release | total | decision + release | of the release: router lets go / engine's first token |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	n := 0
 	for _, r := range rs {
 		for _, c := range r.ColdStarts {
 			n++
-			fmt.Fprintf(&sb, "| %s | %.1f s | %d | %s | %s | %s | %s | %s | %s |\n", r.Config.Name, c.Offset.Seconds(), c.Held,
-				secs(c.Decision), secs(c.PodStart), secs(c.EngineReady), secs(c.Release), secs(c.Total), secs(c.Overhead()))
+			split := "n/a"
+			if c.SplitKnown {
+				split = secs(c.RouterRelease) + " / " + secs(c.EngineFirstToken)
+			}
+			fmt.Fprintf(&sb, "| %s | %.1f s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.Config.Name, c.Offset.Seconds(), c.Held,
+				secs(c.Decision), secs(c.PodStart), secs(c.EngineReady), secs(c.Release), secs(c.Total), secs(c.Overhead()), split)
 		}
 	}
 	if n == 0 {
-		sb.WriteString("| (none) |||||||||\n")
+		sb.WriteString("| (none) ||||||||||\n")
 	}
 	return sb.String()
 }
@@ -97,17 +101,24 @@ func Checks(rs []Result, o Options) []Check {
 	}
 	out = append(out, Check{Target: "0 requests failed or dropped anywhere", Met: lost == 0 && routerLost == 0,
 		Detail: fmt.Sprintf("%d of %d failed at the client; %.0f held requests not released by the router", lost, total, routerLost)})
-	worst := time.Duration(-1)
-	nCold := 0
+	worst, worstRouter := time.Duration(-1), time.Duration(-1)
+	nCold, nSplit := 0, 0
 	for _, r := range rs {
 		for _, c := range r.ColdStarts {
 			nCold++
 			worst = max(worst, c.Overhead())
+			if c.SplitKnown {
+				nSplit++
+				worstRouter = max(worstRouter, c.Decision+c.RouterRelease)
+			}
 		}
 	}
 	if nCold > 0 {
-		out = append(out, Check{Target: "a cold start adds ≤ 1 s over the engine's start-up (scale decision + router release)", Met: worst <= time.Second,
-			Detail: fmt.Sprintf("worst of %d cold starts: %s", nCold, secs(worst))})
+		detail := fmt.Sprintf("worst of %d cold starts: %s from the first held request's send to its scale decision, plus from the pod's Ready to its first token", nCold, secs(worst))
+		if nSplit > 0 {
+			detail += fmt.Sprintf("; without the engine's queue and prefill after the router let it go: worst %s", secs(worstRouter))
+		}
+		out = append(out, Check{Target: "a cold start adds ≤ 1 s over the engine's start-up (scale decision + router release)", Met: worst <= time.Second, Detail: detail})
 	}
 	pw := PanicWindow(o.Compression)
 	for _, r := range rs {
@@ -247,7 +258,7 @@ func Method(o Options) string {
 		fmt.Fprintf(&sb, "| %s | %s |\n", c.Name, c.Description)
 	}
 	fmt.Fprintf(&sb, "\nBehaviours, before compression: *defaults* is the admission webhook's default (upstream's and Kthena's alike): scale-up by max(4, 100%%) per 1 min with no window, panic off, scale-down at any pace after a 5 min window. *burst* adds panic mode with the CRD's values (1000%%, threshold 200%%, hold 1 min, period 1 min) and a 2 min scale-down window.\n")
-	fmt.Fprintf(&sb, "\n- **Measured**: replica-seconds are the pods' lives (from creation to deletion, as watched on the API server) within the trace: what the GPUs cost, start-up and drain included. TTFT percentiles are over answered requests; the SLO is **TTFT ≤ %s**; \"outside cold starts\" leaves out requests that arrived while no pod was ready. A failed or dropped request is any that did not end in 200 with a token and `[DONE]`. Cold starts are split with the local clock on the watch events (the API server's timestamps have second precision): scale decision (first held request sent → `spec.replicas` raised from 0), pod start (→ the engine's container running), engine ready (→ the pod's Ready condition, the engine's own start-up plus the probe), router release (→ the first held request's first token at the client, the engine's %s prefill included). The burst column counts burst requests that missed the SLO and when the last of them was sent, after the burst's start; the burst target compares that with the panic window (1 min / %g = %s).\n",
+	fmt.Fprintf(&sb, "\n- **Measured**: replica-seconds are the pods' lives (from creation to deletion, as watched on the API server) within the trace: what the GPUs cost, start-up and drain included. TTFT percentiles are over answered requests; the SLO is **TTFT ≤ %s**; \"outside cold starts\" leaves out requests that arrived while no pod was ready. A failed or dropped request is any that did not end in 200 with a token and `[DONE]`. Cold starts are split with the local clock on the watch events (the API server's timestamps have second precision): scale decision (first held request sent → `spec.replicas` raised from 0), pod start (→ the engine's container running), engine ready (→ the pod's Ready condition, the engine's own start-up plus the probe), router release (→ the first held request's first token at the client, the engine's %s prefill included), itself split with the router's access log (the client sends an `X-Request-Id`; the log has when the request arrived and how long it was held) into the router letting the request go and the engine's queue and prefill. The burst column counts burst requests that missed the SLO and when the last of them was sent, after the burst's start; the burst target compares that with the panic window (1 min / %g = %s).\n",
 		ms(o.SLO), ms(o.Engine.TTFT), o.Compression, secs(PanicWindow(o.Compression)))
 	return sb.String()
 }

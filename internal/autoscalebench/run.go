@@ -204,6 +204,11 @@ func runOne(ctx context.Context, o Options, c Config, arrivals []time.Duration) 
 	stopWatch()
 	res.Pods, res.Changes = w.snapshot()
 	res.ColdStarts = ColdStarts(res.Requests, res.Pods, res.Changes)
+	if log, err := readAccessLog(filepath.Join(e.stateDir, "logs", "kthena-router.log")); err != nil {
+		o.Log.Error(err, "reading the router's access log; cold-start releases are not split", "config", c.Name)
+	} else {
+		splitRelease(res.ColdStarts, res.Requests, log)
+	}
 	res.Summary = Summarize(res.Requests, o.SLO)
 	res.ReplicaSeconds = ReplicaSeconds(res.Pods, res.Start, res.End)
 	bf, bt := o.Trace.Burst()

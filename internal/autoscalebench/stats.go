@@ -8,6 +8,8 @@ import (
 
 // Request is one replayed request as the client saw it.
 type Request struct {
+	// ID is the X-Request-Id sent, which the router's access log carries.
+	ID string
 	// Sent is the send time; Offset the same from the trace's start.
 	Sent   time.Time
 	Offset time.Duration
@@ -177,8 +179,17 @@ type ColdStart struct {
 	// EngineReady: → the pod's Ready condition.
 	// Release: → the first held request's first token at the client.
 	Decision, PodStart, EngineReady, Release, Total time.Duration
+	// RouterRelease and EngineFirstToken split Release, when the router's
+	// access log has the request: Ready → the router let it go (negative
+	// if the router saw the pod ready before this watch did), then → its
+	// first token at the client (the engine's queue and prefill).
+	RouterRelease, EngineFirstToken time.Duration
+	SplitKnown                      bool
+	// Request is the first held request's ID.
+	Request string
 	// Pod is the pod that served it.
-	Pod string
+	Pod     string
+	readyAt time.Time
 }
 
 // Overhead is the time the cold start adds beyond the engine's own
@@ -248,6 +259,8 @@ func ColdStarts(reqs []Request, pods []Pod, changes []ReplicaChange) []ColdStart
 			decided = running
 		}
 		c.Pod = pod.Name
+		c.Request = r.ID
+		c.readyAt = ready
 		c.Decision = decided.Sub(r.Sent)
 		c.PodStart = running.Sub(decided)
 		c.EngineReady = ready.Sub(running)
