@@ -2,8 +2,10 @@
 package plugins
 
 import (
+	"github.com/kthena/kthena/internal/router/kvindex"
 	"github.com/kthena/kthena/internal/router/plugins/filter/loraaffinity"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/gpuusage"
+	"github.com/kthena/kthena/internal/router/plugins/scorer/kvcacheaware"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/leastlatency"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/leastrequest"
 	"github.com/kthena/kthena/internal/router/plugins/scorer/prefixcache"
@@ -18,6 +20,7 @@ func RegisterInTree(r *scheduler.Registry) {
 	r.MustRegister(gpuusage.Type, gpuusage.Factory)
 	r.MustRegister(leastlatency.Type, leastlatency.Factory)
 	r.MustRegister(prefixcache.Type, prefixcache.Factory)
+	r.MustRegister(kvcacheaware.Type, kvcacheaware.FactoryWith(kvindex.Open))
 	r.MustRegister(loraaffinity.Type, loraaffinity.Factory)
 	r.MustRegister(random.Type, random.Factory)
 	r.MustRegister(roundrobin.Type, roundrobin.Factory)

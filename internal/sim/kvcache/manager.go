@@ -189,7 +189,14 @@ func (m *Manager) Commit(t *Table, computed int, tokenAt func(int) int, extra []
 		b := &m.blocks[id]
 		if _, dup := m.byHash[h]; dup || b.cached {
 			// Another sequence cached the same content first: keep this
-			// copy private, as vLLM does.
+			// copy private. The event's blocks must stay one chain (each
+			// block's parent is the previous one, the first's is
+			// ParentBlockHash), so a skipped block ends the event and the
+			// next stored block starts another with its own parent.
+			if stored != nil {
+				m.pending = append(m.pending, *stored)
+				stored = nil
+			}
 			continue
 		}
 		b.cached, b.hash = true, h

@@ -102,3 +102,45 @@ func TestLoRANameChangesHashes(t *testing.T) {
 	assert.NotEqual(t, h.Chain(p, 16, nil), h.Chain(p, 16, []string{"a"}))
 	assert.NotEqual(t, h.Chain(p, 16, nil), NewHasher("42").Chain(p, 16, nil))
 }
+
+// Every BlockStored must be one chain, as vLLM's are: block i's parent is
+// block i-1 and the first block's is ParentBlockHash (the root when nil), so
+// a consumer can recompute every hash from the event alone. A block skipped
+// in the middle of a commit (its content cached by another sequence) used to
+// leave the next block chained to the wrong parent.
+func TestStoredEventsAreChains(t *testing.T) {
+	const bs = 4
+	m := NewManager(Options{NumBlocks: 8, BlockSize: bs, PrefixCaching: true, Hasher: NewHasher(""), EmitEvents: true})
+	p := seq(13, 100)
+	at := func(i int) int { return p[i] }
+	var x, a, f, b Table
+	require.True(t, m.Grow(&x, 5))
+	require.True(t, m.Grow(&a, 9))
+	m.Commit(&x, 5, at, nil, "") // x caches block 0
+	m.Commit(&a, 9, at, nil, "") // a's block 0 stays private, block 1 is cached
+	m.Release(&x)
+	require.True(t, m.Grow(&f, 5*bs)) // evicts x's block 0
+	m.Release(&f)
+	require.True(t, m.Grow(&b, 13))
+	m.Commit(&b, 13, at, nil, "") // block 0 new, block 1 held by a, block 2 new
+
+	h := m.Hasher()
+	var stored int
+	for _, ev := range m.TakeEvents() {
+		s, ok := ev.(kvevents.BlockStored)
+		if !ok {
+			continue
+		}
+		parent := h.Root()
+		if s.ParentBlockHash != nil {
+			copy(parent[:], s.ParentBlockHash)
+		}
+		for i, got := range s.BlockHashes {
+			want := h.Block(parent, s.TokenIDs[i*bs:(i+1)*bs], nil)
+			require.Equal(t, want[:], []byte(got), "event %+v block %d", s, i)
+			parent = want
+			stored++
+		}
+	}
+	assert.Equal(t, 4, stored, "x: 1, a: 1, b: 2")
+}

@@ -1,0 +1,303 @@
+// Package kvcacheaware is a precise prefix-cache scorer: it subscribes to
+// every candidate engine's KV events (vLLM's ZMQ publisher; SGLang's has the
+// same format), keeps an in-process index of the blocks each engine holds
+// (internal/router/kvindex), tokenises the request the way the engine does
+// and scores each engine by the longest prefix of the request it caches.
+package kvcacheaware
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/tokenizer"
+)
+
+// Type is the plugin type name (upstream's).
+const Type = "kvcache-aware"
+
+// PortLabel on a pod (or an endpoints-file endpoint) overrides the port of
+// its KV-event publisher; "0" means the pod publishes none.
+const PortLabel = "networking.serving.volcano.sh/kv-events-port"
+
+// Args are the plugin's arguments: upstream's four, then Kthena's.
+type Args struct {
+	// BlockSizeToHash is upstream's block size (16). Here engines report
+	// their own block size in their events and requests are hashed with
+	// it; this value is only reported by the debug endpoint for pods that
+	// have not stored a block yet.
+	BlockSizeToHash int `json:"blockSizeToHash"`
+	// MaxBlocksToMatch bounds the blocks hashed per request (default 8192,
+	// 128k tokens at block size 16; upstream's 128 would stop at 2k tokens).
+	MaxBlocksToMatch int `json:"maxBlocksToMatch"`
+	// VLLMTokenizerPort and SGLangTokenizerPort are accepted for
+	// compatibility with upstream configurations and unused: requests are
+	// tokenised in process.
+	VLLMTokenizerPort   int `json:"vllmTokenizerPort"`
+	SGLangTokenizerPort int `json:"sglangTokenizerPort"`
+
+	// KVEventsPort is the engines' KV-event port on the pod address
+	// (default 5557, vLLM's); PortLabel overrides it per pod.
+	KVEventsPort int `json:"kvEventsPort"`
+	// KVEventsTopic is the topic prefix subscribed to (default "": all,
+	// which covers vLLM's "kv-events" and SGLang's "").
+	KVEventsTopic string `json:"kvEventsTopic"`
+	// MaxIndexedBlocks bounds the (pod, block) entries held (default
+	// 1,000,000; see docs/kvcache-routing.md for bytes per block).
+	MaxIndexedBlocks int `json:"maxIndexedBlocks"`
+	// TierWeights weigh a cached block by where it is (defaults: GPU 1,
+	// CPU 0.5, other media 0.25).
+	TierWeights *TierWeights `json:"tierWeights,omitempty"`
+	// TokenizerEncoding is the in-process tokenizer (default cl100k_base,
+	// the one kthena-sim engines use).
+	TokenizerEncoding string `json:"tokenizerEncoding"`
+}
+
+// TierWeights are per-medium weights in [0,1].
+type TierWeights struct {
+	GPU   *float64 `json:"gpu,omitempty"`
+	CPU   *float64 `json:"cpu,omitempty"`
+	Other *float64 `json:"other,omitempty"`
+}
+
+// Index is the block index the plugin reads and the engine subscriptions
+// it drives. internal/router/kvindex implements it; the plugin registration
+// (internal/router/plugins) passes its Open to FactoryWith.
+type Index interface {
+	// Ensure subscribes to the pod's publisher unless already subscribed
+	// to that endpoint.
+	Ensure(pod, endpoint, topic string)
+	// Remove stops the pod's subscription and forgets its blocks.
+	Remove(pod string)
+	// Lookup calls fn for each of pods whose state the index knows, with
+	// the number of leading blocks of tokens it caches, the request's
+	// blocks at that pod's block size (at most maxBlocks, one fewer when
+	// cut) and the tier-weighted matched blocks.
+	Lookup(tokens []int, cut bool, lora string, maxBlocks int, pods []string, fn func(pod string, matched, total int, weighted float64))
+	// Close stops every subscription.
+	Close()
+}
+
+// IndexOptions configure an Index.
+type IndexOptions struct {
+	MaxBlocks         int
+	TierWeights       [3]float64 // GPU, CPU, other
+	TokenizerEncoding string
+	MaxBlocksToMatch  int
+}
+
+// Opener creates an Index.
+type Opener func(IndexOptions) (Index, error)
+
+// Plugin is the scorer. Its subscriptions stop when it is no longer
+// referenced (a configuration reload that replaced it) or on Close.
+type Plugin struct{ *core }
+
+type core struct {
+	args Args
+	tok  *tokenizer.Tokenizer
+	idx  Index
+}
+
+var (
+	_ framework.Scorer           = (*Plugin)(nil)
+	_ framework.EndpointObserver = (*Plugin)(nil)
+)
+
+// Factory fails: the plugin needs an index implementation (FactoryWith).
+func Factory(dec *json.Decoder, h framework.Handle) (framework.Plugin, error) {
+	return FactoryWith(nil)(dec, h)
+}
+
+// FactoryWith returns the plugin's factory over indexes from open.
+func FactoryWith(open Opener) framework.Factory {
+	return func(dec *json.Decoder, _ framework.Handle) (framework.Plugin, error) {
+		a := Args{}
+		if dec != nil {
+			if err := dec.Decode(&a); err != nil {
+				return nil, err
+			}
+		}
+		if open == nil {
+			return nil, fmt.Errorf("%s: no KV index in this build", Type)
+		}
+		return New(a, open)
+	}
+}
+
+// New validates args and returns a running plugin.
+func New(a Args, open Opener) (*Plugin, error) {
+	if a.BlockSizeToHash < 0 || a.MaxBlocksToMatch < 0 || a.KVEventsPort < 0 || a.KVEventsPort > 65535 || a.MaxIndexedBlocks < 0 ||
+		a.VLLMTokenizerPort < 0 || a.SGLangTokenizerPort < 0 {
+		return nil, fmt.Errorf("args must be >= 0 (and ports <= 65535): %+v", a)
+	}
+	if a.BlockSizeToHash == 0 {
+		a.BlockSizeToHash = 16
+	}
+	if a.MaxBlocksToMatch == 0 {
+		a.MaxBlocksToMatch = 8192
+	}
+	if a.KVEventsPort == 0 {
+		a.KVEventsPort = DefaultKVEventsPort
+	}
+	if a.MaxIndexedBlocks == 0 {
+		a.MaxIndexedBlocks = 1_000_000
+	}
+	w := [3]float64{1, 0.5, 0.25}
+	if tw := a.TierWeights; tw != nil {
+		for i, v := range []*float64{tw.GPU, tw.CPU, tw.Other} {
+			if v == nil {
+				continue
+			}
+			if *v < 0 || *v > 1 {
+				return nil, fmt.Errorf("tierWeights must be in [0,1]")
+			}
+			w[i] = *v
+		}
+	}
+	tok, err := tokenizer.New(a.TokenizerEncoding)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := open(IndexOptions{MaxBlocks: a.MaxIndexedBlocks, TierWeights: w, TokenizerEncoding: a.TokenizerEncoding,
+		MaxBlocksToMatch: a.MaxBlocksToMatch})
+	if err != nil {
+		return nil, err
+	}
+	c := &core{args: a, tok: tok, idx: idx}
+	p := &Plugin{c}
+	runtime.AddCleanup(p, func(idx Index) { idx.Close() }, idx)
+	return p, nil
+}
+
+// DefaultKVEventsPort is vLLM's default KV-event publisher port.
+const DefaultKVEventsPort = 5557
+
+// Type implements framework.Plugin.
+func (p *Plugin) Type() string { return Type }
+
+// Index is the plugin's block index.
+func (p *Plugin) Index() Index { return p.idx }
+
+// Close stops every subscription.
+func (p *Plugin) Close() { p.idx.Close() }
+
+// Target is the ZMQ endpoint ep publishes its KV events on, if any: the
+// pod's address with the configured port, or the port of PortLabel.
+func (p *Plugin) Target(ep *framework.Endpoint) (string, bool) {
+	port := p.args.KVEventsPort
+	if v, ok := ep.Labels[PortLabel]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 65535 {
+			return "", false
+		}
+		port = n
+	}
+	host := ep.Address
+	if h, _, err := net.SplitHostPort(ep.Address); err == nil {
+		host = h
+	}
+	if host == "" {
+		return "", false
+	}
+	return "tcp://" + net.JoinHostPort(host, strconv.Itoa(port)), true
+}
+
+// Score gives each endpoint the weighted share of the request's blocks it
+// holds as a prefix: Σ tier weight over the matched prefix / all blocks.
+// Endpoints the index knows nothing about (no subscription yet, no event
+// since the last resynchronisation) score 0, like a miss, so a fleet
+// without KV events ranks as if the plugin were absent.
+func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framework.Endpoint, out []float64) {
+	pods := make([]string, len(eps))
+	at := make(map[string]int, len(eps))
+	for i, ep := range eps {
+		if t, ok := p.Target(ep); ok {
+			p.idx.Ensure(ep.Key, t, p.args.KVEventsTopic)
+		}
+		pods[i] = ep.Key
+		at[ep.Key] = i
+	}
+	p.Lookup(req, pods, func(pod string, _, total int, weighted float64) {
+		if total > 0 {
+			out[at[pod]] = weighted / float64(total)
+		}
+	})
+}
+
+// Lookup tokenises the request and reports each known pod's match.
+func (p *Plugin) Lookup(req *framework.Request, pods []string, fn func(pod string, matched, total int, weighted float64)) {
+	tokens, truncated := Tokens(p.tok, req.Path, req.Prompt, req.PromptBytes)
+	lora := ""
+	if req.LoRA {
+		lora = req.UpstreamModel
+	}
+	p.idx.Lookup(tokens, truncated, lora, p.args.MaxBlocksToMatch, pods, fn)
+}
+
+// EndpointRemoved stops the endpoint's subscription and forgets its blocks.
+func (p *Plugin) EndpointRemoved(key string) { p.idx.Remove(key) }
+
+// chatRoles are the roles a flattened chat prompt's lines may start with.
+var chatRoles = []string{"system", "user", "assistant", "tool", "developer", "function"}
+
+// Tokens tokenises a request's flattened prompt (the router's rendering:
+// "role: content\n" per chat message, or the completion prompt) the way
+// kthena-sim and vLLM do: chat messages through the chat template with the
+// generation prompt, completion prompts as text. truncated reports that the
+// prompt was cut by the router's prompt limit.
+func Tokens(tok *tokenizer.Tokenizer, path string, prompt []byte, promptBytes int) (tokens []int, truncated bool) {
+	text := string(prompt)
+	if !strings.HasSuffix(path, "/chat/completions") {
+		return tok.Encode(text), promptBytes > len(prompt)+2
+	}
+	truncated = !strings.HasSuffix(text, "\n")
+	return tok.EncodeChat(ParseFlattened(text), !truncated), truncated
+}
+
+// ParseFlattened splits the router's flattened chat rendering back into
+// messages. A content line that itself starts with "<role>: " is taken as a
+// new message (the rendering cannot tell them apart); such a prompt then
+// tokenises differently from the engine and simply matches less.
+func ParseFlattened(text string) []tokenizer.Message {
+	var msgs []tokenizer.Message
+	var cur *tokenizer.Message
+	var b strings.Builder
+	flush := func() {
+		if cur != nil {
+			cur.Content = b.String()
+			msgs = append(msgs, *cur)
+		}
+		b.Reset()
+	}
+	for line := range strings.SplitSeq(strings.TrimSuffix(text, "\n"), "\n") {
+		if role, rest, ok := roleLine(line); ok {
+			flush()
+			cur = &tokenizer.Message{Role: role}
+			b.WriteString(rest)
+			continue
+		}
+		if cur == nil {
+			cur = &tokenizer.Message{Role: "user"}
+		} else {
+			b.WriteByte('\n')
+		}
+		b.WriteString(line)
+	}
+	flush()
+	return msgs
+}
+
+func roleLine(line string) (role, rest string, ok bool) {
+	for _, r := range chatRoles {
+		if strings.HasPrefix(line, r) && strings.HasPrefix(line[len(r):], ": ") {
+			return r, line[len(r)+2:], true
+		}
+	}
+	return "", "", false
+}
