@@ -158,14 +158,9 @@ func (e *Engine) parseJob(r *http.Request, chat bool) (*job, *apiError) {
 		if err != nil {
 			return nil, badRequest(err.Error())
 		}
-		addGen := req.AddGenerationPrompt == nil || *req.AddGenerationPrompt
-		j.prompt = e.tok.EncodeChat(msgs, addGen)
-		echoText = msgs[len(msgs)-1].Content
-		for i := len(msgs) - 1; i >= 0; i-- {
-			if msgs[i].Role == "user" {
-				echoText = msgs[i].Content
-				break
-			}
+		var apiErr *apiError
+		if j.prompt, echoText, apiErr = e.chatPrompt(&req, msgs); apiErr != nil {
+			return nil, apiErr
 		}
 	} else {
 		text, ids, err := parsePrompt(req.Prompt, e.tok)

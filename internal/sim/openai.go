@@ -22,12 +22,15 @@ type completionRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	IgnoreEOS           bool           `json:"ignore_eos"`
-	AddGenerationPrompt *bool          `json:"add_generation_prompt"`
-	KVTransferParams    map[string]any `json:"kv_transfer_params"`
-	BootstrapHost       *string        `json:"bootstrap_host"`
-	BootstrapPort       *int           `json:"bootstrap_port"`
-	BootstrapRoom       *int64         `json:"bootstrap_room"`
+	IgnoreEOS           bool  `json:"ignore_eos"`
+	AddGenerationPrompt *bool `json:"add_generation_prompt"`
+	// ContinueFinalMessage continues the final assistant message instead
+	// of starting a new one (continuation.go).
+	ContinueFinalMessage *bool          `json:"continue_final_message"`
+	KVTransferParams     map[string]any `json:"kv_transfer_params"`
+	BootstrapHost        *string        `json:"bootstrap_host"`
+	BootstrapPort        *int           `json:"bootstrap_port"`
+	BootstrapRoom        *int64         `json:"bootstrap_room"`
 }
 
 type chatMessage struct {

@@ -36,6 +36,41 @@ type RouterConfiguration struct {
 	RateLimit *RateLimitConfig `json:"rateLimit,omitempty"`
 	// Fairness is the fair queue between tenants (Kthena extension).
 	Fairness *FairnessConfig `json:"fairness,omitempty"`
+	// Migration continues a stream that failed after its first byte on
+	// another pod (Kthena extension; see MigrationLimits for the
+	// defaults).
+	Migration *MigrationConfig `json:"migration,omitempty"`
+}
+
+// MigrationConfig bounds mid-stream migration; unset fields take the
+// defaults.
+type MigrationConfig struct {
+	// MaxAttempts is how many continuations one request may send after
+	// its stream failed (default 2); 0 turns migration off (a failed
+	// stream ends with an SSE error event).
+	MaxAttempts *int `json:"maxAttempts,omitempty"`
+	// IdleTimeout migrates a stream whose engine sends nothing for this
+	// long between two chunks (default 0: off; the router's
+	// --stream-idle-timeout still aborts).
+	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
+}
+
+// DefaultMigrationAttempts is how many continuations a failed stream
+// may use by default.
+const DefaultMigrationAttempts = 2
+
+// MigrationLimits returns the migration bounds with the defaults filled.
+func (c *RouterConfiguration) MigrationLimits() (maxAttempts int, idle time.Duration) {
+	maxAttempts = DefaultMigrationAttempts
+	if m := c.Migration; m != nil {
+		if m.MaxAttempts != nil {
+			maxAttempts = *m.MaxAttempts
+		}
+		if m.IdleTimeout != nil {
+			idle = m.IdleTimeout.Duration
+		}
+	}
+	return maxAttempts, idle
 }
 
 // FairnessConfig turns the fair queue on and bounds it.
@@ -320,6 +355,14 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 			return nil, fmt.Errorf("coldStart.holdTimeout must be positive, got %s", cs.HoldTimeout.Duration)
 		case cs.WakeInterval != nil && cs.WakeInterval.Duration < 100*time.Millisecond:
 			return nil, fmt.Errorf("coldStart.wakeInterval must be at least 100ms, got %s", cs.WakeInterval.Duration)
+		}
+	}
+	if m := c.Migration; m != nil {
+		switch {
+		case m.MaxAttempts != nil && (*m.MaxAttempts < 0 || *m.MaxAttempts > 10):
+			return nil, fmt.Errorf("migration.maxAttempts must be in [0,10], got %d", *m.MaxAttempts)
+		case m.IdleTimeout != nil && m.IdleTimeout.Duration < 0:
+			return nil, fmt.Errorf("migration.idleTimeout must be >= 0 (0: off), got %s", m.IdleTimeout.Duration)
 		}
 	}
 	if d := c.Scheduler.PDDecider; d != nil && d.MinUncachedTokens < 0 {

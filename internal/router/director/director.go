@@ -75,6 +75,8 @@ type Options struct {
 	// Fairness returns the fair queue's policy (nil func or result: no
 	// queue).
 	Fairness func() *Fairness
+	// Migration bounds mid-stream migration (nil: DefaultMigration).
+	Migration func() Migration
 }
 
 // Fairness is the fair queue as the director applies it.
@@ -121,6 +123,10 @@ type call struct {
 	// sessionSticky; stickyOutcome what the binding said.
 	sticky        *session.Session
 	stickyOutcome string
+	// stream tracks a streamed engine response for migration; migTarget
+	// is where a continuation may go.
+	stream    streamState
+	migTarget migrationTarget
 }
 
 // Handle serves one inference request whose body has been read.
@@ -141,6 +147,7 @@ func (d *Director) Handle(w http.ResponseWriter, r *http.Request, body []byte, s
 		defer m.ActiveDownstream.Dec()
 	}
 	err := d.serve(c)
+	c.stream.release()
 	if err != nil {
 		var re *openai.Error
 		if !errors.As(err, &re) {
@@ -305,6 +312,7 @@ func (d *Director) serve(c *call) error {
 // dispatch schedules the request on eps and proxies it.
 func (d *Director) dispatch(c *call, ms *networkingv1alpha1.ModelServer, req *framework.Request, eps []*datastore.Endpoint) error {
 	sched := d.o.Scheduler()
+	d.track(c, ms, req, sched)
 	if ms.Spec.WorkloadSelector != nil && ms.Spec.WorkloadSelector.PDGroup != nil {
 		return d.servePD(c, sched, ms, req, eps)
 	}

@@ -257,6 +257,10 @@ func (d *Director) disaggregate(r *pdRun) error {
 			return openai.Errorf(499, "client_cancelled", "client cancelled the request")
 		}
 		if !c.respFrom.IsZero() {
+			if c.stream.on {
+				d.count("error")
+				return d.migrate(c, dep.Key, ae)
+			}
 			break // bytes reached the client
 		}
 		if ae.status >= 400 && ae.status < 500 && ae.status != http.StatusTooManyRequests {

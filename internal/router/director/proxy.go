@@ -128,6 +128,10 @@ func (d *Director) proxy(c *call, pre func(*framework.Endpoint), describe func(c
 			d.count("failover")
 			continue
 		}
+		if c.stream.on {
+			d.count("error")
+			return d.migrate(c, ep.Key, ae)
+		}
 		break
 	}
 	d.count("error")
@@ -210,13 +214,16 @@ func (d *Director) send(parent context.Context, c *call, up target, segs [][]byt
 	idle := time.AfterFunc(d.o.StreamIdleTimeout, func() { cancel(errIdle) })
 	defer idle.Stop()
 	var rerr error
+	if !stream {
+		c.stream.on = false // nothing to continue
+	}
 	if stream {
 		rerr = d.relayStream(c, resp.Body, idle, injected)
 	} else {
 		rerr = d.relayBody(c, resp.Body, idle)
 	}
 	if rerr != nil && context.Cause(ctx) == errIdle {
-		return &attemptError{status: resp.StatusCode, timeout: true, msg: fmt.Sprintf("engine sent nothing for %s", d.o.StreamIdleTimeout)}
+		return &attemptError{status: resp.StatusCode, timeout: true, msg: fmt.Sprintf("engine sent nothing for %s", d.idleFor(c))}
 	}
 	if rerr != nil && c.r.Context().Err() == nil {
 		return &attemptError{status: resp.StatusCode, msg: "relaying response: " + rerr.Error()}
@@ -350,32 +357,54 @@ var (
 
 // relayStream relays SSE line by line, flushing whenever the engine has
 // nothing more buffered, reading usage from chunks, and dropping the usage
-// chunk the router asked for on the client's behalf.
+// chunk the router asked for on the client's behalf. A tracked stream
+// (c.stream.on) keeps what the client received, ends with an error when
+// the engine stops without [DONE] or sends an error event (neither reaches
+// the client: the stream migrates), and, while a continuation is relayed,
+// has its chunks rewritten into the client's stream.
 func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, injected bool) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	fl, _ := c.w.(http.Flusher)
+	st := &c.stream
 	skipBlank := false
 	partial := false
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			idle.Reset(d.o.StreamIdleTimeout)
+			idle.Reset(d.idleFor(c))
+			if st.on && err != nil && err != bufio.ErrBufferFull {
+				// A fragment cut by the failure: the client never sees it.
+				return streamErr(err)
+			}
 			drop := false
 			if !partial {
-				if data, ok := openai.SSEData(line); ok && len(data) > 0 && data[0] == '{' && bytes.Contains(data, usageKey) {
+				data, ok := openai.SSEData(line)
+				switch {
+				case st.on && ok:
+					if d, drp := st.chunk(c, data, &skipBlank); drp {
+						drop = true
+					} else if d != nil {
+						line = d
+					}
+					if isErrorEvent(data) {
+						return &engineEventError{errorMessage(data)}
+					}
+				case ok && len(data) > 0 && data[0] == '{' && bytes.Contains(data, usageKey):
 					if u := openai.UsageOf(data); u.Found {
 						c.usage = u
 						if injected && openai.IsUsageOnlyChunk(data) {
 							drop, skipBlank = true, true
 						}
 					}
-				} else if skipBlank && len(bytes.TrimSpace(line)) == 0 {
+				case skipBlank && len(bytes.TrimSpace(line)) == 0:
 					drop, skipBlank = true, false
-				} else if ok && bytes.Equal(data, doneLine) {
+				case ok && bytes.Equal(data, doneLine):
 					skipBlank = false
 				}
+			} else if st.on {
+				st.overflow = true // a line longer than the reader's buffer
 			}
 			partial = err == bufio.ErrBufferFull
 			if !drop {
@@ -394,12 +423,93 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 			if fl != nil {
 				fl.Flush()
 			}
+			if st.on && !st.done {
+				return errNoDone
+			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+var errNoDone = errors.New("stream ended without [DONE]")
+
+func streamErr(err error) error {
+	if err == io.EOF {
+		return errNoDone
+	}
+	return err
+}
+
+// engineEventError is an engine's mid-stream error event.
+type engineEventError struct{ msg string }
+
+func (e *engineEventError) Error() string { return "engine error event: " + e.msg }
+
+// chunk handles one data line of a tracked stream: it returns the line to
+// write instead (nil: as is) or whether to drop it.
+func (s *streamState) chunk(c *call, data []byte, skipBlank *bool) ([]byte, bool) {
+	if len(data) == 0 {
+		if *skipBlank {
+			*skipBlank = false
+			return nil, true
+		}
+		return nil, false
+	}
+	*skipBlank = false
+	if bytes.Equal(data, doneLine) {
+		s.done = true
+		if k := s.cont; k != nil && k.usage.Found {
+			c.usage = k.total()
+			if k.includeUsage {
+				return append(k.usageChunk(c.usage), "data: [DONE]\n"...), false
+			}
+		}
+		return nil, false
+	}
+	if data[0] != '{' || isErrorEvent(data) {
+		return nil, false
+	}
+	if k := s.cont; k != nil {
+		out := k.rewrite(data, s.chat)
+		if out == nil {
+			*skipBlank = true
+			return nil, true
+		}
+		s.keep(out)
+		s.started = true
+		if &out[0] == &data[0] {
+			return nil, false
+		}
+		line := make([]byte, 0, len(out)+8)
+		line = append(line, "data: "...)
+		line = append(line, out...)
+		return append(line, '\n'), false
+	}
+	if bytes.Contains(data, usageKey) {
+		if u := openai.UsageOf(data); u.Found {
+			c.usage = u
+			if !c.parsed.IncludeUsage && openai.IsUsageOnlyChunk(data) {
+				*skipBlank = true
+				return nil, true
+			}
+		}
+	}
+	s.keep(data)
+	s.started = true
+	return nil, false
+}
+
+// idleFor is how long a stream may stay silent: the migration idle timeout
+// once a tracked stream has started, else the router's stream idle
+// timeout.
+func (d *Director) idleFor(c *call) time.Duration {
+	if c.stream.on && c.stream.started && c.migTarget.limit.IdleTimeout > 0 {
+		return c.migTarget.limit.IdleTimeout
+	}
+	return d.o.StreamIdleTimeout
 }
 
 // NewTransport returns an http.Transport for hosted providers (TLS, HTTP/2):

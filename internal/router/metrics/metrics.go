@@ -30,8 +30,11 @@ type Metrics struct {
 	// binding said (bound, unbound, lost, saturated).
 	SessionAffinity *prometheus.CounterVec
 	// Cold starts: requests held while a ModelServer has no ready pod.
-	HeldRequests      *prometheus.GaugeVec
-	HeldTotal         *prometheus.CounterVec
+	HeldRequests *prometheus.GaugeVec
+	HeldTotal    *prometheus.CounterVec
+	// Migrations counts streams that failed after their first byte, by
+	// outcome.
+	Migrations        *prometheus.CounterVec
 	HoldDuration      *prometheus.HistogramVec
 	ColdStarts        *prometheus.CounterVec
 	ColdStartDuration *prometheus.HistogramVec
@@ -140,6 +143,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "kthena_router_tenant_weighted_tokens_total", Help: "Tokens served per tenant and ModelServer through the fair queue, weighted (input and output weights).",
 	}, []string{"model_server", "tenant"})
 	reg.MustRegister(m.FairnessQueued, m.FairnessRequests, m.FairnessWait, m.TenantTokens)
+	m.Migrations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kthena_router_migrations_total", Help: "Streams that failed after their first byte, by outcome: completed (continued on another pod to the end), exhausted (attempts used up), no_pod (no other pod), unsupported (the request cannot be continued), disabled (migration off), retried_whole (a non-streamed response failed mid-body and was sent again).",
+	}, []string{"model_server", "outcome"})
+	reg.MustRegister(m.Migrations)
 	reg.MustRegister(m.HeldRequests, m.HeldTotal, m.HoldDuration, m.ColdStarts, m.ColdStartDuration, m.WakeRequests)
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,

@@ -134,6 +134,7 @@ type Router struct {
 	limits       *ratelimit.Limiter
 	queues       *fairness.Queues
 	fair         atomic.Pointer[director.Fairness]
+	migration    atomic.Pointer[director.Migration]
 	// auth is the authenticator of the current configuration (nil: off);
 	// authCfg what it was built from, authStop stops its key refresh.
 	auth       atomic.Pointer[auth.Authenticator]
@@ -219,7 +220,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
-		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load, Fairness: r.fair.Load,
+		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load, Fairness: r.fair.Load, Migration: r.migrationLimits,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})
@@ -381,6 +382,9 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	r.applyAuth(cfg.Auth)
 	r.limits.SetPerTenant(cfg.RateLimit != nil && cfg.RateLimit.Scope == config.RateLimitScopeTenant)
 	r.applyFairness(cfg.Fairness)
+	var mig director.Migration
+	mig.MaxAttempts, mig.IdleTimeout = cfg.MigrationLimits()
+	r.migration.Store(&mig)
 	l := &r.coldLimits
 	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
 	if r.hold != nil {
@@ -388,6 +392,14 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	}
 	r.cfgText.Store(&text)
 	return nil
+}
+
+// migrationLimits are the configured mid-stream migration bounds.
+func (r *Router) migrationLimits() director.Migration {
+	if m := r.migration.Load(); m != nil {
+		return *m
+	}
+	return director.DefaultMigration
 }
 
 // applyFairness turns the fair queue on, off or retunes it; requests that
