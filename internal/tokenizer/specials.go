@@ -41,13 +41,22 @@ func llama3Specials() specialTokens {
 }
 
 // next finds the earliest marker in text and returns its offset, the marker
-// and its ID, or -1 when text holds none.
+// and its ID, or -1 when text holds none. Every marker starts with "<|", so
+// one scan for that pair finds it (a scan per marker was quadratic in the
+// number of markers of a long chat prompt).
 func (s specialTokens) next(text string) (int, string, int) {
-	best, bestMarker, bestID := -1, "", 0
-	for m, id := range s.byMarker {
-		if at := strings.Index(text, m); at >= 0 && (best < 0 || at < best) {
-			best, bestMarker, bestID = at, m, id
+	for off := 0; ; {
+		at := strings.Index(text[off:], "<|")
+		if at < 0 {
+			return -1, "", 0
 		}
+		at += off
+		if end := strings.Index(text[at+2:], "|>"); end >= 0 {
+			m := text[at : at+2+end+2]
+			if id, ok := s.byMarker[m]; ok {
+				return at, m, id
+			}
+		}
+		off = at + 2
 	}
-	return best, bestMarker, bestID
 }

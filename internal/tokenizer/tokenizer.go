@@ -60,7 +60,7 @@ func (t *Tokenizer) Encode(text string) []int {
 	if !strings.Contains(text, "<|") {
 		return append([]int(nil), t.ordinary(text)...)
 	}
-	var ids []int
+	ids := make([]int, 0, len(text)/3+16) // ~4 bytes per token in English
 	for text != "" {
 		at, marker, id := t.specials.next(text)
 		if at < 0 {

@@ -1,0 +1,74 @@
+package kvcacheaware_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/kvindex"
+	"github.com/kthena/kthena/internal/router/openai"
+	"github.com/kthena/kthena/internal/router/plugins/scorer/kvcacheaware"
+	"github.com/kthena/kthena/internal/sim/kvcache"
+	"github.com/kthena/kthena/internal/sim/kvevents"
+	"github.com/kthena/kthena/internal/tokenizer"
+)
+
+// BenchmarkScore is the routing latency the scorer adds per request:
+// tokenising a chat request (a shared system prompt of about 6,000 tokens,
+// whose segment the tokenizer has cached, and a new 100-token question each
+// time), chaining its blocks and looking them up for 8 engines that each
+// hold the system prompt (half of them on CPU).
+func BenchmarkScore(b *testing.B) {
+	for _, size := range []struct {
+		name   string
+		repeat int
+	}{{"2k-tokens", 200}, {"6k-tokens", 600}} {
+		b.Run(size.name, func(b *testing.B) {
+			p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+			require.NoError(b, err)
+			defer p.Close()
+			x := p.Index().(*kvindex.Backend).Index()
+			tok, err := sharedTok()
+			require.NoError(b, err)
+			system := strings.Repeat("Policy text. ", size.repeat)
+			ids := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}}, false)
+			hs := kvcache.NewHasher("").Chain(ids, 16, nil)
+			ev := kvevents.BlockStored{BlockSize: 16, TokenIDs: ids[:len(hs)*16]}
+			for _, h := range hs {
+				ev.BlockHashes = append(ev.BlockHashes, kvevents.BlockHash(append([]byte(nil), h[:]...)))
+			}
+			var eps []*framework.Endpoint
+			for i := range 8 {
+				key := fmt.Sprintf("default/engine-%d", i)
+				e := ev
+				if i%2 == 1 {
+					e.Medium = "CPU"
+				}
+				x.AddPod(key).Apply(0, kvevents.Batch{Events: []kvevents.Event{e}})
+				eps = append(eps, &framework.Endpoint{Key: key, Address: fmt.Sprintf("127.0.0.%d:8000", i+1),
+					Labels: map[string]string{kvcacheaware.PortLabel: "0"}, Metrics: &framework.Metrics{}})
+			}
+			reqs := make([]*framework.Request, 64)
+			for i := range reqs {
+				raw, _ := json.Marshal(map[string]any{"model": "m", "messages": []map[string]string{{"role": "system", "content": system},
+					{"role": "user", "content": fmt.Sprintf("Question %d: %s", i, strings.Repeat("what about this clause? ", 16))}}})
+				r, err := openai.Parse(raw, 1<<20)
+				require.NoError(b, err)
+				reqs[i] = &framework.Request{Model: "m", UpstreamModel: "m", Path: "/v1/chat/completions", Prompt: r.Prompt, PromptBytes: r.PromptBytes}
+			}
+			out := make([]float64, len(eps))
+			p.Score(context.Background(), reqs[0], eps, out)
+			require.Greater(b, out[0], 0.8)
+			require.InDelta(b, out[0]/2, out[1], 0.05)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p.Score(context.Background(), reqs[i%len(reqs)], eps, out)
+			}
+		})
+	}
+}
