@@ -128,7 +128,12 @@ func (u *up) apiserver() *Process {
 			"--service-account-key-file=" + p.SAPubFile(),
 			"--service-account-signing-key-file=" + p.SAKeyFile(),
 			"--authorization-mode=RBAC",
-			"--service-cluster-ip-range=10.0.0.0/24",
+			// Cluster IPs on the loopback interface: the platform's service
+			// proxy listens on them without privileges, and the API server
+			// reaches webhooks behind Services through it. (Pod IPs are
+			// loopback too, which EndpointSlices refuse, so the proxy
+			// selects pods itself.)
+			"--service-cluster-ip-range=127.2.0.0/16",
 			// Pods run without service-account token volumes: the node
 			// agent mounts none (kube-controller-manager still creates
 			// each namespace's default ServiceAccount).

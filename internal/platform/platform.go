@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kthena/kthena/internal/nodeagent"
+	"github.com/kthena/kthena/internal/serviceproxy"
 	"github.com/kthena/kthena/internal/webhook"
 )
 
@@ -55,6 +56,11 @@ type Options struct {
 	// AutoscalingSyncPeriod is passed to the controller manager as
 	// --autoscaling-sync-period (0: its default, 15s).
 	AutoscalingSyncPeriod time.Duration
+	// ControlPlaneOnly runs etcd, kube-apiserver, kube-controller-manager
+	// and the node agent, without Kthena's CRDs, webhooks, controller
+	// manager and router: a cluster to install Kthena into with its Helm
+	// chart, whose pods the node agent runs from BinDir.
+	ControlPlaneOnly bool
 	// Out receives progress lines.
 	Out io.Writer
 	Log logr.Logger
@@ -119,7 +125,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if u.ports, err = loadPorts(filepath.Join(opts.StateDir, "ports.json"), u.opts.RouterPort); err != nil {
 		return err
 	}
-	if !portFree(u.opts.RouterPort) {
+	if u.opts.ControlPlaneOnly && u.opts.Demo {
+		return fmt.Errorf("a demo needs Kthena's components: leave out the control-plane-only mode or the demo")
+	}
+	if !u.opts.ControlPlaneOnly && !portFree(u.opts.RouterPort) {
 		return fmt.Errorf("router port 127.0.0.1:%d is in use (another `kthena up`?); pass --router-port", u.opts.RouterPort)
 	}
 
@@ -158,24 +167,34 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	n, err := installCRDs(ctx, c)
-	if err != nil {
-		return err
-	}
-	if err := ensureNamespace(ctx, c, SystemNamespace); err != nil {
-		return err
-	}
 	ca, err := u.pki.CAPEM()
 	if err != nil {
 		return err
 	}
-	if err := installWebhooks(ctx, c, webhook.WorkloadGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.Webhook), ca); err != nil {
-		return fmt.Errorf("installing workload webhooks: %w", err)
+	if u.opts.ControlPlaneOnly {
+		// A state directory that ran Kthena before keeps webhook
+		// configurations pointing at listeners that no longer run.
+		for _, g := range []webhook.Group{webhook.WorkloadGroup, webhook.NetworkingGroup} {
+			if err := removeWebhooks(ctx, c, g); err != nil {
+				return err
+			}
+		}
+	} else {
+		n, err := installCRDs(ctx, c)
+		if err != nil {
+			return err
+		}
+		if err := ensureNamespace(ctx, c, SystemNamespace); err != nil {
+			return err
+		}
+		if err := installWebhooks(ctx, c, webhook.WorkloadGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.Webhook), ca); err != nil {
+			return fmt.Errorf("installing workload webhooks: %w", err)
+		}
+		u.progress("%d CRDs and the workload webhooks installed; kubeconfig %s", n, kubeconfig)
 	}
-	u.progress("%d CRDs and the workload webhooks installed; kubeconfig %s", n, kubeconfig)
 
-	// The node agent runs in-process; it stops (pods gracefully) before
-	// the binaries.
+	// The node agent and the service proxy run in-process; they stop
+	// (pods gracefully) before the binaries.
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -193,6 +212,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			u.progress("node agent stopped: %v", err)
 		}
 	}()
+	proxy := serviceproxy.New(serviceproxy.Options{Client: cs, APIServer: fmt.Sprintf("127.0.0.1:%d", u.ports.APIServer), Log: opts.Log.WithName("service-proxy")})
+	go func() {
+		if err := proxy.Run(agentCtx); err != nil && agentCtx.Err() == nil {
+			u.progress("service proxy stopped: %v", err)
+		}
+	}()
 	// Deferred after the stops above, so it runs first: pods stop before
 	// the binaries.
 	defer func() {
@@ -207,56 +232,86 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	stops = append(stops, stopProc(kcm, 10*time.Second))
 
-	manager := u.controllerManager(kubeconfig)
-	if err := manager.Start(); err != nil {
-		return err
-	}
-	stops = append(stops, stopProc(manager, 10*time.Second))
-
-	routerSupportsWebhooks := u.binaryHasFlag("kthena-router", "webhook-port")
-	if routerSupportsWebhooks {
-		if err := installWebhooks(ctx, c, webhook.NetworkingGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.RouterWebhook), ca); err != nil {
+	supervised := []supervisedChild{{etcd, 10 * time.Second}, {apiserver, 10 * time.Second}, {kcm, 10 * time.Second}}
+	if u.opts.ControlPlaneOnly {
+		if err := u.waitHTTP(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", u.ports.KubeControllerManager), kcm, 60*time.Second); err != nil {
+			return fmt.Errorf("kube-controller-manager not ready: %w", err)
+		}
+		stops = append(stops, superviseAll(supervised, u.progress)...)
+		u.progress("control plane ready (no Kthena components): helm install kthena charts/kthena --kubeconfig %s", kubeconfig)
+	} else {
+		routerURL, more, err := u.startKthena(ctx, c, kubeconfig, ca, kcm, &stops)
+		if err != nil {
 			return err
 		}
-	} else if err := removeWebhooks(ctx, c, webhook.NetworkingGroup); err != nil {
-		return err
-	}
-	router, err := u.startRouter(kubeconfig, routerSupportsWebhooks)
-	if err != nil {
-		return err
-	}
-	stops = append(stops, stopProc(router, 15*time.Second))
-	if err := u.waitHTTP(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", u.ports.KubeControllerManager), kcm, 60*time.Second); err != nil {
-		return fmt.Errorf("kube-controller-manager not ready: %w", err)
-	}
-	if err := u.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", u.ports.ManagerHealth), manager, 60*time.Second); err != nil {
-		return fmt.Errorf("controller manager not ready: %w", err)
-	}
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", u.opts.RouterPort)
-	if err := u.waitHTTP(ctx, routerURL+"/readyz", router, 60*time.Second); err != nil {
-		return fmt.Errorf("router not ready: %w", err)
-	}
-	u.progress("kube-controller-manager, controller manager, router (%s) and node agent ready", routerURL)
-	// From here on every child is supervised: one that exits is restarted
-	// with back-off and the platform keeps running. Start-up failures above
-	// still end `kthena up` with the child's error. The supervisors' stops
-	// run first (stops run in reverse), so nothing restarts while stopping.
-	for _, c := range []struct {
-		p     *Process
-		grace time.Duration
-	}{{etcd, 10 * time.Second}, {apiserver, 10 * time.Second}, {kcm, 10 * time.Second}, {manager, 10 * time.Second}, {router, 15 * time.Second}} {
-		sv := supervise(c.p, u.progress)
-		stops = append(stops, func() { sv.Stop(c.grace) })
-	}
-	u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
-	if opts.Demo {
-		if err := u.demo(ctx, c, routerURL); err != nil {
-			u.progress("demo failed: %v", err)
+		stops = append(stops, superviseAll(append(supervised, more...), u.progress)...)
+		u.progress("Kthena is serving: kubectl --kubeconfig %s get modelservings,pods", kubeconfig)
+		if opts.Demo {
+			if err := u.demo(ctx, c, routerURL); err != nil {
+				u.progress("demo failed: %v", err)
+			}
 		}
 	}
 	u.progress("running; press Ctrl-C to stop (logs: %s)", filepath.Join(opts.StateDir, "logs"))
 	<-ctx.Done()
 	return nil
+}
+
+// startKthena starts Kthena's controller manager and router as children,
+// with the networking webhooks, waits until they and kube-controller-manager
+// are ready, and returns the router's URL and the children to supervise.
+func (u *up) startKthena(ctx context.Context, c client.Client, kubeconfig string, ca []byte, kcm *Process, stops *[]func()) (string, []supervisedChild, error) {
+	manager := u.controllerManager(kubeconfig)
+	if err := manager.Start(); err != nil {
+		return "", nil, err
+	}
+	*stops = append(*stops, func() { manager.Stop(10 * time.Second) })
+
+	routerSupportsWebhooks := u.binaryHasFlag("kthena-router", "webhook-port")
+	if routerSupportsWebhooks {
+		if err := installWebhooks(ctx, c, webhook.NetworkingGroup, fmt.Sprintf("https://127.0.0.1:%d", u.ports.RouterWebhook), ca); err != nil {
+			return "", nil, err
+		}
+	} else if err := removeWebhooks(ctx, c, webhook.NetworkingGroup); err != nil {
+		return "", nil, err
+	}
+	router, err := u.startRouter(kubeconfig, routerSupportsWebhooks)
+	if err != nil {
+		return "", nil, err
+	}
+	*stops = append(*stops, func() { router.Stop(15 * time.Second) })
+	if err := u.waitHTTP(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", u.ports.KubeControllerManager), kcm, 60*time.Second); err != nil {
+		return "", nil, fmt.Errorf("kube-controller-manager not ready: %w", err)
+	}
+	if err := u.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", u.ports.ManagerHealth), manager, 60*time.Second); err != nil {
+		return "", nil, fmt.Errorf("controller manager not ready: %w", err)
+	}
+	routerURL := fmt.Sprintf("http://127.0.0.1:%d", u.opts.RouterPort)
+	if err := u.waitHTTP(ctx, routerURL+"/readyz", router, 60*time.Second); err != nil {
+		return "", nil, fmt.Errorf("router not ready: %w", err)
+	}
+	u.progress("kube-controller-manager, controller manager, router (%s) and node agent ready", routerURL)
+	return routerURL, []supervisedChild{{manager, 10 * time.Second}, {router, 15 * time.Second}}, nil
+}
+
+// supervisedChild is a child process and its stop grace period.
+type supervisedChild struct {
+	p     *Process
+	grace time.Duration
+}
+
+// superviseAll supervises each child from now on: one that exits is
+// restarted with back-off and the platform keeps running (start-up
+// failures before this end `kthena up` with the child's error). It returns
+// their stops, which must run before the children's own (stops run in
+// reverse), so that nothing restarts while stopping.
+func superviseAll(children []supervisedChild, progress func(string, ...any)) []func() {
+	var stops []func()
+	for _, c := range children {
+		sv := supervise(c.p, progress)
+		stops = append(stops, func() { sv.Stop(c.grace) })
+	}
+	return stops
 }
 
 // SystemNamespace holds the platform's own objects.
