@@ -29,7 +29,16 @@ type Args struct {
 	MaxHashCacheSize int `json:"maxHashCacheSize"`
 	// TopKMatches is how many engines with the longest match score (5).
 	TopKMatches int `json:"topKMatches"`
+	// MaxPromptBytes bounds the prompt text hashed (Kthena extension,
+	// default 1 MiB). Past the first maxBlocksToMatch blocks the prompt is
+	// hashed on in chunks of LongBlockFactor blocks, so long conversations
+	// keep matching while a prompt costs at most a thousand or so hashes.
+	MaxPromptBytes int `json:"maxPromptBytes"`
 }
+
+// LongBlockFactor is how many blocks one chunk past the first
+// maxBlocksToMatch blocks covers.
+const LongBlockFactor = 16
 
 // Plugin is the prefix index. It is safe for concurrent use.
 type Plugin struct {
@@ -56,7 +65,7 @@ func Factory(dec *json.Decoder, _ framework.Handle) (framework.Plugin, error) {
 			return nil, err
 		}
 	}
-	if a.BlockSizeToHash < 0 || a.MaxBlocksToMatch < 0 || a.MaxHashCacheSize < 0 || a.TopKMatches < 0 {
+	if a.BlockSizeToHash < 0 || a.MaxBlocksToMatch < 0 || a.MaxHashCacheSize < 0 || a.TopKMatches < 0 || a.MaxPromptBytes < 0 {
 		return nil, fmt.Errorf("args must be >= 0: %+v", a)
 	}
 	return New(a), nil
@@ -76,6 +85,9 @@ func New(a Args) *Plugin {
 	if a.TopKMatches == 0 {
 		a.TopKMatches = 5
 	}
+	if a.MaxPromptBytes == 0 {
+		a.MaxPromptBytes = 1 << 20
+	}
 	return &Plugin{args: a, owners: map[uint64][]string{}, lrus: map[string]*lru{}}
 }
 
@@ -83,18 +95,19 @@ func New(a Args) *Plugin {
 func (p *Plugin) OnEvict(f func(n int)) { p.evict = f }
 
 // MaxPromptBytes is how much prompt text the plugin ever reads.
-func (p *Plugin) MaxPromptBytes() int { return p.args.BlockSizeToHash * p.args.MaxBlocksToMatch }
+func (p *Plugin) MaxPromptBytes() int {
+	return max(p.args.MaxPromptBytes, p.args.BlockSizeToHash*p.args.MaxBlocksToMatch)
+}
 
 // Type implements framework.Plugin.
 func (p *Plugin) Type() string { return Type }
 
 // Hashes returns the chained block hashes of a prompt: h0 = xxh64(model),
-// hᵢ = xxh64(decimal(hᵢ₋₁) ‖ blockᵢ), over full blocks only.
-func Hashes(model string, prompt []byte, blockSize, maxBlocks int, dst []uint64) []uint64 {
-	n := len(prompt) / blockSize
-	if n > maxBlocks {
-		n = maxBlocks
-	}
+// hᵢ = xxh64(decimal(hᵢ₋₁) ‖ blockᵢ), over full blocks only. The first
+// maxBlocks blocks are blockSize bytes; past them, up to maxBytes of prompt,
+// blocks are LongBlockFactor×blockSize bytes. Block boundaries depend only
+// on the offset, so a conversation's next turn hashes its history the same.
+func Hashes(model string, prompt []byte, blockSize, maxBlocks, maxBytes int, dst []uint64) []uint64 {
 	prev := xxhash.Sum64String(model)
 	// decimal(prev) ‖ block, hashed in one call.
 	var stack [20 + 64]byte
@@ -102,13 +115,41 @@ func Hashes(model string, prompt []byte, blockSize, maxBlocks int, dst []uint64)
 	if blockSize > 64 {
 		buf = make([]byte, 0, 20+blockSize)
 	}
-	for i := range n {
-		buf = strconv.AppendUint(buf[:0], prev, 10)
-		buf = append(buf, prompt[i*blockSize:(i+1)*blockSize]...)
-		prev = xxhash.Sum64(buf)
-		dst = append(dst, prev)
+	limit := max(maxBytes, blockSize*maxBlocks)
+	if len(prompt) > limit {
+		prompt = prompt[:limit]
 	}
-	return dst
+	off := 0
+	for i := 0; ; i++ {
+		size := blockSize
+		if i >= maxBlocks {
+			size = blockSize * LongBlockFactor
+		}
+		if off+size > len(prompt) {
+			return dst
+		}
+		var d xxhash.Digest
+		d.Reset()
+		_, _ = d.Write(strconv.AppendUint(buf[:0], prev, 10))
+		_, _ = d.Write(prompt[off : off+size])
+		prev = d.Sum64()
+		dst = append(dst, prev)
+		off += size
+	}
+}
+
+// BlockBytes is the size of block i.
+func (p *Plugin) BlockBytes(i int) int {
+	if i < p.args.MaxBlocksToMatch {
+		return p.args.BlockSizeToHash
+	}
+	return p.args.BlockSizeToHash * LongBlockFactor
+}
+
+// coveredBytes is how many prompt bytes the first n blocks cover.
+func (p *Plugin) coveredBytes(n int) int {
+	short := min(n, p.args.MaxBlocksToMatch)
+	return short*p.args.BlockSizeToHash + (n-short)*p.args.BlockSizeToHash*LongBlockFactor
 }
 
 // hashes returns the request's block hashes, computed once per request (Score
@@ -118,14 +159,14 @@ func (p *Plugin) hashes(req *framework.Request) []uint64 {
 	if c.Hashes != nil && c.BlockSize == p.args.BlockSizeToHash && c.MaxBlocks == p.args.MaxBlocksToMatch && c.Model == req.UpstreamModel {
 		return c.Hashes
 	}
-	hs := Hashes(req.UpstreamModel, req.Prompt, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch,
-		make([]uint64, 0, min(len(req.Prompt)/p.args.BlockSizeToHash, p.args.MaxBlocksToMatch)))
+	hs := Hashes(req.UpstreamModel, req.Prompt, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch, p.args.MaxPromptBytes,
+		make([]uint64, 0, min(len(req.Prompt)/p.args.BlockSizeToHash, p.args.MaxBlocksToMatch+p.args.MaxPromptBytes/(p.args.BlockSizeToHash*LongBlockFactor))))
 	*c = framework.PrefixHashes{BlockSize: p.args.BlockSizeToHash, MaxBlocks: p.args.MaxBlocksToMatch, Model: req.UpstreamModel, Hashes: hs}
 	return hs
 }
 
 // Score gives each of the top-K engines with the longest cached prefix
-// matched/total blocks; others get 0.
+// the share of the hashed prompt bytes it matches; others get 0.
 func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framework.Endpoint, out []float64) {
 	hs := p.hashes(req)
 	if len(hs) == 0 {
@@ -160,7 +201,7 @@ func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framewo
 	for i, ep := range eps {
 		for _, t := range top {
 			if t.key == ep.Key {
-				out[i] = float64(t.n) / float64(len(hs))
+				out[i] = float64(p.coveredBytes(t.n)) / float64(p.coveredBytes(len(hs)))
 				break
 			}
 		}
@@ -174,7 +215,7 @@ func (p *Plugin) CachedPromptBytes(_ context.Context, req *framework.Request, ep
 	if len(hs) == 0 {
 		return 0
 	}
-	return p.Match(hs)[ep.Key] * p.args.BlockSizeToHash
+	return p.coveredBytes(p.Match(hs)[ep.Key])
 }
 
 // Match returns, per engine, how many leading blocks of hs it holds.

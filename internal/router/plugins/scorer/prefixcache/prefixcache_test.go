@@ -2,12 +2,14 @@ package prefixcache
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/tokenizer"
 )
 
 func req(prompt string) *framework.Request {
@@ -60,25 +62,25 @@ func TestLRUEvictsAndRemovalPurges(t *testing.T) {
 	p := New(Args{BlockSizeToHash: 4, MaxHashCacheSize: 2})
 	evicted := 0
 	p.OnEvict(func(n int) { evicted += n })
-	p.Record("a", Hashes("m", []byte("aaaabbbbcccc"), 4, 128, nil))
+	p.Record("a", Hashes("m", []byte("aaaabbbbcccc"), 4, 128, 0, nil))
 	if evicted != 1 || p.Entries() != 2 {
 		t.Fatalf("evicted %d entries %d, want 1 and 2", evicted, p.Entries())
 	}
 	// The first block was evicted, so the chain no longer matches from 0.
-	if m := p.Match(Hashes("m", []byte("aaaabbbbcccc"), 4, 128, nil)); len(m) != 0 {
+	if m := p.Match(Hashes("m", []byte("aaaabbbbcccc"), 4, 128, 0, nil)); len(m) != 0 {
 		t.Fatalf("match after eviction = %v", m)
 	}
-	p.Record("b", Hashes("m", []byte("xxxx"), 4, 128, nil))
+	p.Record("b", Hashes("m", []byte("xxxx"), 4, 128, 0, nil))
 	p.EndpointRemoved("b")
-	if m := p.Match(Hashes("m", []byte("xxxx"), 4, 128, nil)); len(m) != 0 {
+	if m := p.Match(Hashes("m", []byte("xxxx"), 4, 128, 0, nil)); len(m) != 0 {
 		t.Fatalf("removed engine still matched: %v", m)
 	}
 }
 
 func TestTopK(t *testing.T) {
 	p := New(Args{BlockSizeToHash: 4, TopKMatches: 1})
-	p.Record("a", Hashes("m", []byte("aaaa"), 4, 128, nil))
-	p.Record("b", Hashes("m", []byte("aaaabbbb"), 4, 128, nil))
+	p.Record("a", Hashes("m", []byte("aaaa"), 4, 128, 0, nil))
+	p.Record("b", Hashes("m", []byte("aaaabbbb"), 4, 128, 0, nil))
 	out := make([]float64, 2)
 	p.Score(context.Background(), req("aaaabbbb"), []*framework.Endpoint{{Key: "a"}, {Key: "b"}}, out)
 	if out[0] != 0 || out[1] != 1 {
@@ -92,7 +94,7 @@ func TestTopK(t *testing.T) {
 func TestHashesChain(t *testing.T) {
 	prompt := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40))
 	for _, bs := range []int{4, 64, 100} {
-		got := Hashes("model-a", prompt, bs, 7, nil)
+		got := Hashes("model-a", prompt, bs, 7, 0, nil)
 		if len(got) != 7 {
 			t.Fatalf("block %d: %d hashes, want 7", bs, len(got))
 		}
@@ -106,7 +108,54 @@ func TestHashesChain(t *testing.T) {
 			}
 		}
 	}
-	if hs := Hashes("m", []byte("abc"), 4, 7, nil); len(hs) != 0 {
+	if hs := Hashes("m", []byte("abc"), 4, 7, 0, nil); len(hs) != 0 {
 		t.Fatalf("partial block hashed: %v", hs)
+	}
+}
+
+// A conversation keeps matching the engine that served its earlier turns
+// well past the first maxBlocksToMatch blocks: two conversations share a
+// 10 KiB system prompt (longer than the 8 KiB upstream window, in which
+// they would tie) and grow over 20 rounds past 32k tokens.
+func TestLongConversationsKeepMatching(t *testing.T) {
+	tok, err := tokenizer.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Args{})
+	system := "system: " + strings.Repeat("Shared policy text for every user. ", 300) + "\n"
+	conv := map[string]string{"a": system, "b": system}
+	eps := []*framework.Endpoint{{Key: "a"}, {Key: "b"}}
+	for round := range 20 {
+		for _, who := range []string{"a", "b"} {
+			conv[who] += fmt.Sprintf("user: round %d from %s: %s\n", round, who, strings.Repeat("tell me more about the details ", 140))
+			r := req(conv[who])
+			out := make([]float64, 2)
+			p.Score(context.Background(), r, eps, out)
+			mine, other := out[0], out[1]
+			if who == "b" {
+				mine, other = other, mine
+			}
+			if round > 0 && (mine <= other || (round == 19 && mine < 0.9)) {
+				t.Fatalf("round %d, conversation %s (%d bytes): own engine %.3f, other %.3f", round, who, len(conv[who]), mine, other)
+			}
+			p.PreRequest(context.Background(), r, &framework.Endpoint{Key: who})
+			conv[who] += fmt.Sprintf("assistant: %s\n", strings.Repeat("here are more details on that ", 140))
+		}
+	}
+	if n := tok.Count(conv["a"]); n < 32_000 {
+		t.Fatalf("conversation is %d tokens, want > 32k", n)
+	}
+	if len(conv["a"]) > New(Args{}).MaxPromptBytes() {
+		t.Fatalf("conversation exceeds the default bound")
+	}
+}
+
+// The hashed prompt is bounded by maxPromptBytes.
+func TestMaxPromptBytesBoundsHashes(t *testing.T) {
+	prompt := []byte(strings.Repeat("x", 1<<20))
+	hs := Hashes("m", prompt, 64, 128, 64<<10, nil)
+	if want := 128 + (64<<10-128*64)/(64*LongBlockFactor); len(hs) != want {
+		t.Fatalf("%d hashes, want %d", len(hs), want)
 	}
 }
