@@ -199,16 +199,15 @@ func continueChat(m map[string]json.RawMessage, partial string) error {
 	}
 	if gjson.GetBytes(m["continue_final_message"], "@this").Bool() && len(msgs) > 0 &&
 		gjson.GetBytes(msgs[len(msgs)-1], "role").String() == "assistant" {
-		var last map[string]json.RawMessage
-		if err := json.Unmarshal(msgs[len(msgs)-1], &last); err != nil {
-			return fmt.Errorf("messages: %v", err)
-		}
-		var content string
-		if err := json.Unmarshal(last["content"], &content); err != nil {
+		last := msgs[len(msgs)-1]
+		content := gjson.GetBytes(last, "content")
+		if content.Type != gjson.String || content.Index <= 0 {
 			return fmt.Errorf("the final assistant message to continue has no text content")
 		}
-		last["content"], _ = json.Marshal(content + partial)
-		msgs[len(msgs)-1], _ = json.Marshal(last)
+		v, _ := json.Marshal(content.Str + partial)
+		edited := append([]byte(nil), last[:content.Index]...)
+		edited = append(edited, v...)
+		msgs[len(msgs)-1] = append(edited, last[content.Index+len(content.Raw):]...)
 	} else {
 		msg, _ := json.Marshal(struct {
 			Role    string `json:"role"`

@@ -127,6 +127,8 @@ type call struct {
 	// is where a continuation may go.
 	stream    streamState
 	migTarget migrationTarget
+	// wholeRetries counts non-streamed answers that failed mid-body.
+	wholeRetries int
 }
 
 // Handle serves one inference request whose body has been read.

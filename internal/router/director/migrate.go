@@ -66,6 +66,9 @@ const (
 	migNoPod       = "no_pod"
 	migUnsupported = "unsupported"
 	migDisabled    = "disabled"
+	// migRetriedWhole: a non-streamed answer failed mid-body and was sent
+	// again (nothing had reached the client).
+	migRetriedWhole = "retried_whole"
 )
 
 func (d *Director) countMigration(c *call, outcome string) {

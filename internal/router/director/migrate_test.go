@@ -30,7 +30,8 @@ import (
 
 // fault is what an engine does to one request: after `after` data lines
 // it cuts the connection ("cut"), sends an error event and ends ("event"),
-// or goes silent ("hang"); "" relays the whole answer.
+// or goes silent ("hang"); "cutbody" cuts a non-streamed answer in its
+// middle; "" relays the whole answer.
 type fault struct {
 	kind  string
 	after int
@@ -102,6 +103,12 @@ func (e *engines) serve(w http.ResponseWriter, r *http.Request, name, simURL str
 	}
 	w.WriteHeader(resp.StatusCode)
 	fl := w.(http.Flusher)
+	if f.kind == "cutbody" {
+		b, _ := io.ReadAll(resp.Body)
+		_, _ = w.Write(b[:len(b)/2])
+		fl.Flush()
+		panic(http.ErrAbortHandler)
+	}
 	br := bufio.NewReader(resp.Body)
 	var text strings.Builder
 	var usage map[string]any
@@ -431,4 +438,43 @@ func TestMigrationBounded(t *testing.T) {
 			assert.Equal(t, 1.0, migrations(r, tc.outcome))
 		})
 	}
+}
+
+func TestNonStreamedAnswerRetriedWhole(t *testing.T) {
+	body := fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":%q}],"max_tokens":30}`, question)
+	post := func(r *runner.Router) (int, map[string]any) {
+		resp, err := http.Post("http://"+r.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal(raw, &out), "a complete JSON answer, never a cut one: %q", raw)
+		return resp.StatusCode, out
+	}
+
+	t.Run("retried", func(t *testing.T) {
+		e := startEngines(t, 2, func(n int) fault {
+			if n == 0 {
+				return fault{kind: "cutbody"}
+			}
+			return fault{}
+		})
+		r := startRouter(t, e, "")
+		status, out := post(r)
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, question, out["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"])
+		got := e.received()
+		require.Len(t, got, 2)
+		assert.Equal(t, got[0].body, got[1].body, "the same request, sent again whole")
+		assert.Equal(t, 1.0, migrations(r, "retried_whole"))
+	})
+	t.Run("bounded", func(t *testing.T) {
+		e := startEngines(t, 3, func(int) fault { return fault{kind: "cutbody"} })
+		r := startRouter(t, e, "migration: {maxAttempts: 1}\n")
+		status, out := post(r)
+		assert.Equal(t, http.StatusBadGateway, status)
+		assert.Equal(t, "upstream_error", out["error"].(map[string]any)["type"])
+		assert.Len(t, e.received(), 2, "one retry")
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type attemptError struct {
 	status  int // upstream status, 0 for transport errors
 	timeout bool
 	connect bool
+	// midBody: a non-streamed answer failed after it began; nothing
+	// reached the client.
+	midBody bool
 	msg     string
 }
 
@@ -124,6 +128,16 @@ func (d *Director) proxy(c *call, pre func(*framework.Endpoint), describe func(c
 		if ae.status >= 400 && ae.status < 500 && ae.status != http.StatusTooManyRequests {
 			break // not retriable; already relayed
 		}
+		if ae.midBody {
+			// A non-streamed answer failed mid-body: nothing reached the
+			// client, so it is sent again whole, within the migration
+			// bound.
+			if c.wholeRetries >= d.migration().MaxAttempts {
+				break
+			}
+			c.wholeRetries++
+			d.countMigration(c, migRetriedWhole)
+		}
 		if c.respFrom.IsZero() {
 			d.count("failover")
 			continue
@@ -196,6 +210,32 @@ func (d *Director) send(parent context.Context, c *call, up target, segs [][]byt
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return statusError(resp)
 	}
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	idle := time.AfterFunc(d.o.StreamIdleTimeout, func() { cancel(errIdle) })
+	defer idle.Stop()
+	var held *[]byte
+	if !stream {
+		c.stream.on = false // nothing to continue
+		if up.header == nil && resp.StatusCode < 300 {
+			// An engine's answer is read whole before any of it is
+			// written, so that an engine failing mid-body is retried
+			// whole: nothing reached the client.
+			var complete bool
+			var err error
+			held, complete, err = d.readHeld(resp.Body, idle)
+			defer putHeld(held)
+			if err != nil {
+				msg := "reading response: " + err.Error()
+				if context.Cause(ctx) == errIdle {
+					msg = fmt.Sprintf("engine sent nothing for %s", d.o.StreamIdleTimeout)
+				}
+				return &attemptError{status: resp.StatusCode, midBody: true, timeout: context.Cause(ctx) == errIdle, msg: msg}
+			}
+			if complete {
+				resp.ContentLength = int64(len(*held))
+			}
+		}
+	}
 	// From here on the response goes to the client: no more failover.
 	h := c.w.Header()
 	for k, vs := range resp.Header {
@@ -205,22 +245,20 @@ func (d *Director) send(parent context.Context, c *call, up target, segs [][]byt
 	}
 	c.respFrom = time.Now()
 	c.entry.StatusCode = resp.StatusCode
-	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	if !stream && resp.ContentLength >= 0 {
-		h.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	c.w.WriteHeader(resp.StatusCode)
 
-	idle := time.AfterFunc(d.o.StreamIdleTimeout, func() { cancel(errIdle) })
-	defer idle.Stop()
 	var rerr error
-	if !stream {
-		c.stream.on = false // nothing to continue
-	}
 	if stream {
 		rerr = d.relayStream(c, resp.Body, idle, injected)
 	} else {
-		rerr = d.relayBody(c, resp.Body, idle)
+		var prefix []byte
+		if held != nil {
+			prefix = *held
+		}
+		rerr = d.relayBody(c, prefix, resp.Body, idle)
 	}
 	if rerr != nil && context.Cause(ctx) == errIdle {
 		return &attemptError{status: resp.StatusCode, timeout: true, msg: fmt.Sprintf("engine sent nothing for %s", d.idleFor(c))}
@@ -232,6 +270,47 @@ func (d *Director) send(parent context.Context, c *call, up target, segs [][]byt
 		return &attemptError{status: resp.StatusCode, msg: fmt.Sprintf("engine returned %d", resp.StatusCode)}
 	}
 	return nil
+}
+
+// maxHeld bounds the part of a non-streamed answer read before it is
+// written; a larger answer is relayed as it comes (and cannot be retried
+// once its first bytes left).
+const maxHeld = 8 << 20
+
+var heldPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+func putHeld(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		*b = (*b)[:0]
+		heldPool.Put(b)
+	}
+}
+
+// readHeld reads a non-streamed answer into a pooled buffer, at most
+// maxHeld bytes; complete says whether it ended there.
+func (d *Director) readHeld(body io.Reader, idle *time.Timer) (*[]byte, bool, error) {
+	bp := heldPool.Get().(*[]byte)
+	b := *bp
+	for len(b) < maxHeld {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		nr, err := body.Read(b[len(b):min(cap(b), maxHeld)])
+		b = b[:len(b)+nr]
+		if nr > 0 {
+			idle.Reset(d.o.StreamIdleTimeout)
+		}
+		if err == io.EOF {
+			*bp = b
+			return bp, true, nil
+		}
+		if err != nil {
+			*bp = b
+			return bp, false, err
+		}
+	}
+	*bp = b
+	return bp, false, nil
 }
 
 // exchange sends one request whose response the router keeps (a prefill):
@@ -321,19 +400,24 @@ var (
 	errHeaderTimeout = errors.New("timeout")
 )
 
-// relayBody copies a non-streamed response, keeping up to 1 MiB of it to
-// read usage from.
-func (d *Director) relayBody(c *call, body io.Reader, idle *time.Timer) error {
+// relayBody writes prefix (the part already read) and copies the rest of
+// a non-streamed response, keeping up to 1 MiB of it to read usage from.
+func (d *Director) relayBody(c *call, prefix []byte, body io.Reader, idle *time.Timer) error {
+	keep := prefix
+	if len(prefix) > 0 {
+		if _, werr := c.w.Write(prefix); werr != nil {
+			return werr
+		}
+	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	var keep []byte
 	for {
 		nr, err := body.Read(buf)
 		if nr > 0 {
 			idle.Reset(d.o.StreamIdleTimeout)
 			if len(keep)+nr <= 1<<20 {
-				keep = append(keep, buf[:nr]...)
+				keep = append(keep[:len(keep):len(keep)], buf[:nr]...)
 			}
 			if _, werr := c.w.Write(buf[:nr]); werr != nil {
 				return werr
