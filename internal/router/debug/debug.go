@@ -9,6 +9,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/datastore"
+	"github.com/kthena/kthena/internal/router/kvindex"
 )
 
 // Source is what the dumps read.
@@ -60,10 +61,39 @@ func Handler(src Source, config func() string) http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write([]byte(config()))
 	})
+	kvIndex(mux, js)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// kvIndex serves what the live KV-event indexes (one per kvcache-aware
+// scorer instance) know: GET /debug/kvindex their size per pod, and
+// POST /debug/kvindex/probe (a kvindex.Probe: a prompt or chat messages,
+// optionally a LoRA name and pods) the blocks of that prompt each pod holds.
+func kvIndex(mux *http.ServeMux, js func(http.ResponseWriter, any)) {
+	mux.HandleFunc("GET /debug/kvindex", func(w http.ResponseWriter, _ *http.Request) {
+		out := []kvindex.Size{}
+		for _, in := range kvindex.Inspectors() {
+			out = append(out, in.Size())
+		}
+		js(w, out)
+	})
+	mux.HandleFunc("POST /debug/kvindex/probe", func(w http.ResponseWriter, r *http.Request) {
+		var p kvindex.Probe
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 32<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			http.Error(w, "bad probe: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		out := []kvindex.ProbeResult{}
+		for _, in := range kvindex.Inspectors() {
+			out = append(out, in.Probe(p))
+		}
+		js(w, out)
+	})
 }
