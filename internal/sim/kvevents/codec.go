@@ -164,8 +164,18 @@ func (w *writer) hash(h BlockHash) {
 // ErrMalformed wraps every decoding failure.
 var ErrMalformed = errors.New("malformed kv event batch")
 
-// Decode parses a msgpack payload in either layout.
+// Decode parses a msgpack payload in either layout. Block hashes may alias
+// payload.
 func Decode(payload []byte) (Batch, error) {
+	if b, err := decodeFast(payload); err == nil {
+		return b, nil
+	}
+	return decodeGeneric(payload)
+}
+
+// decodeGeneric parses any msgpack payload into interfaces first; it is the
+// reference decodeFast is tested against.
+func decodeGeneric(payload []byte) (Batch, error) {
 	var raw any
 	if err := msgpack.Unmarshal(payload, &raw); err != nil {
 		return Batch{}, fmt.Errorf("%w: %v", ErrMalformed, err)

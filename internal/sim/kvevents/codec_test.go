@@ -62,3 +62,41 @@ func mustPack(t *testing.T, v any) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// The fast decoder reads every layout and hash encoding exactly as the
+// generic one does, and defers to it on anything else.
+func TestFastDecoderMatchesGeneric(t *testing.T) {
+	rank := 2
+	big := sampleBatch()
+	st := big.Events[0].(BlockStored)
+	st.TokenIDs = make([]int, 70000)
+	for i := range st.TokenIDs {
+		st.TokenIDs[i] = i * 37 % 200000
+	}
+	st.TokenIDs[5] = -3
+	st.BlockSize = 35000
+	big.Events[0] = st
+	big.DataParallelRank = &rank
+	bare := Batch{TS: 3, Events: []Event{BlockStored{BlockHashes: []BlockHash{{7}}, ParentBlockHash: BlockHash{1, 2}, TokenIDs: []int{5}, BlockSize: 1}}}
+	for _, b := range []Batch{sampleBatch(), big, bare, {TS: 1, Events: []Event{}}} {
+		for _, c := range []Codec{{}, {Encoding: Keyed}, {IntHashes: true}, {Encoding: Keyed, IntHashes: true}} {
+			payload, err := c.Encode(b)
+			require.NoError(t, err)
+			want, err := decodeGeneric(payload)
+			require.NoError(t, err)
+			got, err := decodeFast(payload)
+			require.NoError(t, err, "%+v", c)
+			assert.Equal(t, want, got, "%+v", c)
+		}
+	}
+	// Integer timestamps, extra fields and garbage go to the generic path.
+	for _, p := range [][]byte{mustPack(t, []any{1, []any{[]any{"AllBlocksCleared"}}}), mustPack(t, map[string]any{"ts": 1.0, "events": []any{}, "extra": 1}), {0xc1}} {
+		_, fastErr := decodeFast(p)
+		_, genErr := decodeGeneric(p)
+		_, err := Decode(p)
+		if fastErr == nil {
+			assert.NoError(t, genErr)
+		}
+		assert.Equal(t, genErr == nil, err == nil)
+	}
+}
