@@ -61,6 +61,9 @@ type Options struct {
 	Kubernetes     bool
 	ScrapeInterval time.Duration
 	DrainTimeout   time.Duration
+	// ShutdownDelay is how long Shutdown keeps serving, readiness failing
+	// and keep-alives off, before it stops accepting.
+	ShutdownDelay  time.Duration
 	MaxBodyBytes   int64
 	StreamIdleTime time.Duration
 	// HeaderTimeout bounds reading a request's headers; BodyTimeout its
@@ -96,6 +99,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Kubernetes, "kubernetes", false, "discover ModelServers, ModelRoutes and ready Pods from Kubernetes")
 	fs.DurationVar(&o.ScrapeInterval, "scrape-interval", time.Second, "engine /metrics and /v1/models poll period")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "graceful shutdown drain time for in-flight requests")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "on shutdown, keep accepting requests this long with readiness failing and keep-alives off, so that load balancers stop sending first (use it where no preStop hook delays SIGTERM)")
 	fs.Int64Var(&o.MaxBodyBytes, "max-request-body-bytes", 32<<20, "request body limit (413 above)")
 	fs.DurationVar(&o.StreamIdleTime, "stream-idle-timeout", 5*time.Minute, "abort an engine response that sends nothing for this long")
 	fs.DurationVar(&o.HeaderTimeout, "read-header-timeout", 30*time.Second, "close a connection whose request headers take longer to arrive")
@@ -505,10 +509,22 @@ func (r *Router) ReloadConfig() error {
 	return nil
 }
 
-// Shutdown fails readiness, stops accepting, and waits up to the drain
-// timeout for in-flight requests (streams included) to finish.
+// Shutdown fails readiness and turns keep-alives off (each connection
+// closes after its current response, so clients reconnect elsewhere), keeps
+// accepting for the shutdown delay, then stops accepting and waits up to the
+// drain timeout for in-flight requests (streams included) to finish.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.handler.SetDraining()
+	for _, s := range r.servers {
+		s.SetKeepAlivesEnabled(false)
+	}
+	if r.o.ShutdownDelay > 0 {
+		r.o.Log.Info("draining: still accepting while load balancers catch up", "delay", r.o.ShutdownDelay)
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.o.ShutdownDelay):
+		}
+	}
 	d := r.o.DrainTimeout
 	if d <= 0 {
 		d = 5 * time.Minute
