@@ -62,6 +62,12 @@ func startEngines(t *testing.T, n int, plan func(n int) fault) *engines {
 	for i := range cfgs {
 		cfgs[i] = sim.Config{Mode: sim.ModeEcho, TimeScale: 0.005}
 	}
+	return startSims(t, cfgs, plan)
+}
+
+func startSims(t *testing.T, cfgs []sim.Config, plan func(n int) fault) *engines {
+	t.Helper()
+	n := len(cfgs)
 	f, err := sim.StartFleet(context.Background(), sim.FleetOptions{Logger: logr.Discard()}, cfgs...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
@@ -186,11 +192,18 @@ func textOf(ch map[string]any) string {
 // "llama" from a ModelServer whose model is the simulator's.
 func startRouter(t *testing.T, e *engines, migration string) *runner.Router {
 	t.Helper()
+	return startRouterWith(t, e, func(int) string { return "" }, "workloadSelector: {matchLabels: {app: llama}}", config.Default+migration)
+}
+
+// startRouterWith is startRouter with more labels per engine, another
+// workload selector and another configuration.
+func startRouterWith(t *testing.T, e *engines, labels func(i int) string, selector, cfg string) *runner.Router {
+	t.Helper()
 	dir := t.TempDir()
 	var eps strings.Builder
 	eps.WriteString("kind: Endpoints\nendpoints:\n")
 	for i, a := range e.addrs {
-		fmt.Fprintf(&eps, "- {name: engine-%d, address: %q, labels: {app: llama}}\n", i, a)
+		fmt.Fprintf(&eps, "- {name: engine-%d, address: %q, labels: {app: llama%s}}\n", i, a, labels(i))
 	}
 	file := fmt.Sprintf(`apiVersion: networking.serving.volcano.sh/v1alpha1
 kind: ModelServer
@@ -198,7 +211,7 @@ metadata: {name: llama, namespace: default}
 spec:
   model: %s
   inferenceEngine: vLLM
-  workloadSelector: {matchLabels: {app: llama}}
+  %s
   workloadPort: {port: 8000}
 ---
 apiVersion: networking.serving.volcano.sh/v1alpha1
@@ -208,10 +221,10 @@ spec:
   modelName: llama
   rules: [{name: r, targetModels: [{modelServerName: llama}]}]
 ---
-%s`, sim.DefaultModel, eps.String())
+%s`, sim.DefaultModel, selector, eps.String())
 	epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
 	require.NoError(t, os.WriteFile(epFile, []byte(file), 0o644))
-	require.NoError(t, os.WriteFile(cfgFile, []byte(config.Default+migration), 0o644))
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o644))
 	r, err := runner.Start(context.Background(), runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
 		ScrapeInterval: 50 * time.Millisecond, MaxBodyBytes: 1 << 20, StreamIdleTime: time.Minute, Log: logr.Discard()})
 	require.NoError(t, err)
@@ -477,4 +490,40 @@ func TestNonStreamedAnswerRetriedWhole(t *testing.T) {
 		assert.Equal(t, "upstream_error", out["error"].(map[string]any)["type"])
 		assert.Len(t, e.received(), 2, "one retry")
 	})
+}
+
+// A disaggregated ModelServer (vLLM, NIXL): the decode pod fails
+// mid-stream and the answer is continued on the other decode pod as an
+// aggregated request, without a KV transfer.
+func TestMigrationPDDecode(t *testing.T) {
+	cfg := func(role sim.KVRole) sim.Config {
+		return sim.Config{Mode: sim.ModeEcho, TimeScale: 0.005, KVRole: role}
+	}
+	e := startSims(t, []sim.Config{cfg(sim.RolePrefill), cfg(sim.RoleDecode), cfg(sim.RolePrefill), cfg(sim.RoleDecode)}, func(n int) fault {
+		if n == 1 { // the first decode request, after its prefill
+			return fault{kind: "cut", after: 4}
+		}
+		return fault{}
+	})
+	roles := []string{"prefill", "decode"}
+	always := strings.Replace(config.Default, config.DefaultPDDecider, "", 1)
+	r := startRouterWith(t, e, func(i int) string { return fmt.Sprintf(", role: %s, group: g%d", roles[i%2], i/2) },
+		"workloadSelector: {matchLabels: {app: llama}, pdGroup: {groupKey: group, prefillLabels: {role: prefill}, decodeLabels: {role: decode}}}\n  kvConnector: {type: nixl}", always)
+	body := fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":%q}],"max_tokens":30,"stream":true,"stream_options":{"include_usage":true}}`, question)
+	s := stream(t, r, "/v1/chat/completions", body)
+
+	got := e.received()
+	require.Len(t, got, 3, "prefill, decode, continuation")
+	decodes := map[string]bool{"engine-1": true, "engine-3": true}
+	assert.False(t, decodes[got[0].engine], "prefill first")
+	assert.True(t, decodes[got[1].engine] && decodes[got[2].engine] && got[1].engine != got[2].engine, "continued on the other decode pod: %s then %s", got[1].engine, got[2].engine)
+	assert.Contains(t, got[1].body, "kv_transfer_params")
+	want := `{"add_generation_prompt":false,"continue_final_message":true,"max_tokens":27,` +
+		`"messages":[{"role":"user","content":"` + question + `"},{"role":"assistant","content":"The quick brown"}],` +
+		`"model":"` + sim.DefaultModel + `","stream":true,"stream_options":{"include_usage":true}}`
+	assert.Equal(t, want, got[2].body, "an aggregated continuation, no KV transfer")
+	s.wellFormed(t, true)
+	assert.Equal(t, question, s.text)
+	require.Len(t, s.usages(), 1)
+	assert.Equal(t, 1.0, migrations(r, "completed"))
 }
