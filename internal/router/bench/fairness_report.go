@@ -156,7 +156,14 @@ func FairnessTargets(r *FairnessResult) []TargetCheck {
 		}
 		for _, p := range kthena {
 			if k := r.run(sc, p); k != nil {
-				out = append(out, TargetCheck{Check: fmt.Sprintf("%s: throughput ≥ 97 %% of FCFS (%s)", p, sc), Ours: fmt.Sprintf("%.0f vs %.0f output tok/s (%.1f %%)", k.OutTokPerSec, f.OutTokPerSec, 100*k.OutTokPerSec/f.OutTokPerSec), Met: k.OutTokPerSec >= 0.97*f.OutTokPerSec})
+				check := TargetCheck{Check: fmt.Sprintf("%s: throughput ≥ 97 %% of FCFS (%s)", p, sc), Ours: fmt.Sprintf("%.0f vs %.0f output tok/s (%.1f %%)", k.OutTokPerSec, f.OutTokPerSec, 100*k.OutTokPerSec/f.OutTokPerSec), Met: k.OutTokPerSec >= 0.97*f.OutTokPerSec}
+				if sc == scenarioBurst {
+					// The fleet is saturated only while the burst lasts:
+					// what FCFS serves beyond is the burst it queued
+					// (in the engines) and Kthena refused with 429.
+					check.Check = "(for reference, not saturated after the burst) " + check.Check
+				}
+				out = append(out, check)
 			}
 		}
 	}
