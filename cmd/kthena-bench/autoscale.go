@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,7 @@ func autoscale(args []string) error {
 	out := fs.String("out", "docs/bench", "output directory of autoscaling.md and autoscaling.svg (empty: print only)")
 	notes := fs.String("notes", "", "a Markdown file appended to the report as its analysis")
 	save := fs.String("save", "", "also write the measurements as JSON to this file")
-	replot := fs.String("replot", "", "do not run: write the report from a -save file")
+	replot := fs.String("replot", "", "do not run: write the report from -save files (comma-separated; a later file's configurations are added, or replace those of the same name)")
 	binDir := fs.String("bin-dir", "", "directory of kthena-controller-manager, kthena-router and kthena-sim (default: beside this binary, else ./bin)")
 	assetsDir := fs.String("assets-dir", "", "directory of etcd, kube-apiserver and kubectl (default: the platform's cache)")
 	sourceDir := fs.String("source-dir", "", "the source tree (default: the working directory)")
@@ -66,13 +67,9 @@ func autoscale(args []string) error {
 	stdr.SetVerbosity(*verbosity)
 	logger := stdr.New(log.New(os.Stderr, "", log.LstdFlags)).WithName("autoscale-bench")
 	if *replot != "" {
-		b, err := os.ReadFile(*replot)
+		run, err := readAutoscaleRuns(strings.Split(*replot, ","))
 		if err != nil {
 			return err
-		}
-		var run autoscaleRun
-		if err := json.Unmarshal(b, &run); err != nil {
-			return fmt.Errorf("-replot %s: %w", *replot, err)
 		}
 		return writeAutoscale(run, *out, *notes)
 	}
@@ -196,4 +193,49 @@ func writeAutoscale(run autoscaleRun, out, notesFile string) error {
 		return err
 	}
 	return write(out, "autoscaling.md", md)
+}
+
+// readAutoscaleRuns merges saved runs: the first file's options, every
+// file's configurations in order (a later one replaces one of the same
+// name), and their notes.
+func readAutoscaleRuns(files []string) (autoscaleRun, error) {
+	var run autoscaleRun
+	var notes []string
+	for i, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return run, err
+		}
+		var r autoscaleRun
+		if err := json.Unmarshal(b, &r); err != nil {
+			return run, fmt.Errorf("-replot %s: %w", file, err)
+		}
+		if i == 0 {
+			run.Options = r.Options
+			run.Options.Configs = nil
+		}
+		notes = append(notes, r.Note)
+		for _, res := range r.Results {
+			replaced := false
+			for k := range run.Results {
+				if run.Results[k].Config.Name == res.Config.Name {
+					run.Results[k], replaced = res, true
+				}
+			}
+			if !replaced {
+				run.Results = append(run.Results, res)
+			}
+		}
+	}
+	// In the order the configurations are listed.
+	order := map[string]int{}
+	for i, c := range autoscalebench.Configs() {
+		order[c.Name] = i
+	}
+	slices.SortStableFunc(run.Results, func(a, b autoscalebench.Result) int { return order[a.Config.Name] - order[b.Config.Name] })
+	for _, res := range run.Results {
+		run.Options.Configs = append(run.Options.Configs, res.Config)
+	}
+	run.Note = strings.Join(notes, " ")
+	return run, nil
 }
