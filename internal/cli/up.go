@@ -31,7 +31,9 @@ as local processes. With --demo it also deploys a simulated model and prints
 a curl command that talks to it: --demo (or --demo=aggregated) deploys two
 engines that serve whole requests, --demo=pd (or --demo pd) a prefill/decode
 disaggregated model, --demo=autoscaling a model at zero replicas that the
-autoscaler wakes when a request arrives and returns to zero when idle.`,
+autoscaler wakes when a request arrives and returns to zero when idle,
+--demo=booster one ModelBooster from which the ModelBooster controller
+generates two engines, their ModelServer and a ModelRoute.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			kind, rest, err := resolveDemo(demo, cmd.Flags().Changed("demo"), args)
 			if err != nil {
@@ -73,7 +75,7 @@ autoscaler wakes when a request arrives and returns to zero when idle.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&demo, "demo", "", "also deploy a demo model of simulated engines and print a curl command for it: "+
-		"aggregated (the default of a bare --demo), pd (prefill/decode disaggregation) or autoscaling (a model scaled from and to zero)")
+		"aggregated (the default of a bare --demo), pd (prefill/decode disaggregation), autoscaling (a model scaled from and to zero) or booster (a model deployed by one ModelBooster)")
 	f.Lookup("demo").NoOptDefVal = platform.DemoAggregated
 	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
 	f.StringVar(&opts.RouterConfig, "router-config", "", "router configuration file (default: the router's built-in configuration); reloaded on change")

@@ -7,7 +7,8 @@ import (
 )
 
 // TestUpDemoFlag: a bare --demo keeps deploying the aggregated demo;
-// --demo=pd and --demo pd choose the PD demo.
+// --demo=pd and --demo pd choose the PD demo, and likewise every other
+// demo kind (booster: the ModelBooster demo).
 func TestUpDemoFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args    []string
@@ -22,6 +23,9 @@ func TestUpDemoFlag(t *testing.T) {
 		{args: []string{"--demo=pd"}, want: "pd"},
 		{args: []string{"--demo", "pd"}, want: "pd"},
 		{args: []string{"--demo", "pd", "--router-port", "9090"}, want: "pd"},
+		{args: []string{"--demo=booster"}, want: "booster"},
+		{args: []string{"--demo", "booster"}, want: "booster"},
+		{args: []string{"--demo=autoscaling"}, want: "autoscaling"},
 		{args: []string{"--demo=bogus"}, wantErr: true},
 		{args: []string{"--demo="}, wantErr: true},
 		{args: []string{"--demo", "bogus"}, wantErr: true},

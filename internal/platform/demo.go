@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 )
 
 //go:embed demo.yaml
@@ -26,6 +28,9 @@ var demoPDManifests []byte
 
 //go:embed demo-autoscaling.yaml
 var demoAutoscalingManifests []byte
+
+//go:embed demo-booster.yaml
+var demoBoosterManifests []byte
 
 // Demo kinds: what `kthena up --demo[=KIND]` deploys.
 const (
@@ -39,6 +44,10 @@ const (
 	// that scales it from and to zero; the router holds its requests while
 	// it starts.
 	DemoAutoscaling = "autoscaling"
+	// DemoBooster is one ModelBooster: the ModelBooster controller
+	// generates the ModelServing of two simulated vLLM engines, the
+	// ModelServer and the ModelRoute.
+	DemoBooster = "booster"
 )
 
 // DemoModel is the model name the aggregated demo's route serves.
@@ -51,6 +60,10 @@ const DemoPDModel = "demo-pd"
 // serves.
 const DemoAutoscalingModel = "demo-scale"
 
+// DemoBoosterModel is the model name the booster demo serves: the
+// ModelBooster's name, its spec.name and the generated route's model.
+const DemoBoosterModel = "demo-booster"
+
 type demoKind struct {
 	manifests []byte
 	model     string
@@ -61,10 +74,11 @@ var demoKinds = map[string]demoKind{
 	DemoAggregated:  {demoManifests, DemoModel, `ModelServing, ModelServer and ModelRoute "demo" (2 simulated vLLM engines)`},
 	DemoPD:          {demoPDManifests, DemoPDModel, `ModelServing, ModelServer and ModelRoute "demo-pd" (2 serving groups of a simulated vLLM prefill engine and a decode engine, NIXL-style KV hand-off)`},
 	DemoAutoscaling: {demoAutoscalingManifests, DemoAutoscalingModel, `ModelServing, AutoscalingPolicy, ModelServer and ModelRoute "demo-scale" (a simulated vLLM engine at zero replicas, 10 s start-up, scaled 0-3 on running requests and back to zero after 30 s idle)`},
+	DemoBooster:     {demoBoosterManifests, DemoBoosterModel, `ModelBooster "demo-booster"; its controller generates ModelServing and ModelServer "demo-booster-vllm" (2 simulated vLLM engines) and ModelRoute "demo-booster"`},
 }
 
 // DemoKinds lists the demo kinds, the default first.
-func DemoKinds() []string { return []string{DemoAggregated, DemoPD, DemoAutoscaling} }
+func DemoKinds() []string { return []string{DemoAggregated, DemoPD, DemoAutoscaling, DemoBooster} }
 
 // DemoManifests returns the manifests a demo kind applies ("" is the
 // aggregated demo).
@@ -238,6 +252,12 @@ func (u *up) demo(ctx context.Context, c client.Client, routerURL string) error 
 		fmt.Fprintf(u.opts.Out, "  replica. After 30 s without requests %s goes back to zero; the next request waits again (about\n", DemoAutoscalingModel)
 		fmt.Fprintf(u.opts.Out, "  10 s of engine start-up). Watch it: kubectl --kubeconfig %s/kubeconfig get modelserving %s -w\n\n",
 			u.opts.StateDir, DemoAutoscalingModel)
+	}
+	if kind == DemoBooster {
+		fmt.Fprintf(u.opts.Out, "  The ModelBooster controller generated what serves it (edit the booster to change it):\n\n")
+		fmt.Fprintf(u.opts.Out, "  kthena describe modelbooster %s --kubeconfig %s/kubeconfig\n", DemoBoosterModel, u.opts.StateDir)
+		fmt.Fprintf(u.opts.Out, "  kubectl --kubeconfig %s/kubeconfig get modelservings,modelservers,modelroutes,pods -l %s=%s\n\n",
+			u.opts.StateDir, workloadv1alpha1.ModelBoosterModelNameLabelKey, DemoBoosterModel)
 	}
 	return nil
 }

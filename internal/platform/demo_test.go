@@ -13,6 +13,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/controller/modelbooster"
 	networkingwebhook "github.com/kthena/kthena/internal/webhook/networking/v1alpha1"
 	workloadwebhook "github.com/kthena/kthena/internal/webhook/workload/v1alpha1"
 )
@@ -55,14 +56,21 @@ func TestDemoManifestsAdmitted(t *testing.T) {
 	for _, kind := range DemoKinds() {
 		objs := decodeDemo(t, kind)
 		want := 3
-		if kind == DemoAutoscaling {
+		switch kind {
+		case DemoAutoscaling:
 			want = 4 // and its AutoscalingPolicy
+		case DemoBooster:
+			want = 1 // the ModelBooster generates the rest
 		}
 		if len(objs) != want {
-			t.Errorf("demo %s: %d objects, want a ModelServing, a ModelServer and a ModelRoute", kind, len(objs))
+			t.Errorf("demo %s: %d objects, want %d", kind, len(objs), want)
 		}
 		for _, o := range objs {
 			switch o := o.(type) {
+			case *workloadv1alpha1.ModelBooster:
+				if errs := workloadwebhook.ValidateModelBooster(o); len(errs) > 0 {
+					t.Errorf("demo %s: ModelBooster %s rejected: %v", kind, o.Name, errs.ToAggregate())
+				}
 			case *workloadv1alpha1.ModelServing:
 				if errs := workloadwebhook.ValidateModelServing(o, nil); len(errs) > 0 {
 					t.Errorf("demo %s: ModelServing %s rejected: %v", kind, o.Name, errs.ToAggregate())
@@ -151,8 +159,46 @@ func TestPDDemoPairs(t *testing.T) {
 	}
 }
 
+// TestBoosterDemoGenerates: the booster demo's ModelBooster generates a
+// ModelServing of two engines that the node agent runs as the simulator
+// (its image), serving the demo's model name on the port the ModelServer
+// is given, with the simulator's flags from the worker's config.
+func TestBoosterDemoGenerates(t *testing.T) {
+	objs := decodeDemo(t, DemoBooster)
+	mb, ok := objs[0].(*workloadv1alpha1.ModelBooster)
+	if !ok {
+		t.Fatalf("booster demo holds %T, want a ModelBooster", objs[0])
+	}
+	if mb.Name != DemoBoosterModel || mb.Spec.Name != DemoBoosterModel {
+		t.Errorf("ModelBooster %q serves %q, want %q for both", mb.Name, mb.Spec.Name, DemoBoosterModel)
+	}
+	ms, ferr := modelbooster.GenerateModelServing(mb)
+	if ferr != nil {
+		t.Fatalf("the controller cannot generate the ModelServing: %v", ferr)
+	}
+	if ms.Spec.Replicas == nil || *ms.Spec.Replicas != 2 {
+		t.Errorf("ModelServing replicas %v, want 2 engines", ms.Spec.Replicas)
+	}
+	if len(ms.Spec.Template.Roles) != 1 {
+		t.Fatalf("%d roles, want one server role", len(ms.Spec.Template.Roles))
+	}
+	c := ms.Spec.Template.Roles[0].EntryTemplate.Spec.Containers[0]
+	if !strings.HasPrefix(c.Image, "ghcr.io/llm-d/llm-d-inference-sim:") {
+		t.Errorf("engine image %s, want the simulator's (the node agent runs a vLLM image as vLLM where one is installed)", c.Image)
+	}
+	args := " " + strings.Join(append(append([]string{}, c.Command...), c.Args...), " ") + " "
+	for _, want := range []string{" --served-model-name " + DemoBoosterModel + " ", " --port 8000 ", " --time-scale 0.1 ", " --mode random "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("engine command %q lacks %q", args, want)
+		}
+	}
+	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 8000 || c.ReadinessProbe == nil {
+		t.Errorf("engine ports %+v, readiness probe %v: want port 8000 and a probe", c.Ports, c.ReadinessProbe)
+	}
+}
+
 func TestDemoKinds(t *testing.T) {
-	for _, kind := range []string{"", DemoAggregated, DemoPD} {
+	for _, kind := range []string{"", DemoAggregated, DemoPD, DemoAutoscaling, DemoBooster} {
 		if !ValidDemoKind(kind) {
 			t.Errorf("%q is not a demo kind", kind)
 		}
@@ -165,6 +211,9 @@ func TestDemoKinds(t *testing.T) {
 	}
 	if body, _ := DemoChatBody(DemoPD); !strings.Contains(body, `"model":"demo-pd"`) {
 		t.Errorf("PD demo body %s", body)
+	}
+	if body, _ := DemoChatBody(DemoBooster); !strings.Contains(body, `"model":"demo-booster"`) {
+		t.Errorf("booster demo body %s", body)
 	}
 }
 

@@ -12,11 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kthena/kthena/internal/platform"
 	routerconfig "github.com/kthena/kthena/internal/router/config"
 )
 
@@ -73,13 +75,89 @@ func run(m *testing.M) (int, error) {
 		e.stop()
 		return 0, err
 	}
-	code := m.Run()
+	code, err := runSuite(m)
+	if err != nil {
+		return 0, err
+	}
 	began = time.Now()
 	if err := e.stop(); err != nil {
 		return 1, err
 	}
 	fmt.Printf("e2e: kthena up stopped in %.1fs; no process left\n", time.Since(began).Seconds())
 	return code, nil
+}
+
+// runLast are the tests that run after every other selected test, in this
+// order. TestRestartResumes stops and restarts the platform: the pods and
+// requests of any test running meanwhile would be cut, and a test after it
+// would run on a platform that came back, not the one the suite started.
+// Each of them also runs alone (go test ./test/e2e -run TestRestartResumes).
+var runLast = []string{"TestRestartResumes"}
+
+// runSuite runs the selected tests in two passes of m.Run: first every test
+// but those of runLast (held back by adding them to -test.skip), then those
+// of runLast that -test.run and -test.skip select. The order does not depend
+// on file names (Go runs a package's tests in the order of its files).
+func runSuite(m *testing.M) (int, error) {
+	runFlag, skipFlag := flag.Lookup("test.run"), flag.Lookup("test.skip")
+	if runFlag == nil || skipFlag == nil || flag.Lookup("test.list").Value.String() != "" {
+		return m.Run(), nil
+	}
+	run, skip := runFlag.Value.String(), skipFlag.Value.String()
+	if strings.Contains(skip, "/") {
+		return 0, fmt.Errorf("-skip %q: a pattern naming subtests cannot be combined with the suite's own, which holds back %s to run them last", skip, strings.Join(runLast, ", "))
+	}
+	runTop, runSub, hasSub := strings.Cut(run, "/")
+	var last []string
+	for _, name := range runLast {
+		selected, err := regexp.MatchString(runTop, name)
+		if err != nil {
+			return 0, fmt.Errorf("-run %q: %w", run, err)
+		}
+		skipped := false
+		if skip != "" {
+			if skipped, err = regexp.MatchString(skip, name); err != nil {
+				return 0, fmt.Errorf("-skip %q: %w", skip, err)
+			}
+		}
+		if selected && !skipped {
+			last = append(last, name)
+		}
+	}
+	code := 0
+	// A -run naming only tests of runLast leaves nothing to the first pass.
+	onlyLast := true
+	for _, name := range strings.Split(strings.Trim(runTop, "^$()"), "|") {
+		onlyLast = onlyLast && slices.Contains(runLast, name)
+	}
+	if !onlyLast {
+		held := "^(" + strings.Join(runLast, "|") + ")$"
+		if skip != "" {
+			held = skip + "|" + held
+		}
+		if err := skipFlag.Value.Set(held); err != nil {
+			return 0, err
+		}
+		code = m.Run()
+		if err := skipFlag.Value.Set(skip); err != nil {
+			return 0, err
+		}
+	}
+	if len(last) == 0 || (code != 0 && flag.Lookup("test.failfast").Value.String() == "true") {
+		return code, nil
+	}
+	pattern := "^(" + strings.Join(last, "|") + ")$"
+	if hasSub {
+		pattern += "/" + runSub
+	}
+	if err := runFlag.Value.Set(pattern); err != nil {
+		return 0, err
+	}
+	fmt.Printf("e2e: running last: %s\n", strings.Join(last, ", "))
+	if c := m.Run(); c != 0 {
+		code = c
+	}
+	return code, runFlag.Value.Set(run)
 }
 
 var servingLine = regexp.MustCompile(`Kthena is serving: kubectl --kubeconfig (\S+) `)
@@ -102,7 +180,9 @@ func (e *platformEnv) start() error {
 	}
 	began := time.Now()
 	e.cmd = exec.Command(filepath.Join(e.binDir, "kthena"), "up", "--state-dir", e.stateDir,
-		"--router-port", fmt.Sprint(port), "--source-dir", e.repo, "--router-config", cfgPath)
+		"--router-port", fmt.Sprint(port), "--source-dir", e.repo, "--router-config", cfgPath,
+		// The ModelBooster demo: TestBoosterDemo checks it.
+		"--demo="+platform.DemoBooster)
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	e.cmd.Stdout, e.cmd.Stderr = pw, pw

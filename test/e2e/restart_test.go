@@ -13,7 +13,8 @@ import (
 
 // TestRestartResumes stops the platform (nothing may be left running) and
 // starts it again on the same state directory: the objects are still
-// there, the pods run again and the model serves. It runs last.
+// there, the pods run again and the model serves. TestMain runs it after
+// every other test (runLast in main_test.go); it needs nothing from them.
 func TestRestartResumes(t *testing.T) {
 	ms := simServing("resume", "resume", 1)
 	create(t, ms, modelServer("resume", "resume"), simpleRoute("resume", "resume", "resume"))
