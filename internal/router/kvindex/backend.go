@@ -69,7 +69,7 @@ func (b *Backend) Close() {
 
 // Lookup implements kvcacheaware.Index: pods are grouped by the block size
 // their engines reported, the tokens are chained once per size.
-func (b *Backend) Lookup(tokens []int, cut bool, lora string, maxBlocks int, pods []string,
+func (b *Backend) Lookup(tokenize func() ([]int, bool), lora string, maxBlocks int, pods []string,
 	fn func(pod string, matched, total int, weighted float64)) {
 	var sizes [4]struct {
 		bs   int
@@ -99,6 +99,10 @@ func (b *Backend) Lookup(tokens []int, cut bool, lora string, maxBlocks int, pod
 			more[bs] = append(more[bs], pod)
 		}
 	}
+	if n == 0 {
+		return
+	}
+	tokens, cut := tokenize()
 	do := func(bs int, ps []string) {
 		keys := Keys(tokens, cut, lora, bs, maxBlocks)
 		for pod, m := range b.x.Lookup(keys, ps, b.weights) {

@@ -216,8 +216,8 @@ func TestTwoRoutersHoldTheSameIndex(t *testing.T) {
 	pods := []string{e.pod(0), e.pod(1), e.pod(2)}
 	for _, p := range prompts {
 		s1, s2 := map[string]float64{}, map[string]float64{}
-		r1.Lookup(p, false, "", 0, pods, func(pod string, _, total int, w float64) { s1[pod] = w / float64(total) })
-		r2.Lookup(p, false, "", 0, pods, func(pod string, _, total int, w float64) { s2[pod] = w / float64(total) })
+		r1.Lookup(func() ([]int, bool) { return p, false }, "", 0, pods, func(pod string, _, total int, w float64) { s1[pod] = w / float64(total) })
+		r2.Lookup(func() ([]int, bool) { return p, false }, "", 0, pods, func(pod string, _, total int, w float64) { s2[pod] = w / float64(total) })
 		require.Equal(t, s1, s2)
 		require.Len(t, s1, 3)
 	}

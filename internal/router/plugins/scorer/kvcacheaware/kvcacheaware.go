@@ -75,10 +75,12 @@ type Index interface {
 	// Remove stops the pod's subscription and forgets its blocks.
 	Remove(pod string)
 	// Lookup calls fn for each of pods whose state the index knows, with
-	// the number of leading blocks of tokens it caches, the request's
-	// blocks at that pod's block size (at most maxBlocks, one fewer when
-	// cut) and the tier-weighted matched blocks.
-	Lookup(tokens []int, cut bool, lora string, maxBlocks int, pods []string, fn func(pod string, matched, total int, weighted float64))
+	// the number of leading blocks of the request's tokens it caches, the
+	// request's blocks at that pod's block size (at most maxBlocks, one
+	// fewer when cut) and the tier-weighted matched blocks. tokens is
+	// called only when some pod is known, so a fleet without events costs
+	// no tokenisation.
+	Lookup(tokens func() (ids []int, cut bool), lora string, maxBlocks int, pods []string, fn func(pod string, matched, total int, weighted float64))
 	// Close stops every subscription.
 	Close()
 }
@@ -232,12 +234,12 @@ func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framewo
 
 // Lookup tokenises the request and reports each known pod's match.
 func (p *Plugin) Lookup(req *framework.Request, pods []string, fn func(pod string, matched, total int, weighted float64)) {
-	tokens, truncated := Tokens(p.tok, req.Path, req.Prompt, req.PromptBytes)
 	lora := ""
 	if req.LoRA {
 		lora = req.UpstreamModel
 	}
-	p.idx.Lookup(tokens, truncated, lora, p.args.MaxBlocksToMatch, pods, fn)
+	tokens := func() ([]int, bool) { return Tokens(p.tok, req.Path, req.Prompt, req.PromptBytes) }
+	p.idx.Lookup(tokens, lora, p.args.MaxBlocksToMatch, pods, fn)
 }
 
 // EndpointRemoved stops the endpoint's subscription and forgets its blocks.
