@@ -457,7 +457,6 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			idle.Reset(d.idleFor(c))
 			if st.on && err != nil && err != bufio.ErrBufferFull {
 				// A fragment cut by the failure: the client never sees it.
 				return streamErr(err)
@@ -499,6 +498,7 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 			if fl != nil && br.Buffered() == 0 {
 				fl.Flush()
 			}
+			idle.Reset(d.idleFor(c))
 		}
 		if err == bufio.ErrBufferFull {
 			continue
