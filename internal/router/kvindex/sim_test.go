@@ -265,3 +265,62 @@ func TestSequenceGapOverSocketResyncs(t *testing.T) {
 	require.Equal(t, 4, b.x.Entries())
 	require.Equal(t, int64(1), b.x.Counters()["resyncs"])
 }
+
+// An SGLang-flavoured engine publishes the same events on topic "", which
+// the default subscription (every topic) takes.
+func TestSGLangEngineIndexed(t *testing.T) {
+	e := startEngines(t, 1, func(c *sim.Config) { c.Engine = sim.SGLang })
+	b := e.subscribe(t, 0)
+	e.warm(t, b)
+	text := strings.Repeat("SGLang radix caches still publish blocks. ", 20)
+	e.chat(t, 0, text)
+	p := chatTokens(t, text)
+	e.converge(t, b, p)
+	require.Greater(t, indexed(b, e.pod(0), p), 100)
+}
+
+// A flood of events from real engines never takes the index past its bound
+// by more than the blocks of one message.
+func TestMemoryBoundUnderEventFlood(t *testing.T) {
+	e := startEngines(t, 2, func(c *sim.Config) { c.KVCacheSize = 4096 })
+	const bound = 150
+	b := e.subscribe(t, bound)
+	e.warm(t, b)
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		m := 0
+		for {
+			select {
+			case <-stop:
+				peak <- m
+				return
+			default:
+				m = max(m, b.x.Entries())
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				e.chat(t, w%2, fmt.Sprintf("flood %d-%d %s", w, i, strings.Repeat("distinct text for the cache ", 60)))
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.x.Counters()["evicted"] == 0 || b.x.Entries() > bound {
+		require.True(t, time.Now().Before(deadline), "entries %d, counters %v", b.x.Entries(), b.x.Counters())
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	p := <-peak
+	stored := b.x.Counters()["stored"]
+	t.Logf("stored %d blocks, peak %d entries, bound %d", stored, p, bound)
+	require.Greater(t, stored, int64(5*bound))
+	require.LessOrEqual(t, p, bound+256, "at most one message's blocks over the bound")
+}

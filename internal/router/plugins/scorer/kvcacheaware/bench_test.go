@@ -19,7 +19,7 @@ import (
 )
 
 // BenchmarkScore is the routing latency the scorer adds per request:
-// tokenising a chat request (a shared system prompt of about 6,000 tokens,
+// tokenising a chat request (a shared system prompt of about 1,300 or 5,300 tokens (reported as prompt-tokens),
 // whose segment the tokenizer has cached, and a new 100-token question each
 // time), chaining its blocks and looking them up for 8 engines that each
 // hold the system prompt (half of them on CPU).
@@ -27,7 +27,7 @@ func BenchmarkScore(b *testing.B) {
 	for _, size := range []struct {
 		name   string
 		repeat int
-	}{{"2k-tokens", 200}, {"6k-tokens", 600}} {
+	}{{"short", 250}, {"long", 1000}} {
 		b.Run(size.name, func(b *testing.B) {
 			p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
 			require.NoError(b, err)
@@ -35,7 +35,7 @@ func BenchmarkScore(b *testing.B) {
 			x := p.Index().(*kvindex.Backend).Index()
 			tok, err := sharedTok()
 			require.NoError(b, err)
-			system := strings.Repeat("Policy text. ", size.repeat)
+			system := strings.Repeat("Policy text seven applies. ", size.repeat)
 			ids := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}}, false)
 			hs := kvcache.NewHasher("").Chain(ids, 16, nil)
 			ev := kvevents.BlockStored{BlockSize: 16, TokenIDs: ids[:len(hs)*16]}
@@ -65,10 +65,12 @@ func BenchmarkScore(b *testing.B) {
 			p.Score(context.Background(), reqs[0], eps, out)
 			require.Greater(b, out[0], 0.8)
 			require.InDelta(b, out[0]/2, out[1], 0.05)
+			ptoks, _ := kvcacheaware.Tokens(tok, reqs[0].Path, reqs[0].Prompt, reqs[0].PromptBytes)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				p.Score(context.Background(), reqs[i%len(reqs)], eps, out)
 			}
+			b.ReportMetric(float64(len(ptoks)), "prompt-tokens")
 		})
 	}
 }
