@@ -35,13 +35,16 @@ func scoreOnly(name string) string {
 	return "scheduler:\n  plugins:\n    Score:\n      enabled:\n      - " + name + "\n"
 }
 
-// Policies are the baselines, upstream's Helm blend, Kthena's default and
-// the oracle.
+// Policies are the baselines, each scorer alone (least-request with its
+// queue filter), upstream's Helm blend, Kthena's default and the oracle.
 func Policies() []Policy {
 	return []Policy{
 		{"random", scoreOnly("random")},
 		{"round-robin", scoreOnly("round-robin")},
 		{"least-request", "scheduler:\n  plugins:\n    Filter:\n      enabled: [least-request]\n    Score:\n      enabled: [least-request]\n"},
+		{"gpu-usage", scoreOnly("gpu-usage")},
+		{"least-latency", scoreOnly("least-latency")},
+		{"prefix-cache", scoreOnly("prefix-cache")},
 		{"upstream default", config.UpstreamDefault},
 		{"kthena default", config.Default},
 		{"oracle", ""},
@@ -56,6 +59,9 @@ type QualityOptions struct {
 	Workloads []Workload
 	Policies  []Policy
 	Log       logr.Logger
+	// ScrapeInterval is the router's engine scrape interval in simulated
+	// seconds (0 = 1).
+	ScrapeInterval float64
 	// Note is added to the report (e.g. machine load during the run).
 	Note string
 }
@@ -70,8 +76,14 @@ type QualityRow struct {
 	E2EP90                    float64
 	HitRate                   float64 // cached prompt tokens / prompt tokens
 	PerEngineRequests         []int
-	Wall                      time.Duration // wall time of the run
-	LagP99                    time.Duration // p99 wake-up lateness of the bench process (startLagMonitor)
+	// MaxShare is the largest max/mean of the engines' request arrivals
+	// over every 10 s window (sliding by 1 s) with enough requests
+	// (windowShare); 0 when no window qualifies.
+	MaxShare float64
+	// Preemptions are the engines' preemptions summed.
+	Preemptions int64
+	Wall        time.Duration // wall time of the run
+	LagP99      time.Duration // p99 wake-up lateness of the bench process (startLagMonitor)
 }
 
 type result struct {
@@ -110,6 +122,9 @@ func RunQuality(ctx context.Context, o QualityOptions) ([]QualityRow, error) {
 }
 
 func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, w Workload, p Policy, ss []session) (QualityRow, []result, error) {
+	if w.TimeScale > 0 {
+		o.TimeScale *= w.TimeScale
+	}
 	cfgs := make([]sim.Config, o.Engines)
 	for i := range cfgs {
 		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1)}.WithDefaults()
@@ -138,7 +153,7 @@ metadata: {name: sim}
 spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
 ---
 %s`, model, eps.String())
-		r, stop, err := startRouter(ctx, client, file, p.Config, ts)
+		r, stop, err := startRouter(ctx, client, file, p.Config, ts*o.scrape())
 		if err != nil {
 			return QualityRow{}, nil, err
 		}
@@ -148,17 +163,93 @@ spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: s
 		model = "bench"
 	}
 
+	stopWindows := sampleArrivals(fleet, ts)
 	results, lagP99 := drive(ctx, client, ss, model, ts, target)
+	arrivals := stopWindows()
 	row := summarize(w.Name, p.Name, results, ts, fleet)
 	row.LagP99 = lagP99
+	row.MaxShare = windowShare(arrivals, 10)
 	return row, results, nil
+}
+
+func (o QualityOptions) scrape() float64 {
+	if o.ScrapeInterval > 0 {
+		return o.ScrapeInterval
+	}
+	return 1
+}
+
+// sampleArrivals reads every engine's arrivals so far (finished + running +
+// waiting requests) each simulated second until the returned function is
+// called, which returns the samples: [second][engine].
+func sampleArrivals(f *sim.Fleet, ts float64) func() [][]int64 {
+	var out [][]int64
+	read := func() {
+		row := make([]int64, len(f.Engines))
+		for i, e := range f.Engines {
+			st := e.Stats()
+			row[i] = st.Totals.FinishedRequests + int64(st.Running+st.Waiting)
+		}
+		out = append(out, row)
+	}
+	read()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Duration(ts * float64(time.Second)))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				read()
+				return
+			case <-t.C:
+				read()
+			}
+		}
+	}()
+	return func() [][]int64 {
+		close(stop)
+		<-done
+		return out
+	}
+}
+
+// windowShare is the largest max/mean of per-engine arrivals over windows
+// of w samples (sliding by one) that hold at least 25 requests per engine
+// on average, so that a window's imbalance is not mere sampling noise (a
+// uniform split of 100 requests per engine over four engines rarely shows
+// more than 1.25). The last, partial interval counts as a whole one.
+func windowShare(s [][]int64, w int) float64 {
+	worst := 0.0
+	if len(s) < 2 {
+		return 0
+	}
+	n := len(s[0])
+	for a := 0; a+1 < len(s); a++ {
+		b := min(a+w, len(s)-1)
+		if b-a < w && a > 0 {
+			break // only full windows, or the whole run if shorter
+		}
+		total, most := int64(0), int64(0)
+		for i := 0; i < n; i++ {
+			d := s[b][i] - s[a][i]
+			total += d
+			most = max(most, d)
+		}
+		if total < int64(25*n) {
+			continue
+		}
+		worst = max(worst, float64(most)*float64(n)/float64(total))
+	}
+	return worst
 }
 
 // startRouter starts a router in standalone mode on a ModelServer and its
 // endpoints (file, without the route: the route "bench" to ModelServer
-// "sim" is added) with configuration cfg, scraping at one simulated second,
-// and waits until it is ready.
-func startRouter(ctx context.Context, client *http.Client, file, cfg string, ts float64) (*runner.Router, func(), error) {
+// "sim" is added) with configuration cfg, scraping every scrape (wall
+// time), and waits until it is ready.
+func startRouter(ctx context.Context, client *http.Client, file, cfg string, scrape float64) (*runner.Router, func(), error) {
 	dir, err := os.MkdirTemp("", "kthena-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -177,7 +268,7 @@ spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]}
 		return nil, nil, err
 	}
 	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
-		ScrapeInterval: time.Duration(float64(time.Second) * ts), MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
+		ScrapeInterval: time.Duration(float64(time.Second) * scrape), MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -433,7 +524,9 @@ func summarize(wl, policy string, rs []result, ts float64, f *sim.Fleet) Quality
 		row.TPOTP50, row.TPOTP90 = quantile(tpot, .5), quantile(tpot, .9)
 	}
 	for _, e := range f.Engines {
-		row.PerEngineRequests = append(row.PerEngineRequests, int(e.Stats().Totals.FinishedRequests))
+		st := e.Stats()
+		row.PerEngineRequests = append(row.PerEngineRequests, int(st.Totals.FinishedRequests))
+		row.Preemptions += st.Totals.Preemptions
 	}
 	return row
 }
@@ -455,11 +548,12 @@ const (
 // checks.
 func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d simulated engines (`%s`, `internal/sim`: continuous batching, chunked prefill, paged KV cache with prefix caching, roofline-priced steps), time scale %g; times are simulated seconds. ", o.Engines, o.Profile, o.TimeScale)
+	fmt.Fprintf(&b, "%d simulated engines (`%s`, `internal/sim`: continuous batching, chunked prefill, paged KV cache with prefix caching, roofline-priced steps), time scale %g; times are simulated seconds; the router scrapes the engines every %g simulated s. ", o.Engines, o.Profile, o.TimeScale, o.scrape())
 	b.WriteString("Each policy runs on a fresh fleet (cold caches) and a fresh router with the same seeded arrivals; requests stream with `ignore_eos`. ")
 	b.WriteString("TTFT is the client's time to the first content chunk; TPOT is (E2E − TTFT)/(output tokens − 1) per request; ")
 	b.WriteString("output tok/s is all output tokens over the makespan, from the first request sent to the last response finished, so a policy that falls behind the arrivals and drains a queue at the end shows a lower figure; ")
 	b.WriteString("the hit rate is Σ`cached_tokens`/Σ`prompt_tokens` from the engines' usage. ")
+	b.WriteString("*max/mean 10 s* is the worst 10 s window (sliding by 1 s, windows with at least 25 requests per engine) of the busiest engine's request arrivals over the mean: 1 is an even split, 4 is every request on one of four engines; *preempt.* sums the engines' preemptions. ")
 	b.WriteString("The simulated engines run on the wall clock (scaled), so when other jobs starve the bench process every latency grows; *lag p99* is how late the process woke from 5 ms sleeps during the run (p99), and a run with more than a few milliseconds of lag is disturbed. ")
 	fmt.Fprintf(&b, "The oracle bypasses the router: it reads every engine's cache (`Engine.CachedPrefixTokens`) and the system prompts it has in flight, and picks the longest cached prefix among engines with at most %d more requests in flight than the least loaded one (ties: fewest in flight).\n", oracleBand)
 	if o.Note != "" {
@@ -477,16 +571,21 @@ func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 			if a := about[wl].About; a != "" {
 				b.WriteString(a + "\n\n")
 			}
-			b.WriteString("| policy | ok | output tok/s | TTFT p50 | TTFT p90 | TTFT p99 | TPOT p50 | TPOT p90 | E2E p90 | prefix hit rate | requests per engine | lag p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| policy | ok | output tok/s | TTFT p50 | TTFT p90 | TTFT p99 | TPOT p50 | TPOT p90 | E2E p90 | prefix hit rate | requests per engine | max/mean 10 s | preempt. | lag p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v | %.1f ms |\n", r.Policy, r.OK, r.Requests,
-			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests, float64(r.LagP99.Microseconds())/1000)
+		share := "–"
+		if r.MaxShare > 0 {
+			share = fmt.Sprintf("%.2f", r.MaxShare)
+		}
+		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v | %s | %d | %.1f ms |\n", r.Policy, r.OK, r.Requests,
+			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests, share, r.Preemptions, float64(r.LagP99.Microseconds())/1000)
 	}
 	if t := Targets(rows, o.Workloads); len(t) > 0 {
 		b.WriteString("\n### Targets\n\n")
 		b.WriteString("Long shared prompts: Kthena's default must beat upstream's default in throughput and TTFT p90 and reach 90 % of the oracle's hit rate. ")
-		b.WriteString("Short prompts: Kthena's default must be no worse than least-request, taken as throughput at least 99 % and TTFT p90 and TPOT p90 at most 105 % of least-request's (the run-to-run noise of the simulated times on this machine is a few per cent).\n\n")
-		b.WriteString("| workload | check | Kthena default | compared with | met | note |\n|---|---|---|---|---|---|\n")
+		b.WriteString("Short prompts: Kthena's default must be no worse than least-request, taken as throughput at least 99 % and TTFT p90 and TPOT p90 at most 105 % of least-request's (the run-to-run noise of the simulated times on this machine is a few per cent). ")
+		fmt.Fprintf(&b, "Every workload: each load-aware plugin alone (%s) must match random, taken as throughput at least %.0f %% and TTFT p90 at most %.0f %% of random's, and send no engine more than %.1f× its fair share in any 10 s window (Kthena's default too, unless its prefix hits justify it).\n\n", strings.Join(loadAware, ", "), 100*aloneThroughput, 100*aloneTTFT, maxShare)
+		b.WriteString("| workload | check | value | compared with | met | note |\n|---|---|---|---|---|---|\n")
 		for _, c := range t {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", c.Workload, c.Check, c.Ours, c.Theirs, yesNo(c.Met), c.Note)
 		}
@@ -499,6 +598,38 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// The plugins that balance load on their own, and what "matches random"
+// allows for run-to-run noise.
+var loadAware = []string{"least-request", "gpu-usage", "least-latency"}
+
+const (
+	aloneThroughput = 0.98 // of random's output tok/s, at least
+	aloneTTFT       = 1.10 // of random's TTFT p90, at most
+	maxShare        = 1.5  // max/mean arrivals per 10 s window, at most
+)
+
+// aloneChecks compares each load-aware plugin alone with random on one
+// workload.
+func aloneChecks(short, wl string, find func(wl, policy string) *QualityRow) []TargetCheck {
+	r := find(wl, "random")
+	var out []TargetCheck
+	for _, name := range loadAware {
+		p := find(wl, name)
+		if p == nil {
+			continue
+		}
+		if r != nil {
+			out = append(out,
+				TargetCheck{short, fmt.Sprintf("%s: throughput ≥ %.0f %% of random", name, 100*aloneThroughput), fmt.Sprintf("%.0f tok/s", p.OutputTokPerSec), fmt.Sprintf("%.0f tok/s", r.OutputTokPerSec), p.OutputTokPerSec >= aloneThroughput*r.OutputTokPerSec, ""},
+				TargetCheck{short, fmt.Sprintf("%s: TTFT p90 ≤ %.0f %% of random", name, 100*aloneTTFT), fmt.Sprintf("%.3f s", p.TTFTP90), fmt.Sprintf("%.3f s", r.TTFTP90), p.TTFTP90 <= aloneTTFT*r.TTFTP90, ""})
+		}
+		if p.MaxShare > 0 {
+			out = append(out, TargetCheck{short, fmt.Sprintf("%s: max/mean 10 s ≤ %.1f", name, maxShare), fmt.Sprintf("%.2f", p.MaxShare), "", p.MaxShare <= maxShare, ""})
+		}
+	}
+	return out
 }
 
 // TargetCheck is one acceptance check on one workload.
@@ -522,9 +653,17 @@ func Targets(rows []QualityRow, ws []Workload) []TargetCheck {
 	var out []TargetCheck
 	for _, w := range ws {
 		short, _, _ := strings.Cut(w.Name, " (")
+		out = append(out, aloneChecks(short, w.Name, find)...)
 		k := find(w.Name, PolicyKthena)
 		if k == nil {
 			continue
+		}
+		if k.MaxShare > 0 {
+			c := TargetCheck{short, fmt.Sprintf("kthena default: max/mean 10 s ≤ %.1f", maxShare), fmt.Sprintf("%.2f", k.MaxShare), "", k.MaxShare <= maxShare, ""}
+			if !c.Met && k.HitRate > 0.3 {
+				c.Note = fmt.Sprintf("prefix hit rate %.0f %%", 100*k.HitRate)
+			}
+			out = append(out, c)
 		}
 		switch w.Target {
 		case TargetLong:

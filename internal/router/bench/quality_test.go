@@ -127,3 +127,48 @@ func TestPDBenchSmoke(t *testing.T) {
 		t.Fatal("plot lacks a setup")
 	}
 }
+
+func TestClosedLoopSessions(t *testing.T) {
+	w := Workload{Kind: KindClosed, Groups: 4, PerGroup: 25, SystemTokens: 20, QuestionTokens: 5, OutputTokens: 5, Clients: 30, Seed: 1}
+	ss := w.sessions()
+	if len(ss) != 30 {
+		t.Fatalf("%d clients", len(ss))
+	}
+	n := 0
+	for i, s := range ss {
+		if s.start != 0 || s.chained || len(s.think) != len(s.turns)-1 || s.first != n {
+			t.Fatalf("client %d: start %v, chained %v, %d think times for %d turns, first %d", i, s.start, s.chained, len(s.think), len(s.turns), s.first)
+		}
+		n += len(s.turns)
+	}
+	if n != 100 {
+		t.Fatalf("%d requests", n)
+	}
+}
+
+func TestWindowShare(t *testing.T) {
+	// Cumulative arrivals per second on two engines.
+	even := [][]int64{{0, 0}}
+	herd := [][]int64{{0, 0}}
+	for s := 1; s <= 20; s++ {
+		even = append(even, []int64{int64(30 * s), int64(30 * s)})
+		// Engine 0 takes everything for 10 s, then engine 1: even over the
+		// run, but the first window has every request on one of two
+		// engines, 2× its share.
+		p := herd[s-1]
+		if s <= 10 {
+			herd = append(herd, []int64{p[0] + 60, p[1]})
+		} else {
+			herd = append(herd, []int64{p[0], p[1] + 60})
+		}
+	}
+	if got := windowShare(even, 10); got != 1 {
+		t.Fatalf("even: %v", got)
+	}
+	if got := windowShare(herd, 10); got != 2 {
+		t.Fatalf("herded: %v", got)
+	}
+	if got := windowShare([][]int64{{0, 0}, {3, 1}}, 10); got != 0 {
+		t.Fatalf("too few requests to judge: %v", got)
+	}
+}

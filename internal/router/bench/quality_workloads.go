@@ -26,6 +26,11 @@ const (
 	// KindShareGPT is open loop without sharing: Groups requests whose
 	// input and output lengths follow ShareGPT's (see shareGPTLengths).
 	KindShareGPT = "sharegpt"
+	// KindClosed is closed loop at fixed concurrency: the Groups × PerGroup
+	// requests of a shared workload (in random order) are dealt to Clients
+	// clients, which all start at once and each send their next request as
+	// soon as the previous one finished. Rate is unused.
+	KindClosed = "closed"
 )
 
 // Targets a workload's results are checked against (QualityMarkdown).
@@ -52,6 +57,12 @@ type Workload struct {
 	// simulated second.
 	Rate      float64
 	ThinkTime float64 // multi-turn: mean simulated seconds between rounds
+	// Clients is the concurrency of a closed-loop workload.
+	Clients int
+	// TimeScale multiplies the run's time scale for this workload (0 = 1):
+	// a workload whose token rate would starve the bench process of CPU at
+	// time scale 1 runs slower on the wall clock, the same in simulated time.
+	TimeScale float64
 	Seed      uint64
 	// Target names the acceptance check for this workload ("" = none).
 	Target string
@@ -75,6 +86,9 @@ func Workloads() []Workload {
 		{Name: "short shared prompts (64×12, sys 1000, q 128, out 128, 40 req/s)", Groups: 64, PerGroup: 12,
 			SystemTokens: 1000, QuestionTokens: 128, OutputTokens: 128, Rate: 40, Seed: 3, Target: TargetShort,
 			About: "SGLang's generated-shared-prefix shape (64 groups, 128-token questions) with 12 instead of 16 prompts per group, 1,000- instead of 2,048-token system prompts (the field's 'shared-prefix A/B' size) and 128 instead of 256 output tokens. All system prompts fit in every engine's cache, so load balance matters more than affinity."},
+		{Name: "short shared prompts, closed loop (32×192, sys 1000, q 64, out 64, 256 clients)", Kind: KindClosed, Groups: 32, PerGroup: 192,
+			SystemTokens: 1000, QuestionTokens: 64, OutputTokens: 64, Clients: 256, Seed: 6, TimeScale: 3, Target: TargetShort,
+			About: "The published shared-prefix closed-loop router benchmark's shape (hundreds of clients each sending its next request as soon as the previous one finished; 300 clients, 8,192 requests, 4,096-token system prompts on three engines) with short prompts: 256 clients, 6,144 requests, 32 system prompts of 1,000 tokens, 64-token questions and answers. Every engine can cache every system prompt, and the fleet answers hundreds of requests per scrape interval, so a scorer that repeats the last scrape's verdict sends all of them to one engine (herding). Run at 3 wall seconds per simulated second so that the token rate does not starve the bench process."},
 		{Name: "short prompts (no sharing, in 400, out 200, 30 req/s)", Groups: 600, PerGroup: 1,
 			QuestionTokens: 400, OutputTokens: 200, Rate: 30, Seed: 2, Target: TargetShort,
 			About: "Short unshared chat prompts: only load balancing matters."},
@@ -170,6 +184,9 @@ func (w Workload) Requests() []request {
 		}
 		r.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
 	}
+	if w.Kind == KindClosed {
+		return reqs // all at once: the clients pace themselves
+	}
 	t := 0.0
 	for i := range reqs {
 		t += r.ExpFloat64() / w.Rate
@@ -182,7 +199,17 @@ func (w Workload) Requests() []request {
 // result offsets.
 func (w Workload) sessions() []session {
 	var ss []session
-	if w.Kind != KindMultiTurn {
+	if w.Kind == KindClosed {
+		reqs := w.Requests()
+		ss = make([]session, max(1, min(w.Clients, len(reqs))))
+		for i, q := range reqs {
+			s := &ss[i%len(ss)]
+			s.turns = append(s.turns, q)
+			if len(s.turns) > 1 {
+				s.think = append(s.think, 0)
+			}
+		}
+	} else if w.Kind != KindMultiTurn {
 		for _, q := range w.Requests() {
 			ss = append(ss, session{start: q.at, turns: []request{q}})
 		}

@@ -41,10 +41,17 @@ type Endpoint struct {
 	// Servers are the ModelServers (namespace/name) selecting this pod.
 	Servers []string
 
-	metrics  atomic.Pointer[framework.Metrics]
-	inFlight *atomic.Int64 // shared with the endpoint's successors
-	failed   atomic.Bool
-	removed  atomic.Bool
+	metrics atomic.Pointer[framework.Metrics]
+	load    *load // shared with the endpoint's successors
+	failed  atomic.Bool
+	removed atomic.Bool
+}
+
+// load counts the requests the router sent to an endpoint and those that
+// ended: the in-flight count is their difference, and the scraper records
+// both with each sample so that scorers know what changed since.
+type load struct {
+	sent, done atomic.Uint64
 }
 
 var emptyMetrics = &framework.Metrics{}
@@ -73,18 +80,31 @@ func (e *Endpoint) Failed() bool { return e.failed.Load() }
 func (e *Endpoint) Removed() bool { return e.removed.Load() }
 
 // InFlight is the number of requests this router has in flight to it.
-func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+func (e *Endpoint) InFlight() int64 {
+	n, _, _ := e.Counts()
+	return n
+}
+
+// Counts returns how many requests the router has sent to the endpoint and
+// seen end (in that order of reading: done first, so that sent ≥ done). The
+// first result is sent − done.
+func (e *Endpoint) Counts() (inFlight int64, done, sent uint64) {
+	done = e.load.done.Load()
+	sent = e.load.sent.Load()
+	return int64(sent - done), done, sent
+}
 
 // Acquire counts one more request in flight; call the returned func once
 // when it ends.
 func (e *Endpoint) Acquire() func() {
-	e.inFlight.Add(1)
-	return func() { e.inFlight.Add(-1) }
+	e.load.sent.Add(1)
+	return func() { e.load.done.Add(1) }
 }
 
 // View returns the scheduler's view of the endpoint at this instant.
 func (e *Endpoint) View(dst *framework.Endpoint) {
-	*dst = framework.Endpoint{Key: e.Key, Address: e.Address, Labels: e.Labels, Engine: e.Engine, Metrics: e.Metrics(), InFlight: e.inFlight.Load()}
+	n, done, sent := e.Counts()
+	*dst = framework.Endpoint{Key: e.Key, Address: e.Address, Labels: e.Labels, Engine: e.Engine, Metrics: e.Metrics(), InFlight: n, Sent: sent, Done: done}
 }
 
 type routeEntry struct {
@@ -369,9 +389,9 @@ func (s *Store) rebuild() []string {
 			n := &Endpoint{Key: pk, Address: addr, Engine: engine, Labels: p.Labels, Servers: servers}
 			if ep != nil && ep.Address == addr {
 				n.metrics.Store(ep.metrics.Load())
-				n.inFlight = ep.inFlight
+				n.load = ep.load
 			} else {
-				n.inFlight = new(atomic.Int64)
+				n.load = new(load)
 			}
 			ep = n
 		}

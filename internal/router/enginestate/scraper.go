@@ -103,7 +103,11 @@ func (s *Scraper) scrape(ctx context.Context, ep *datastore.Endpoint) {
 	if ep.Engine == "SGLang" {
 		n = sglangNames
 	}
+	// What the router had sent and seen end when it asked: the sample
+	// includes those requests, later ones are the scorers' to add.
+	_, done, sent := ep.Counts()
 	body, err := s.get(ctx, ep.Address, "/metrics")
+	at := time.Now()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.fail(ep, "metrics", err)
@@ -120,17 +124,17 @@ func (s *Scraper) scrape(ctx context.Context, ep *datastore.Endpoint) {
 	}
 	old := ep.Metrics()
 	m := &framework.Metrics{Waiting: cur.waiting, Running: cur.running, KVCacheUsage: cur.kv, Models: models, Scraped: true,
-		TTFT: old.TTFT, TPOT: old.TPOT}
+		TTFT: old.TTFT, TPOT: old.TPOT, LatencyAt: old.LatencyAt, At: at, Interval: s.o.Interval, Sent: sent, Done: done}
 	s.mu.Lock()
 	prev, had := s.prev[ep.Key]
 	s.prev[ep.Key] = cur
 	s.mu.Unlock()
 	if had {
 		if v := delta(cur.ttftSum, prev.ttftSum, cur.ttftCount, prev.ttftCount); v > 0 {
-			m.TTFT = v
+			m.TTFT, m.LatencyAt = v, at
 		}
 		if v := delta(cur.tpotSum, prev.tpotSum, cur.tpotN, prev.tpotN); v > 0 {
-			m.TPOT = v
+			m.TPOT, m.LatencyAt = v, at
 		}
 	}
 	ep.SetMetrics(m)

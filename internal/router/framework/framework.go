@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // Plugin is the base of every scheduler extension.
@@ -131,6 +132,17 @@ type Metrics struct {
 	Models map[string]struct{}
 	// Scraped is true once a scrape has succeeded.
 	Scraped bool
+	// At is when the engine answered the scrape, and Interval the period
+	// of the scrapes (zero when unknown, as in tests that build Metrics by
+	// hand: such samples count as fresh).
+	At       time.Time
+	Interval time.Duration
+	// LatencyAt is when TTFT and TPOT last changed (an engine that
+	// finished nothing since keeps its old means).
+	LatencyAt time.Time
+	// Sent and Done are the endpoint's Sent and Done counters when the
+	// scrape was sent: what the router had sent and seen finish by then.
+	Sent, Done uint64
 }
 
 // Endpoint is one engine instance (a pod, or a file-declared address) as the
@@ -149,6 +161,11 @@ type Endpoint struct {
 	// InFlight is the number of requests this router has in flight to the
 	// endpoint, at scheduling time.
 	InFlight int64
+	// Sent and Done count the requests (attempts) this router has sent to
+	// the endpoint and seen end, since it appeared; InFlight = Sent − Done.
+	// With Metrics.Sent and Metrics.Done they tell what the router did
+	// since the last scrape (see Since).
+	Sent, Done uint64
 }
 
 // Candidate is a scored endpoint.

@@ -209,6 +209,17 @@ func assemble(ps config.Plugins, get func(string) (framework.Plugin, error)) (*S
 			s.pre = append(s.pre, pr)
 		}
 	}
-	s.picker = MaxScorePicker{}
+	// Near-ties are a share of the largest possible total. The baselines
+	// keep exact ties only: random must stay random.
+	total, baseline := 0.0, true
+	for _, sc := range s.scorers {
+		total += sc.w
+		baseline = baseline && (sc.name == "random" || sc.name == "round-robin")
+	}
+	near := NearTie * total
+	if baseline && len(s.scorers) > 0 {
+		near = 0
+	}
+	s.picker = MaxScorePicker{Near: near}
 	return s, nil
 }

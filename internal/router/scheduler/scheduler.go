@@ -163,22 +163,60 @@ func observe(rec Recorder, name, kind string, start time.Time) {
 	}
 }
 
-// MaxScorePicker orders candidates by total score, breaking ties at random
-// so that equal endpoints share load.
-type MaxScorePicker struct{}
+// MaxScorePicker orders candidates by total score. The best candidates
+// whose totals are within Near of the top are a near-tie, broken by the
+// power of two choices: two of them drawn at random, the one with fewer
+// requests in flight from this router goes first (a fixed order, or the
+// first of equal stale scores, would send a burst to one endpoint). The
+// rest follow by total, equal totals in random order.
+type MaxScorePicker struct {
+	// Near is the tolerance of a near-tie, in units of total score.
+	Near float64
+}
+
+// NearTie is the near-tie tolerance per unit of scorer weight: totals
+// within 1 % of the largest possible total are a tie.
+const NearTie = 0.01
 
 // Type implements framework.Plugin.
 func (MaxScorePicker) Type() string { return "max-score" }
 
 // Pick implements framework.Picker.
-func (MaxScorePicker) Pick(_ context.Context, _ *framework.Request, c []framework.Candidate) []framework.Candidate {
+func (p MaxScorePicker) Pick(_ context.Context, _ *framework.Request, c []framework.Candidate) []framework.Candidate {
 	// Shuffle first so the stable sort breaks ties randomly.
 	for i := len(c) - 1; i > 0; i-- {
 		j := rand.IntN(i + 1)
 		c[i], c[j] = c[j], c[i]
 	}
 	sort.SliceStable(c, func(a, b int) bool { return c[a].Total > c[b].Total })
+	n := 1
+	for n < len(c) && c[n].Total >= c[0].Total-p.Near {
+		n++
+	}
+	if n > 1 {
+		a := rand.IntN(n)
+		b := rand.IntN(n - 1)
+		if b >= a {
+			b++
+		}
+		if better(c[b], c[a]) {
+			a = b
+		}
+		// Move the winner to the front, keeping the others' order.
+		w := c[a]
+		copy(c[1:a+1], c[:a])
+		c[0] = w
+	}
 	return c
+}
+
+// better is the power-of-two-choices comparison: fewer requests in flight,
+// then the higher total.
+func better(x, y framework.Candidate) bool {
+	if x.Endpoint.InFlight != y.Endpoint.InFlight {
+		return x.Endpoint.InFlight < y.Endpoint.InFlight
+	}
+	return x.Total > y.Total
 }
 
 // Plugins returns every instantiated plugin.

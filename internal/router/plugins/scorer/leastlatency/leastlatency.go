@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/kthena/kthena/internal/router/framework"
 )
@@ -48,38 +50,79 @@ func New(alpha float64) *Plugin { return &Plugin{alpha: alpha} }
 // Type implements framework.Plugin.
 func (p *Plugin) Type() string { return Type }
 
-// Score min-max normalises TTFT and TPOT over engines that report both
-// (1 for the fastest, 0 for the slowest, 1 when there is no spread) and
-// blends them with α. Engines without data get 0.5.
+// loadKnee is the load at which an engine's latency is taken to have
+// doubled from idle.
+const loadKnee = 8
+
+// Score rates each engine by its expected latency relative to the best:
+// score = min(est)/est, in (0,1].
+//
+//   - An engine's latency is α·TTFT/T̄ + (1−α)·TPOT/P̄ (means over the last
+//     scrape interval, in units of the fleet means T̄ and P̄ of engines that
+//     report both).
+//   - As the latency sample ages (framework.Freshness of LatencyAt) it moves
+//     to 1, the fleet mean.
+//   - An engine without data is taken to be as fast as the fastest one: it
+//     gets traffic, and so data; one engine with data never outranks the
+//     others by construction, and with no spread every engine scores 1.
+//   - The latency is scaled by (c + load now)/(c + load at the scrape), the
+//     load being running and waiting requests brought up to date with what
+//     this router sent and saw end since (framework.Endpoint.Load), so the
+//     engine that looked fastest stops being so once it got its share. c
+//     (loadKnee) keeps an idle engine from looking twice as slow after one
+//     request: a batch's step time grows slowly at first.
 func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework.Endpoint, out []float64) {
-	minT, maxT, minP, maxP := 0.0, 0.0, 0.0, 0.0
-	first := true
-	for _, ep := range eps {
-		m := ep.Metrics
-		if m.TTFT <= 0 || m.TPOT <= 0 {
-			continue
-		}
-		if first {
-			minT, maxT, minP, maxP = m.TTFT, m.TTFT, m.TPOT, m.TPOT
-			first = false
-			continue
-		}
-		minT, maxT = min(minT, m.TTFT), max(maxT, m.TTFT)
-		minP, maxP = min(minP, m.TPOT), max(maxP, m.TPOT)
+	if len(eps) == 0 {
+		return
 	}
+	var sumT, sumP float64
+	n := 0
+	for _, ep := range eps {
+		if m := ep.Metrics; m.TTFT > 0 && m.TPOT > 0 {
+			sumT += m.TTFT
+			sumP += m.TPOT
+			n++
+		}
+	}
+	now := time.Now()
+	best := math.Inf(1)
 	for i, ep := range eps {
 		m := ep.Metrics
 		if m.TTFT <= 0 || m.TPOT <= 0 {
-			out[i] = 0.5
+			out[i] = -1
 			continue
 		}
-		out[i] = p.alpha*norm(m.TTFT, minT, maxT) + (1-p.alpha)*norm(m.TPOT, minP, maxP)
+		l := p.alpha*m.TTFT*float64(n)/sumT + (1-p.alpha)*m.TPOT*float64(n)/sumP
+		at := m.LatencyAt
+		if at.IsZero() {
+			at = m.At
+		}
+		w := framework.Freshness(at, m.Interval, now)
+		l = w*l + (1 - w)
+		out[i] = l
+		best = min(best, l)
 	}
-}
-
-func norm(v, lo, hi float64) float64 {
-	if hi <= lo {
-		return 1
+	if n == 0 {
+		best = 1
 	}
-	return (hi - v) / (hi - lo)
+	for i, ep := range eps {
+		l := out[i]
+		if l < 0 {
+			l = best
+		}
+		m := ep.Metrics
+		l *= (loadKnee + ep.Load()) / (loadKnee + m.Running + m.Waiting)
+		out[i] = l
+	}
+	lo := math.Inf(1)
+	for _, l := range out {
+		lo = min(lo, l)
+	}
+	for i, l := range out {
+		if l > 0 {
+			out[i] = lo / l
+		} else {
+			out[i] = 1
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/kthena/kthena/internal/router/framework"
 )
@@ -56,13 +57,15 @@ func New(a Args) *Plugin {
 // Type implements framework.Plugin.
 func (p *Plugin) Type() string { return Type }
 
-// Filter keeps engines whose waiting queue is below the limit. When every
-// engine is over the limit it keeps them all (upstream fails the request
-// with 400 instead), so the scorers still pick the least loaded.
+// Filter keeps engines whose waiting queue (estimated now: see state) is
+// below the limit. When every engine is over the limit it keeps them all
+// (upstream fails the request with 400 instead), so the scorers still pick
+// the least loaded.
 func (p *Plugin) Filter(_ context.Context, _ *framework.Request, in []*framework.Endpoint) []*framework.Endpoint {
+	now := time.Now()
 	keep := 0
 	for _, ep := range in {
-		if ep.Metrics.Waiting < p.maxWaiting {
+		if _, w := state(ep, now); w < p.maxWaiting {
 			keep++
 		}
 	}
@@ -71,20 +74,26 @@ func (p *Plugin) Filter(_ context.Context, _ *framework.Request, in []*framework
 	}
 	out := in[:0]
 	for _, ep := range in {
-		if ep.Metrics.Waiting < p.maxWaiting {
+		if _, w := state(ep, now); w < p.maxWaiting {
 			out = append(out, ep)
 		}
 	}
 	return out
 }
 
-// Score is (max−base)/max with base = inFlight + 100·max(inFlight−running, 0):
-// requests this router has sent that the engine does not yet run count as
-// queued and weigh a hundred times more.
+// Score is (max−base)/max with base = inFlight + 100·queued: requests this
+// router has sent that wait in the engine weigh a hundred times more.
+// queued is min(inFlight, the engine's waiting queue estimated now (state)).
+// (Upstream takes inFlight − running for it, which is wrong both ways
+// between scrapes: every request sent since counts as queued, and the
+// requests in transit or finishing at the scrape count as queued until
+// the next one, steering traffic away from that engine for a whole
+// interval.)
 func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework.Endpoint, out []float64) {
+	now := time.Now()
 	maxBase := 0.0
 	for i, ep := range eps {
-		b := base(ep)
+		b := base(ep, now)
 		out[i] = b
 		if b > maxBase {
 			maxBase = b
@@ -99,11 +108,31 @@ func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework
 	}
 }
 
-func base(ep *framework.Endpoint) float64 {
+func base(ep *framework.Endpoint, now time.Time) float64 {
 	f := float64(ep.InFlight)
-	q := f - ep.Metrics.Running
-	if q < 0 {
-		q = 0
+	_, waiting := state(ep, now)
+	return f + 100*min(f, waiting)
+}
+
+// state estimates the engine's running and waiting requests now from the
+// last scrape and what this router sent and saw end since. An engine that
+// had no queue at the scrape had room: requests sent since run, ended ones
+// leave the batch. One with a queue was full: ended requests are replaced
+// from its queue, new ones wait. As the sample ages (framework.Freshness)
+// the estimate moves to "every request of this router runs, nothing waits",
+// which leaves the router's exact in-flight count to decide.
+func state(ep *framework.Endpoint, now time.Time) (running, waiting float64) {
+	m := ep.Metrics
+	sent, done := ep.Since()
+	running, waiting = m.Running, m.Waiting
+	if waiting <= 0 {
+		running = max(0, running+sent-done)
+	} else {
+		waiting = max(0, waiting+sent-done)
+		if waiting == 0 { // the queue drained: the batch shrinks
+			running = max(0, running+m.Waiting+sent-done)
+		}
 	}
-	return f + 100*q
+	w := framework.Freshness(m.At, m.Interval, now)
+	return w*running + (1-w)*float64(ep.InFlight), w * waiting
 }

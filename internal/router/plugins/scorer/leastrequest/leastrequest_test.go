@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kthena/kthena/internal/router/framework"
 )
@@ -21,7 +22,8 @@ func TestScore(t *testing.T) {
 	}{
 		{"all idle", []*framework.Endpoint{ep("a", 0, 0, 0), ep("b", 0, 0, 0)}, []float64{1, 1}},
 		{"inflight running", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 2, 0)}, []float64{0, 0.5}},
-		{"queued weighs more", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 0, 0)}, []float64{1 - 4.0/202, 0}},
+		{"queued weighs more", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 0, 2)}, []float64{1 - 4.0/202, 0}},
+		{"no queue, no penalty", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 0, 0)}, []float64{0, 0.5}},
 	}
 	p := New(Args{})
 	for _, c := range cases {
@@ -71,5 +73,52 @@ func TestFactoryStrict(t *testing.T) {
 	dec = json.NewDecoder(strings.NewReader(`{"maxWaitingRequests": -1}`))
 	if _, err := Factory(dec, nil); err == nil {
 		t.Fatal("negative limit accepted")
+	}
+}
+
+// TestSinceScrape: the engine's running and waiting counts are brought up
+// to date with what the router sent and saw end since the scrape.
+func TestSinceScrape(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name              string
+		running, waiting  float64
+		sent, done        uint64
+		wantRun, wantWait float64
+	}{
+		{"room: new requests run", 4, 0, 3, 0, 7, 0},
+		{"room: ended leave the batch", 4, 0, 0, 3, 1, 0},
+		{"full: new requests wait", 8, 2, 3, 0, 8, 5},
+		{"full: ended are replaced from the queue", 8, 2, 0, 2, 8, 0},
+		{"full: the queue drains, then the batch", 8, 2, 0, 5, 5, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &framework.Endpoint{Sent: c.sent, Done: c.done, Metrics: &framework.Metrics{Running: c.running, Waiting: c.waiting}}
+			r, w := state(e, now)
+			if r != c.wantRun || w != c.wantWait {
+				t.Fatalf("state = %v running, %v waiting; want %v, %v", r, w, c.wantRun, c.wantWait)
+			}
+		})
+	}
+}
+
+// TestStaleSampleLosesWeight: an old sample's queue stops filtering and its
+// running count gives way to the router's own in-flight count.
+func TestStaleSampleLosesWeight(t *testing.T) {
+	now := time.Now()
+	e := &framework.Endpoint{InFlight: 3, Metrics: &framework.Metrics{Running: 10, Waiting: 30, Interval: time.Second}}
+	for _, c := range []struct {
+		age               time.Duration
+		wantRun, wantWait float64
+	}{{0, 10, 30}, {time.Minute, 3, 0}} {
+		e.Metrics.At = now.Add(-c.age)
+		if r, w := state(e, now); r != c.wantRun || w != c.wantWait {
+			t.Fatalf("age %v: %v running, %v waiting; want %v, %v", c.age, r, w, c.wantRun, c.wantWait)
+		}
+	}
+	e.Metrics.At = now.Add(-3 * time.Second)
+	if r, w := state(e, now); !(r > 3 && r < 10 && w > 0 && w < 30) {
+		t.Fatalf("age 3 s: %v running, %v waiting", r, w)
 	}
 }
