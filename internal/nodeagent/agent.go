@@ -42,6 +42,10 @@ type Options struct {
 	RestartBackoff, MaxRestartBackoff time.Duration
 	// StopGrace caps each pod's grace period when the platform stops.
 	StopGrace time.Duration
+	// PodNetwork is the second octet of the pods' loopback addresses,
+	// 127.<PodNetwork>.0.0/16 (default 1), so that platforms running side
+	// by side give their pods different addresses.
+	PodNetwork int
 	// API, when set, is written into the kubeconfig of pods that name a
 	// service account, so that they reach the API server as that account.
 	API *APIAccess
@@ -79,7 +83,10 @@ func New(opts Options) *Agent {
 	if opts.Progress == nil {
 		opts.Progress = func(string, ...any) {}
 	}
-	return &Agent{opts: opts, ips: newIPPool(), workers: map[string]*podWorker{}}
+	if opts.PodNetwork <= 0 || opts.PodNetwork > 254 {
+		opts.PodNetwork = 1
+	}
+	return &Agent{opts: opts, ips: newIPPool(opts.PodNetwork), workers: map[string]*podWorker{}}
 }
 
 // podDir holds a pod's materialised volumes and credentials.
@@ -358,14 +365,15 @@ func (a *Agent) event(ctx context.Context, pod *corev1.Pod, typ, reason, msg str
 
 func klogRef(pod *corev1.Pod) string { return pod.Namespace + "/" + pod.Name }
 
-// ipPool hands out pod IPs in 127.1.0.0/16.
+// ipPool hands out pod IPs in 127.<octet>.0.0/16.
 type ipPool struct {
-	mu   sync.Mutex
-	used map[string]types.UID
-	next int
+	octet int
+	mu    sync.Mutex
+	used  map[string]types.UID
+	next  int
 }
 
-func newIPPool() *ipPool { return &ipPool{used: map[string]types.UID{}} }
+func newIPPool(octet int) *ipPool { return &ipPool{octet: octet, used: map[string]types.UID{}} }
 
 func (p *ipPool) allocate(uid types.UID, prefer string) string {
 	p.mu.Lock()
@@ -373,7 +381,7 @@ func (p *ipPool) allocate(uid types.UID, prefer string) string {
 	if prefer != "" {
 		if owner, taken := p.used[prefer]; !taken || owner == uid {
 			var a, b, c, d int
-			if n, _ := fmt.Sscanf(prefer, "%d.%d.%d.%d", &a, &b, &c, &d); n == 4 && a == 127 && b == 1 {
+			if n, _ := fmt.Sscanf(prefer, "%d.%d.%d.%d", &a, &b, &c, &d); n == 4 && a == 127 && b == p.octet {
 				p.used[prefer] = uid
 				return prefer
 			}
@@ -382,7 +390,7 @@ func (p *ipPool) allocate(uid types.UID, prefer string) string {
 	for range 256 * 254 {
 		p.next++
 		n := p.next % (256 * 254)
-		ip := fmt.Sprintf("127.1.%d.%d", n/254, n%254+1)
+		ip := fmt.Sprintf("127.%d.%d.%d", p.octet, n/254, n%254+1)
 		if _, taken := p.used[ip]; !taken {
 			p.used[ip] = uid
 			return ip

@@ -32,6 +32,9 @@ type Ports struct {
 	RouterDebug    int `json:"routerDebug"`
 	// KubeControllerManager serves kube-controller-manager's /healthz.
 	KubeControllerManager int `json:"kubeControllerManager"`
+	// PodNetwork is the second octet of the pods' addresses (Services use
+	// the next one); see claimNetworks.
+	PodNetwork int `json:"podNetwork"`
 	// Router is the router's API port: --router-port, not chosen here, but
 	// recorded so that clients (kthena chat) find the router.
 	Router int `json:"router"`
@@ -56,8 +59,12 @@ func loadPorts(path string, routerPort int) (Ports, error) {
 		taken[n] = true
 	}
 	p.Router = routerPort
+	return p, savePorts(path, p)
+}
+
+func savePorts(path string, p Ports) error {
 	data, _ := json.MarshalIndent(p, "", "  ")
-	return p, os.WriteFile(path, data, 0o644)
+	return os.WriteFile(path, data, 0o644)
 }
 
 func portFree(port int) bool {
@@ -128,12 +135,13 @@ func (u *up) apiserver() *Process {
 			"--service-account-key-file=" + p.SAPubFile(),
 			"--service-account-signing-key-file=" + p.SAKeyFile(),
 			"--authorization-mode=RBAC",
-			// Cluster IPs on the loopback interface: the platform's service
+			// Cluster IPs on the loopback interface, next to the pods'
+			// network (127.2.0.0/16 for the first platform): the platform's service
 			// proxy listens on them without privileges, and the API server
 			// reaches webhooks behind Services through it. (Pod IPs are
 			// loopback too, which EndpointSlices refuse, so the proxy
 			// selects pods itself.)
-			"--service-cluster-ip-range=127.2.0.0/16",
+			fmt.Sprintf("--service-cluster-ip-range=127.%d.0.0/16", u.ports.PodNetwork+1),
 			// Pods run without service-account token volumes: the node
 			// agent mounts none (kube-controller-manager still creates
 			// each namespace's default ServiceAccount).

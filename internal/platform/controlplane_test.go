@@ -42,3 +42,31 @@ func TestLoadPortsRecordsRouter(t *testing.T) {
 		t.Fatalf("second start %+v, first %+v", second, first)
 	}
 }
+
+// TestClaimNetworks: two platforms side by side get different pod and
+// Service ranges; a released range is taken again by the state directory
+// that used it.
+func TestClaimNetworks(t *testing.T) {
+	a, err := claimNetworks(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := claimNetworks(a.pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.pod == b.pod || a.pod%2 != 1 || b.pod%2 != 1 {
+		t.Fatalf("claimed 127.%d and 127.%d", a.pod, b.pod)
+	}
+	prefer := b.pod
+	b.release()
+	c, err := claimNetworks(prefer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.release()
+	a.release()
+	if c.pod != prefer {
+		t.Fatalf("claimed 127.%d, want the released 127.%d again", c.pod, prefer)
+	}
+}

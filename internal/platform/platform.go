@@ -122,7 +122,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := u.pki.Ensure(); err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	if u.ports, err = loadPorts(filepath.Join(opts.StateDir, "ports.json"), u.opts.RouterPort); err != nil {
+	portsFile := filepath.Join(opts.StateDir, "ports.json")
+	if u.ports, err = loadPorts(portsFile, u.opts.RouterPort); err != nil {
+		return err
+	}
+	nets, err := claimNetworks(u.ports.PodNetwork)
+	if err != nil {
+		return err
+	}
+	defer nets.release()
+	u.ports.PodNetwork = nets.pod
+	if err := savePorts(portsFile, u.ports); err != nil {
 		return err
 	}
 	if u.opts.ControlPlaneOnly && u.opts.Demo {
@@ -204,7 +214,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	agent := nodeagent.New(nodeagent.Options{
 		Client: cs, StateDir: opts.StateDir, BinDir: u.opts.BinDir,
 		Log: opts.Log.WithName("node-agent"), Progress: u.progress,
-		API: &nodeagent.APIAccess{Host: cfg.Host, CAData: ca},
+		API:        &nodeagent.APIAccess{Host: cfg.Host, CAData: ca},
+		PodNetwork: u.ports.PodNetwork,
 	})
 	go func() {
 		defer close(agentDone)
