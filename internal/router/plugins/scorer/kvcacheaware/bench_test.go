@@ -2,11 +2,11 @@ package kvcacheaware_test
 
 import (
 	"context"
-	"runtime"
-	"syscall"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
