@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -293,6 +294,24 @@ func TestPrefillProfileScoresCachedBlocks(t *testing.T) {
 			break
 		}
 		require.True(t, time.Now().Before(deadline), "ranked %+v", res.Ranked)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A plugin instance dropped by a configuration reload closes its index
+// (subscriptions, debug registration) once it is collected.
+func TestDroppedInstanceClosesItsIndex(t *testing.T) {
+	before := len(kvindex.Inspectors())
+	func() {
+		p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+		require.NoError(t, err)
+		require.Equal(t, kvcacheaware.Type, p.Type())
+		require.Len(t, kvindex.Inspectors(), before+1)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(kvindex.Inspectors()) > before {
+		require.True(t, time.Now().Before(deadline), "the dropped instance was not closed")
+		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
 }
