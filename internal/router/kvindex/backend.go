@@ -34,9 +34,12 @@ func Open(o kvcacheaware.IndexOptions) (kvcacheaware.Index, error) {
 
 // NewBackend returns a running backend logging to log.
 func NewBackend(o kvcacheaware.IndexOptions, log logr.Logger) (*Backend, error) {
-	tok, err := tokenizer.New(o.TokenizerEncoding)
-	if err != nil {
-		return nil, err
+	tok := o.Tokenizer
+	if tok == nil {
+		var err error
+		if tok, err = tokenizer.New(o.TokenizerEncoding); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	x := New(o.MaxBlocks)

@@ -90,7 +90,10 @@ type IndexOptions struct {
 	MaxBlocks         int
 	TierWeights       [3]float64 // GPU, CPU, other
 	TokenizerEncoding string
-	MaxBlocksToMatch  int
+	// Tokenizer is the plugin's, for the index's debug probes (nil: the
+	// index loads TokenizerEncoding).
+	Tokenizer        *tokenizer.Tokenizer
+	MaxBlocksToMatch int
 }
 
 // Opener creates an Index.
@@ -167,7 +170,7 @@ func New(a Args, open Opener) (*Plugin, error) {
 		return nil, err
 	}
 	idx, err := open(IndexOptions{MaxBlocks: a.MaxIndexedBlocks, TierWeights: w, TokenizerEncoding: a.TokenizerEncoding,
-		MaxBlocksToMatch: a.MaxBlocksToMatch})
+		Tokenizer: tok, MaxBlocksToMatch: a.MaxBlocksToMatch})
 	if err != nil {
 		return nil, err
 	}
