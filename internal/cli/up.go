@@ -80,6 +80,7 @@ generates two engines, their ModelServer and a ModelRoute.`,
 	f.IntVar(&opts.RouterPort, "router-port", 8080, "router port on 127.0.0.1")
 	f.StringVar(&opts.RouterConfig, "router-config", "", "router configuration file (default: the router's built-in configuration); reloaded on change")
 	f.DurationVar(&opts.AutoscalingSyncPeriod, "autoscaling-sync-period", 0, "how often the autoscaler evaluates each AutoscalingPolicy (0: the controller manager's default, 15s)")
+	f.BoolVar(&opts.ControlPlaneOnly, "control-plane-only", false, "run only etcd, kube-apiserver, kube-controller-manager, the node agent and the service proxy: a cluster to install Kthena into with its Helm chart (the node agent runs the chart's images as the binaries in --bin-dir)")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of kthena-controller-manager, kthena-router and kthena-sim (default: beside this binary)")
 	f.StringVar(&opts.AssetsDir, "assets-dir", "", "directory of etcd and kube-apiserver (default: built by hack/envtest-bins.sh and cached)")
 	f.StringVar(&opts.SourceDir, "source-dir", "", "Kthena source tree, to build missing control-plane binaries (default: found from the binary or the working directory)")

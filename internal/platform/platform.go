@@ -249,7 +249,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			return fmt.Errorf("kube-controller-manager not ready: %w", err)
 		}
 		stops = append(stops, superviseAll(supervised, u.progress)...)
-		u.progress("control plane ready (no Kthena components): helm install kthena charts/kthena --kubeconfig %s", kubeconfig)
+		u.progress("control plane ready (no Kthena components): helm install kthena charts/kthena -n kthena-system --create-namespace --kubeconfig %s", kubeconfig)
 	} else {
 		routerURL, more, err := u.startKthena(ctx, c, kubeconfig, ca, kcm, &stops)
 		if err != nil {
