@@ -89,8 +89,9 @@ type TenantStats struct {
 	Tenant               string
 	Priority             int
 	Sent, OK, R429, R504 int
-	Cut                  int     // still waiting or running when the run ended
-	Other                int     // other failures (503...)
+	Cut                  int // still waiting or running when the run ended
+	Other                int // other failures, by status in OtherCodes
+	OtherCodes           map[int]int
 	OutTokPerSec         float64 // output tokens per second served after the warmup
 	WeightedTokPerSec    float64 // input + 2·output tokens per second after the warmup
 	TTFTP50, TTFTP90     float64 // seconds, completed requests and cut ones (lower bound)
@@ -500,6 +501,10 @@ func summarizeFair(o FairnessOptions, sc fairScenario, policy string, rs []fairR
 			}
 		default:
 			t.Other++
+			if t.OtherCodes == nil {
+				t.OtherCodes = map[int]int{}
+			}
+			t.OtherCodes[r.status]++
 		}
 	}
 	for i := range run.Tenants {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,6 +14,23 @@ func (r *FairnessResult) run(scenario, policy string) *FairRun {
 		}
 	}
 	return nil
+}
+
+// otherCell is the count of other failures with their statuses.
+func otherCell(t TenantStats) string {
+	if t.Other == 0 {
+		return "0"
+	}
+	codes := make([]int, 0, len(t.OtherCodes))
+	for c := range t.OtherCodes {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	var parts []string
+	for _, c := range codes {
+		parts = append(parts, fmt.Sprintf("%d× %d", t.OtherCodes[c], c))
+	}
+	return fmt.Sprintf("%d (%s)", t.Other, strings.Join(parts, ", "))
 }
 
 func secs(v float64) string {
@@ -88,7 +106,7 @@ func FairnessMarkdown(r *FairnessResult) string {
 				if t.Priority != 0 {
 					name += fmt.Sprintf(" (priority %d)", t.Priority)
 				}
-				fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %.0f | %.0f | %s | %s |", p, name, t.Sent, t.OK, t.R429, t.R504, t.Cut, t.Other, t.WeightedTokPerSec, t.OutTokPerSec, secs(t.TTFTP50), secs(t.TTFTP90))
+				fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %s | %.0f | %.0f | %s | %s |", p, name, t.Sent, t.OK, t.R429, t.R504, t.Cut, otherCell(t), t.WeightedTokPerSec, t.OutTokPerSec, secs(t.TTFTP50), secs(t.TTFTP90))
 				if sc.burstTo > 0 {
 					if t.BurstN > 0 {
 						fmt.Fprintf(&b, " %s | %s |", secs(t.BurstTTFTP50), secs(t.BurstTTFTP90))

@@ -137,3 +137,12 @@ func TestUpstreamGateTimeout(t *testing.T) {
 		t.Fatal("a timed-out request stays queued")
 	}
 }
+
+func TestOtherCell(t *testing.T) {
+	if got := otherCell(TenantStats{}); got != "0" {
+		t.Fatalf("no failures: %q", got)
+	}
+	if got := otherCell(TenantStats{Other: 3, OtherCodes: map[int]int{503: 1, 502: 2}}); got != "3 (2× 502, 1× 503)" {
+		t.Fatalf("got %q", got)
+	}
+}
