@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -76,19 +77,36 @@ func portFree(port int) bool {
 	return true
 }
 
+// freePort picks a free port below the kernel's ephemeral range: a port
+// from that range (what listening on :0 returns) can be taken by any
+// outgoing connection between now and the moment the child binds it.
 func freePort(taken map[int]bool) (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if !taken[port] {
+	low, high := 20000, ephemeralLow()-1
+	if high <= low {
+		low, high = 1024, 65535
+	}
+	for range 200 {
+		port := low + rand.IntN(high-low+1)
+		if !taken[port] && portFree(port) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("no free port")
+	return 0, fmt.Errorf("no free port in %d-%d", low, high)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(data)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil {
+			return n
+		}
+	}
+	return 32768
 }
 
 func (u *up) etcd() *Process {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,12 +35,11 @@ type Instance struct {
 // progress lines go to opts.Out as well when it is set.
 func Start(ctx context.Context, opts Options) (*Instance, error) {
 	if opts.RouterPort == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := freePort(map[int]bool{})
 		if err != nil {
 			return nil, err
 		}
-		opts.RouterPort = l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+		opts.RouterPort = port
 	}
 	pr, pw := io.Pipe()
 	var tee io.Writer = pw
