@@ -263,6 +263,7 @@ func (x *Index) evict() {
 		// Take the pod down to the next largest pod's size, at least one
 		// block, at most what the bound asks.
 		over := x.entries.Load() - target
+		progressed := false
 		for over > 0 && big.head < len(big.fifo) {
 			eh := big.fifo[big.head]
 			big.head++
@@ -275,6 +276,7 @@ func (x *Index) evict() {
 			x.entries.Add(-1)
 			big.size.Add(-1)
 			x.stats.Evicted.Add(1)
+			progressed = true
 			over--
 			if over%64 == 0 {
 				break // let another pod become the largest
@@ -284,5 +286,8 @@ func (x *Index) evict() {
 			big.fifo, big.head = nil, 0
 		}
 		big.mu.Unlock()
+		if !progressed {
+			return // nothing evictable (cannot happen: every block is queued)
+		}
 	}
 }
