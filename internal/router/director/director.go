@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -92,6 +93,10 @@ type Fairness struct {
 type Director struct {
 	o       Options
 	matcher *routing.Matcher
+	// saturatedAt is, per endpoint key, how many requests the engine was
+	// running when it last reported requests waiting: its batch size at
+	// saturation, learned from its own metrics.
+	saturatedAt sync.Map
 	// secureRT and insecureRT reach ExternalModelProviders.
 	secureRT, insecureRT http.RoundTripper
 }
@@ -104,7 +109,12 @@ func New(o Options) *Director {
 	if o.PromptLimit == 0 {
 		o.PromptLimit = 8192
 	}
-	return &Director{o: o, matcher: routing.NewMatcher(), secureRT: newExternalTransport(false), insecureRT: newExternalTransport(true)}
+	d := &Director{o: o, matcher: routing.NewMatcher(), secureRT: newExternalTransport(false), insecureRT: newExternalTransport(true)}
+	// Forget what was learned about an engine when its pod goes.
+	if n, ok := o.Store.(interface{ OnEndpointRemoved(func(key string)) }); ok {
+		n.OnEndpointRemoved(func(key string) { d.saturatedAt.Delete(key) })
+	}
+	return d
 }
 
 // call is the state of one request.
@@ -365,25 +375,35 @@ func (d *Director) queue(c *call, f *Fairness, key string) (*fairness.Ticket, er
 }
 
 // capacity is how many requests a ModelServer's engines take at once: a
-// fixed number per pod, or, from the engines' own state, unbounded while
-// some pod reports an empty queue (or has not been scraped yet) and else
-// what the engines hold now (running plus waiting), so that each answer
-// lets one more request in and the order of who goes is the queue's.
+// fixed number per pod, or, from the engines' own state, what each engine
+// runs at saturation (learned when it last had requests waiting) plus one
+// to keep it busy between an answer and the next admission. Until every
+// pod has been seen saturated there is no evidence of a limit, and
+// admission is unbounded. Counting what engines run rather than what they
+// hold keeps their own FCFS queues short, so that the fair queue, not the
+// engines, decides who goes next.
 func (d *Director) capacity(key string, f *Fairness) int {
 	var buf [16]*datastore.Endpoint
 	eps, _ := d.o.Store.Endpoints(key, buf[:0])
 	if f.MaxInFlightPerPod > 0 {
 		return len(eps) * f.MaxInFlightPerPod
 	}
-	held := 0
+	total := 0
 	for _, e := range eps {
 		m := e.Metrics()
-		if !m.Scraped || m.Waiting == 0 {
+		if !m.Scraped {
 			return math.MaxInt
 		}
-		held += int(m.Running + m.Waiting)
+		if m.Waiting > 0 && m.Running > 0 {
+			d.saturatedAt.Store(e.Key, int(m.Running))
+		}
+		n, ok := d.saturatedAt.Load(e.Key)
+		if !ok {
+			return math.MaxInt
+		}
+		total += n.(int) + 1
 	}
-	return held
+	return total
 }
 
 // inputTokens counts a request's prompt tokens for rate limits: with the
