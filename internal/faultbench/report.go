@@ -9,11 +9,11 @@ import (
 // Table is the reports as a Markdown table, with each scenario's target.
 func Table(rs []Report) string {
 	var b strings.Builder
-	b.WriteString("| scenario | sent | succeeded | failed visibly | lost | p99 before | p99 during the fault | fault handled in | target |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| scenario | sent | succeeded | failed visibly | lost | p99 before | p99 during the fault | max during | fault lasted | target |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", r.Scenario.Name, r.Sent, r.Succeeded, r.Failed, r.Lost,
-			ms(r.P99Before), ms(r.P99During), r.FaultTook.Round(100*time.Millisecond), verdict(r))
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n", r.Scenario.Name, r.Sent, r.Succeeded, r.Failed, r.Lost,
+			ms(r.P99Before), ms(r.P99During), ms(r.MaxDuring), r.FaultTook.Round(100*time.Millisecond), verdict(r))
 	}
 	return b.String()
 }

@@ -42,10 +42,12 @@ type Options struct {
 
 // Report is one scenario's figures.
 type Report struct {
-	Scenario                   Scenario
-	Sent, Succeeded, Failed    int
-	Lost                       int
-	P99Before, P99During       time.Duration
+	Scenario                Scenario
+	Sent, Succeeded, Failed int
+	Lost                    int
+	P99Before, P99During    time.Duration
+	// MaxDuring is the slowest request sent while the fault lasted.
+	MaxDuring                  time.Duration
 	FaultTook                  time.Duration
 	InjectErr                  error
 	FailedSamples, LostSamples []string
@@ -145,6 +147,9 @@ func runScenario(ctx context.Context, o Options, routerURL string, e *env, sc Sc
 		}
 	}
 	r.P99Before, r.P99During = p99(before), p99(during)
+	if len(during) > 0 {
+		r.MaxDuring = slices.Max(during)
+	}
 	return r
 }
 

@@ -88,6 +88,15 @@ func (e *env) signalEngine(ctx context.Context, sig syscall.Signal, hold time.Du
 	if err := syscall.Kill(pid, sig); err != nil {
 		return err
 	}
+	// The fault lasts until the pod has been seen unready and is back.
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		if !e.podReady(ctx, pods[0].Name) {
+			break
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	if hold > 0 {
 		if err := sleepCtx(ctx, hold); err != nil {
 			return err
@@ -95,6 +104,20 @@ func (e *env) signalEngine(ctx context.Context, sig syscall.Signal, hold time.Du
 		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
 	return e.waitSettled(ctx, e.replicas)
+}
+
+// podReady reports whether the named pod exists and is ready.
+func (e *env) podReady(ctx context.Context, name string) bool {
+	var p corev1.Pod
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &p); err != nil || p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // signalChild sends sig to one of the platform's own children and waits
