@@ -54,23 +54,30 @@ func (p *Plugin) Type() string { return Type }
 // doubled from idle.
 const loadKnee = 8
 
+// maxSpread bounds how much slower than the fleet's mean per-load
+// latency an engine may be judged (and how much faster).
+const maxSpread = 2
+
 // Score rates each engine by its expected latency relative to the best:
 // score = min(est)/est, in (0,1].
 //
 //   - An engine's latency is α·TTFT/T̄ + (1−α)·TPOT/P̄ (means over the last
 //     scrape interval, in units of the fleet means T̄ and P̄ of engines that
-//     report both).
-//   - As the latency sample ages (framework.Freshness of LatencyAt) it moves
-//     to 1, the fleet mean.
+//     report both). As the sample ages (framework.Freshness of LatencyAt) it
+//     moves to 1, the fleet mean.
+//   - Latency mostly follows load, and the means lag it (a TTFT measured now
+//     is the queue of several seconds ago), so it is turned into a speed per
+//     unit of load, l/(c + load at the scrape) with c = loadKnee, whose
+//     spread around the fleet mean is compressed (square root) and bounded
+//     to maxSpread either way: a lagging mean must not send the whole fleet's
+//     traffic to one engine.
 //   - An engine without data is taken to be as fast as the fastest one: it
 //     gets traffic, and so data; one engine with data never outranks the
 //     others by construction, and with no spread every engine scores 1.
-//   - The latency is scaled by (c + load now)/(c + load at the scrape), the
-//     load being running and waiting requests brought up to date with what
-//     this router sent and saw end since (framework.Endpoint.Load), so the
-//     engine that looked fastest stops being so once it got its share. c
-//     (loadKnee) keeps an idle engine from looking twice as slow after one
-//     request: a batch's step time grows slowly at first.
+//   - The expected latency is that speed × (c + load now), the load being
+//     running and waiting requests brought up to date with what this router
+//     sent and saw end since (framework.Endpoint.Load), so the engine that
+//     looked fastest stops being so once it got its share.
 func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework.Endpoint, out []float64) {
 	if len(eps) == 0 {
 		return
@@ -85,7 +92,8 @@ func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework
 		}
 	}
 	now := time.Now()
-	best := math.Inf(1)
+	// Speed per unit of load of engines with data; -1 for the others.
+	mean := 0.0
 	for i, ep := range eps {
 		m := ep.Metrics
 		if m.TTFT <= 0 || m.TPOT <= 0 {
@@ -99,20 +107,29 @@ func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework
 		}
 		w := framework.Freshness(at, m.Interval, now)
 		l = w*l + (1 - w)
-		out[i] = l
-		best = min(best, l)
+		out[i] = l / (loadKnee + m.Running + m.Waiting)
+		mean += out[i]
 	}
-	if n == 0 {
+	best := math.Inf(1)
+	if n > 0 {
+		mean /= float64(n)
+		for i, s := range out {
+			if s < 0 {
+				continue
+			}
+			s = mean * math.Sqrt(s/mean)
+			out[i] = min(max(s, mean/maxSpread), mean*maxSpread)
+			best = min(best, out[i])
+		}
+	} else {
 		best = 1
 	}
 	for i, ep := range eps {
-		l := out[i]
-		if l < 0 {
-			l = best
+		s := out[i]
+		if s < 0 {
+			s = best
 		}
-		m := ep.Metrics
-		l *= (loadKnee + ep.Load()) / (loadKnee + m.Running + m.Waiting)
-		out[i] = l
+		out[i] = s * (loadKnee + ep.Load())
 	}
 	lo := math.Inf(1)
 	for _, l := range out {

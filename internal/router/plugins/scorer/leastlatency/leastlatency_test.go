@@ -3,6 +3,7 @@ package leastlatency
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -30,14 +31,17 @@ func TestScore(t *testing.T) {
 		eps   []*framework.Endpoint
 		want  []float64
 	}{
-		// Scores are the best expected latency over each one's.
-		{"faster wins", 0.5, []*framework.Endpoint{mk(0.1, 0.01), mk(0.3, 0.03)}, []float64{1, 1.0 / 3}},
-		{"ttft only", 1, []*framework.Endpoint{mk(0.1, 0.03), mk(0.2, 0.01), mk(0.4, 0.02)}, []float64{1, 0.5, 0.25}},
-		{"tpot only", 0, []*framework.Endpoint{mk(0.1, 0.03), mk(0.2, 0.01)}, []float64{1.0 / 3, 1}},
+		// Scores are the best expected latency over each one's, the spread
+		// of latencies compressed by a square root.
+		{"faster wins", 0.5, []*framework.Endpoint{mk(0.1, 0.01), mk(0.3, 0.03)}, []float64{1, math.Sqrt(1.0 / 3)}},
+		{"ttft only", 1, []*framework.Endpoint{mk(0.1, 0.03), mk(0.2, 0.01), mk(0.4, 0.02)}, []float64{1, math.Sqrt(0.5), 0.5}},
+		{"tpot only", 0, []*framework.Endpoint{mk(0.1, 0.03), mk(0.2, 0.01)}, []float64{math.Sqrt(1.0 / 3), 1}},
+		// The fast one is bounded at half the mean: 0.5 against √(10/5.05).
+		{"spread bounded", 1, []*framework.Endpoint{mk(0.1, 0.01), mk(10, 0.01)}, []float64{1, 0.5 / math.Sqrt(10/5.05)}},
 		{"no spread ties", 0.5, []*framework.Endpoint{mk(0.2, 0.02), mk(0.2, 0.02)}, []float64{1, 1}},
 		// The lock-in of min/max scoring: the only engine with data scored
 		// 1 and the others 0.5, so they never got traffic.
-		{"no data is as good as the best", 0.5, []*framework.Endpoint{mk(0.1, 0.01), mk(0, 0), mk(0.2, 0.02)}, []float64{1, 1, 0.5}},
+		{"no data is as good as the best", 0.5, []*framework.Endpoint{mk(0.1, 0.01), mk(0, 0), mk(0.2, 0.02)}, []float64{1, 1, math.Sqrt(0.5)}},
 		{"single engine with data does not win", 0.5, []*framework.Endpoint{mk(0.1, 0.01), mk(0, 0)}, []float64{1, 1}},
 		{"nobody has data", 0.5, []*framework.Endpoint{mk(0, 0), mk(0, 0)}, []float64{1, 1}},
 	}
@@ -83,9 +87,9 @@ func TestStaleSampleLosesWeight(t *testing.T) {
 		t.Fatalf("slow engine's score by age 0, 3 s, 1 min: %v %v %v", fresh[1], older[1], stale[1])
 	}
 	// Fleet means 0.2 s and 20 ms: the fast engine's latency is 0.5 of
-	// them, the stale one's is taken to be the mean, 1.
-	if !near(stale[1], 0.5) {
-		t.Fatalf("stale score %v, want 0.5", stale[1])
+	// them, the stale one's is taken to be the mean, 1; compressed: √0.5.
+	if !near(stale[1], math.Sqrt(0.5)) {
+		t.Fatalf("stale score %v, want √0.5", stale[1])
 	}
 }
 
