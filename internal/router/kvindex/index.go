@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -109,6 +110,19 @@ type Index struct {
 
 	evictMu sync.Mutex
 	stats   Stats
+	lag     atomic.Pointer[func(time.Duration)]
+}
+
+// ObserveLag makes every pod's writer call fn with the age of each batch
+// it applied (now minus the batch's publish timestamp): how late the index
+// holds what an engine published, on the router's clock, so meaningful when
+// the clocks agree (the benchmark's engines share its process). nil stops.
+func (x *Index) ObserveLag(fn func(time.Duration)) {
+	if fn == nil {
+		x.lag.Store(nil)
+		return
+	}
+	x.lag.Store(&fn)
 }
 
 // Stats are counters of what the index ingested.

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kthena/kthena/internal/sim/kvevents"
 )
@@ -100,6 +101,9 @@ func (w *Writer) Apply(seq uint64, b kvevents.Batch) bool {
 	p.mu.Unlock()
 	if x.maxBlocks > 0 && x.entries.Load() > x.maxBlocks {
 		x.evict()
+	}
+	if fn := x.lag.Load(); fn != nil && b.TS > 0 {
+		(*fn)(time.Since(time.Unix(0, int64(b.TS*1e9))))
 	}
 	return resync
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,4 +324,40 @@ func TestMemoryBoundUnderEventFlood(t *testing.T) {
 	t.Logf("stored %d blocks, peak %d entries, bound %d", stored, p, bound)
 	require.Greater(t, stored, int64(5*bound))
 	require.LessOrEqual(t, p, bound+256, "at most one message's blocks over the bound")
+}
+
+// An engine that restarts (Fleet.Restart: drained, then a new engine on
+// the same address and event port, empty cache, sequence from 0) is
+// resynchronised: the index drops what the old engine held and indexes
+// what the new one stores.
+func TestEngineRestartResyncs(t *testing.T) {
+	e := startEngines(t, 1, func(c *sim.Config) { c.ShutdownGrace = time.Second })
+	b := e.subscribe(t, 0)
+	var lagged atomic.Int64
+	b.x.ObserveLag(func(d time.Duration) {
+		if d >= 0 && d < 10*time.Second {
+			lagged.Add(1)
+		}
+	})
+	e.warm(t, b)
+	before := strings.Repeat("Held before the restart. ", 20)
+	e.chat(t, 0, before)
+	p := chatTokens(t, before)
+	e.converge(t, b, p)
+	require.Greater(t, indexed(b, e.pod(0), p), 64)
+
+	require.NoError(t, e.f.Restart(0, 50*time.Millisecond))
+	require.Zero(t, e.f.Engine(0).CachedPrefixTokens(p, ""))
+	// The lost connection already made the pod unknown; the old blocks are
+	// gone before the subscriber reconnects (with backoff).
+	require.Eventually(t, func() bool { return indexed(b, e.pod(0), p) == 0 }, 5*time.Second, 5*time.Millisecond)
+	e.warm(t, b)
+	after := strings.Repeat("Stored after the restart. ", 20)
+	e.chat(t, 0, after)
+	q := chatTokens(t, after)
+	e.converge(t, b, p, q)
+	require.Greater(t, indexed(b, e.pod(0), q), 64)
+	require.Zero(t, indexed(b, e.pod(0), p), "stale blocks of the old engine")
+	require.Len(t, e.f.Generations(0), 2)
+	require.Positive(t, lagged.Load(), "batch ages observed")
 }

@@ -161,6 +161,10 @@ func (s *Subscriptions) run(ctx context.Context, sb *sub, w *Writer) {
 		if ctx.Err() != nil {
 			return
 		}
+		// A lost connection is usually an engine going away (restart,
+		// crash): its cache may be gone, so its blocks are not trusted
+		// until it is heard from again.
+		w.Resync()
 		log.V(4).Info("kv events subscription lost; retrying", "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
