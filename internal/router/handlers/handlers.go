@@ -76,10 +76,18 @@ func New(o Options) *Handler {
 	return h
 }
 
-// SetDraining makes /readyz fail so load balancers stop sending traffic.
+// SetDraining makes /readyz fail so load balancers stop sending traffic,
+// and closes each connection after its response so that clients with
+// keep-alive connections reconnect, through the load balancer, elsewhere.
 func (h *Handler) SetDraining() { h.draining.Store(true) }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.draining.Load() && r.ProtoMajor == 1 {
+		// net/http closes the connection after a response with this header.
+		w.Header().Set("Connection", "close")
+	}
+	h.mux.ServeHTTP(w, r)
+}
 
 func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
 	if h.draining.Load() || (h.o.Ready != nil && !h.o.Ready()) {

@@ -509,15 +509,17 @@ func (r *Router) ReloadConfig() error {
 	return nil
 }
 
-// Shutdown fails readiness and turns keep-alives off (each connection
-// closes after its current response, so clients reconnect elsewhere), keeps
-// accepting for the shutdown delay, then stops accepting and waits up to the
-// drain timeout for in-flight requests (streams included) to finish.
+// Shutdown fails readiness and closes each connection after its next
+// response (so clients reconnect elsewhere), keeps accepting for the
+// shutdown delay, then stops accepting and waits up to the drain timeout for
+// in-flight requests (streams included) to finish.
+//
+// Idle keep-alive connections are not closed when the drain starts: a
+// client may be sending its next request on one at that instant, and HTTP
+// clients do not resend a POST the server dropped unanswered. Answering it
+// with Connection: close moves the client without losing the request.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.handler.SetDraining()
-	for _, s := range r.servers {
-		s.SetKeepAlivesEnabled(false)
-	}
 	if r.o.ShutdownDelay > 0 {
 		r.o.Log.Info("draining: still accepting while load balancers catch up", "delay", r.o.ShutdownDelay)
 		select {
