@@ -126,7 +126,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "kthena_router_rate_limited_requests_total", Help: "Requests refused by a ModelRoute's token rate limit, by token kind (input, output).",
 	}, []string{"model", "kind"})
 	m.RateLimitStoreErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "kthena_router_rate_limit_store_errors_total", Help: "Global rate limit checks that failed because Redis did not answer; the requests were let through.",
+		Name: "kthena_router_rate_limit_store_errors_total", Help: "Global rate limit calls to Redis that failed; while Redis fails each replica enforces the limits alone, trying Redis again once a second.",
 	})
 	reg.MustRegister(m.RateLimited, m.RateLimitStoreErrors)
 	m.FairnessQueued = prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -8,6 +8,10 @@
 // from the output bucket after the response, going into debt if they exceed
 // what was left, so a long answer delays the next requests rather than
 // passing unaccounted.
+//
+// While the Redis of a global limit fails, each replica enforces that limit
+// on its own (fails open to a local bucket), so an outage of the store takes
+// no model down and leaves it bounded by replicas times the limit.
 package ratelimit
 
 import (
@@ -115,9 +119,16 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	buckets map[bucketKey]bucket
+	// storeDown holds, per Redis address in an outage, when to try it again.
+	storeDown map[string]time.Time
 	// lastErrLog limits the log lines of a Redis outage.
 	lastErrLog time.Time
 }
+
+// storeRetry is how long global limits are enforced locally after their
+// Redis failed before it is tried again: an unreachable Redis (a dial
+// timeout, retries) then delays one request a second, not every request.
+const storeRetry = time.Second
 
 // bucketKey names a bucket by route, kind and the limit it enforces, so a
 // changed limit starts a new bucket.
@@ -131,7 +142,7 @@ type bucketKey struct {
 // New returns a Limiter; pool serves global limits (nil: global limits are
 // enforced locally), m may be nil.
 func New(pool *redispool.Pool, m *metrics.Metrics, log logr.Logger) *Limiter {
-	return &Limiter{pool: pool, metrics: m, log: log, buckets: map[bucketKey]bucket{}}
+	return &Limiter{pool: pool, metrics: m, log: log, buckets: map[bucketKey]bucket{}, storeDown: map[string]time.Time{}}
 }
 
 // SetPerTenant makes each tenant of a route get the route's limits
@@ -158,7 +169,9 @@ func (l *Limiter) bucket(route, kind string, lim Limits) bucket {
 	b, ok := l.buckets[k]
 	if !ok {
 		if lim.Redis != "" && l.pool != nil {
-			b = newRedisBucket(l.pool.Client(lim.Redis), route, kind, limit, lim.Per)
+			b = &sharedBucket{l: l, addr: lim.Redis, route: route,
+				remote: newRedisBucket(l.pool.Client(lim.Redis), route, kind, limit, lim.Per),
+				local:  newLocalBucket(limit, lim.Per)}
 		} else {
 			b = newLocalBucket(limit, lim.Per)
 		}
@@ -168,15 +181,16 @@ func (l *Limiter) bucket(route, kind string, lim Limits) bucket {
 }
 
 // Admit takes a request's input tokens and checks that an output token is
-// left. It returns a *Denied when the request is over a limit. A shared
-// store that fails lets the request through (fail open), counted and
-// logged: a Redis outage must not take every model down.
+// left. It returns a *Denied when the request is over a limit. While a
+// global limit's Redis fails, the replica's own bucket for that limit
+// decides (counted and logged): a Redis outage must not take every model
+// down, nor lift the limits.
 func (l *Limiter) Admit(ctx context.Context, route, tenant, model string, lim Limits, inputTokens int) error {
 	route = l.scope(route, tenant)
 	if lim.Output > 0 {
 		ok, wait, err := l.bucket(route, Output, lim).has(ctx, 1)
 		if err != nil {
-			l.storeFailed(err, route)
+			l.log.Error(err, "rate limit bucket failed; letting the request through", "modelRoute", route)
 		} else if !ok {
 			return l.deny(model, &Denied{Kind: Output, Limit: lim.Output, Unit: lim.Unit, RetryAfter: wait})
 		}
@@ -187,7 +201,7 @@ func (l *Limiter) Admit(ctx context.Context, route, tenant, model string, lim Li
 		}
 		ok, wait, err := l.bucket(route, Input, lim).take(ctx, inputTokens)
 		if err != nil {
-			l.storeFailed(err, route)
+			l.log.Error(err, "rate limit bucket failed; letting the request through", "modelRoute", route)
 		} else if !ok {
 			return l.deny(model, &Denied{Kind: Input, Limit: lim.Input, Unit: lim.Unit, RetryAfter: wait})
 		}
@@ -202,7 +216,7 @@ func (l *Limiter) Consume(ctx context.Context, route, tenant string, lim Limits,
 	}
 	route = l.scope(route, tenant)
 	if err := l.bucket(route, Output, lim).spend(ctx, outputTokens); err != nil {
-		l.storeFailed(err, route)
+		l.log.Error(err, "rate limit bucket failed; output tokens not counted", "modelRoute", route)
 	}
 }
 
@@ -213,17 +227,76 @@ func (l *Limiter) deny(model string, d *Denied) error {
 	return d
 }
 
-func (l *Limiter) storeFailed(err error, route string) {
+// storeUsable reports whether the Redis at addr is to be used now: it is
+// not in an outage, or its retry time has come.
+func (l *Limiter) storeUsable(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, down := l.storeDown[addr]
+	return !down || !time.Now().Before(until)
+}
+
+// storeFailed counts and logs a failed Redis call (at most a line every
+// 10 s) and marks addr down until storeRetry has passed.
+func (l *Limiter) storeFailed(err error, addr, route string) {
 	if m := l.metrics; m != nil {
 		m.RateLimitStoreErrors.Inc()
 	}
 	l.mu.Lock()
+	l.storeDown[addr] = time.Now().Add(storeRetry)
 	quiet := time.Since(l.lastErrLog) < 10*time.Second
 	if !quiet {
 		l.lastErrLog = time.Now()
 	}
 	l.mu.Unlock()
 	if !quiet {
-		l.log.Error(err, "global rate limit store failed; letting requests through", "modelRoute", route)
+		l.log.Error(err, "global rate limit store failed; enforcing its limits in this replica alone until it answers", "redis", addr, "modelRoute", route)
 	}
+}
+
+// storeAnswered ends addr's outage, if it had one.
+func (l *Limiter) storeAnswered(addr string) {
+	l.mu.Lock()
+	_, down := l.storeDown[addr]
+	delete(l.storeDown, addr)
+	l.mu.Unlock()
+	if down {
+		l.log.Info("global rate limit store answers again; limits shared again", "redis", addr)
+	}
+}
+
+// sharedBucket is a global limit's bucket: in Redis, or, while that Redis
+// fails, this replica's own bucket of the same limit. The local bucket keeps
+// its state from one outage to the next; Redis restarted empty starts full.
+type sharedBucket struct {
+	l      *Limiter
+	addr   string
+	route  string
+	remote *redisBucket
+	local  *localBucket
+}
+
+func (b *sharedBucket) use(op func(bucket) (bool, time.Duration, error)) (bool, time.Duration, error) {
+	if b.l.storeUsable(b.addr) {
+		ok, wait, err := op(b.remote)
+		if err == nil {
+			b.l.storeAnswered(b.addr)
+			return ok, wait, nil
+		}
+		b.l.storeFailed(err, b.addr, b.route)
+	}
+	return op(b.local)
+}
+
+func (b *sharedBucket) take(ctx context.Context, n int) (bool, time.Duration, error) {
+	return b.use(func(x bucket) (bool, time.Duration, error) { return x.take(ctx, n) })
+}
+
+func (b *sharedBucket) has(ctx context.Context, n int) (bool, time.Duration, error) {
+	return b.use(func(x bucket) (bool, time.Duration, error) { return x.has(ctx, n) })
+}
+
+func (b *sharedBucket) spend(ctx context.Context, n int) error {
+	_, _, err := b.use(func(x bucket) (bool, time.Duration, error) { return true, 0, x.spend(ctx, n) })
+	return err
 }
