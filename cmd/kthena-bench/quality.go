@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,9 +37,13 @@ func quality(args []string) error {
 	out := fs.String("out", "docs/bench", "output directory")
 	saveRows := fs.String("save-rows", "", "also write the results as JSON to this file")
 	replot := fs.String("replot", "", "do not run: write the report and plot from -save-rows files (comma-separated; a later file's workloads replace an earlier one's)")
+	merge := fs.String("merge", "", "do not run: write the report and plot from reports (.md) and -save-rows files (.json), comma-separated; a later file's row replaces an earlier one's of the same workload and policy")
 	_ = fs.Parse(args)
 	if *replot != "" {
 		return replotQuality(o, *replot, *out)
+	}
+	if *merge != "" {
+		return mergeQuality(o, *merge, *out)
 	}
 	if *rate > 0 {
 		for i := range o.Workloads {
@@ -128,4 +133,69 @@ func quality(args []string) error {
 		}
 	}
 	return writeQuality(o, rows, *out)
+}
+
+// mergeQuality merges rows of earlier reports and saved rows per workload
+// and policy, so that a run of a few policies keeps the other policies'
+// rows of an earlier run (whose rows may only exist as a report).
+func mergeQuality(o bench.QualityOptions, files, out string) error {
+	type key struct{ wl, policy string }
+	rows := map[key]bench.QualityRow{}
+	var notes []string
+	for _, file := range strings.Split(files, ",") {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		var f savedRows
+		if strings.HasSuffix(file, ".md") {
+			if f.Rows, f.Note, err = bench.ParseQualityMarkdown(string(b)); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+		} else if err := json.Unmarshal(b, &f); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		for _, r := range f.Rows {
+			rows[key{r.Workload, r.Policy}] = r
+		}
+		if f.Note != "" {
+			notes = append(notes, f.Note)
+		}
+	}
+	// Rows in the order of the workloads, then of the policies.
+	policies := map[string]int{}
+	for i, p := range bench.Policies() {
+		policies[p.Name] = i
+	}
+	var ws []bench.Workload
+	var merged []bench.QualityRow
+	for _, w := range o.Workloads {
+		var rs []bench.QualityRow
+		for k, r := range rows {
+			if k.wl == w.Name {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		slices.SortFunc(rs, func(a, b bench.QualityRow) int {
+			pa, oka := policies[a.Policy]
+			pb, okb := policies[b.Policy]
+			if !oka {
+				pa = len(policies)
+			}
+			if !okb {
+				pb = len(policies)
+			}
+			if pa != pb {
+				return pa - pb
+			}
+			return strings.Compare(a.Policy, b.Policy)
+		})
+		ws = append(ws, w)
+		merged = append(merged, rs...)
+	}
+	o.Workloads, o.Note = ws, strings.Join(notes, " ")
+	return writeQuality(o, merged, out)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/kthena/kthena/internal/router/config"
+	"github.com/kthena/kthena/internal/router/kvindex"
+	"github.com/kthena/kthena/internal/router/plugins/scorer/kvcacheaware"
 	"github.com/kthena/kthena/internal/router/runner"
 	"github.com/kthena/kthena/internal/sim"
 	"github.com/kthena/kthena/internal/tokenizer"
@@ -35,8 +38,26 @@ func scoreOnly(name string) string {
 	return "scheduler:\n  plugins:\n    Score:\n      enabled:\n      - " + name + "\n"
 }
 
+// TokenizerBlock gives the router a tokenizer, which also lets plugins read
+// the whole prompt instead of its first 8 KiB (the kvcache-aware policies
+// need it to match long conversations).
+const TokenizerBlock = "tokenizer: {encoding: cl100k_base}\n"
+
+// KVAwareAlone is kvcache-aware as the only scorer.
+const KVAwareAlone = "scheduler:\n  plugins:\n    Score:\n      enabled:\n      - kvcache-aware\n" + TokenizerBlock
+
+// KthenaWithKV is Kthena's default blend with kvcache-aware next to
+// prefix-cache, each at half of prefix-cache's weight: kvcache-aware knows
+// what the engines hold (evictions, restarts) but only once a prefill has
+// stored it, prefix-cache knows what the router just sent (a burst of one
+// new prompt sticks together); the total prefix weight stays 2 against
+// least-request's 2, the balance the default was tuned for.
+var KthenaWithKV = strings.Replace(config.Default, "      - name: prefix-cache\n        weight: 2\n",
+	"      - name: prefix-cache\n        weight: 1\n      - name: kvcache-aware\n        weight: 1\n", 1) + TokenizerBlock
+
 // Policies are the baselines, each scorer alone (least-request with its
-// queue filter), upstream's Helm blend, Kthena's default and the oracle.
+// queue filter), upstream's Helm blend, Kthena's default, kvcache-aware
+// alone and in Kthena's default, and the oracle.
 func Policies() []Policy {
 	return []Policy{
 		{"random", scoreOnly("random")},
@@ -47,6 +68,8 @@ func Policies() []Policy {
 		{"prefix-cache", scoreOnly("prefix-cache")},
 		{"upstream default", config.UpstreamDefault},
 		{"kthena default", config.Default},
+		{PolicyKVAware, KVAwareAlone},
+		{PolicyKthenaKV, KthenaWithKV},
 		{"oracle", ""},
 	}
 }
@@ -84,7 +107,29 @@ type QualityRow struct {
 	Preemptions int64
 	Wall        time.Duration // wall time of the run
 	LagP99      time.Duration // p99 wake-up lateness of the bench process (startLagMonitor)
+	// KVIndex is the router's KV-event index, for policies with
+	// kvcache-aware.
+	KVIndex *KVIndexStats `json:",omitempty"`
 }
+
+// KVIndexStats describe the router's kvcache-aware index over a run.
+type KVIndexStats struct {
+	// Entries are the (pod, block) entries at the end, PeakEntries the
+	// most sampled (each simulated second).
+	Entries, PeakEntries int
+	// Counters are the index's ingest counters at the end.
+	Counters map[string]int64
+	// Batches is the number of event batches whose age was observed;
+	// LagP50/P99/Max are their ages when applied (wall time from the
+	// engine's publish timestamp to the index holding the blocks).
+	Batches                int
+	LagP50, LagP99, LagMax time.Duration
+}
+
+// bytesPerEntry is the index's measured cost of one (pod, block) entry when
+// each block is on one pod (TestBytesPerBlock, docs/kvcache-routing.md;
+// 64 bytes when four pods share a block): an upper bound per entry.
+const bytesPerEntry = 102
 
 type result struct {
 	ok                        bool
@@ -126,8 +171,15 @@ func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, 
 		o.TimeScale *= w.TimeScale
 	}
 	cfgs := make([]sim.Config, o.Engines)
+	ports, err := freePorts(o.Engines)
+	if err != nil {
+		return QualityRow{}, nil, err
+	}
 	for i := range cfgs {
-		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1)}.WithDefaults()
+		// Every engine publishes KV events (each on its own port), whatever
+		// the policy, so that every policy meets the same engines.
+		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1),
+			KVEventsEndpoint: fmt.Sprintf("tcp://*:%d", ports[i])}.WithDefaults()
 	}
 	fleet, err := sim.StartFleet(ctx, sim.FleetOptions{Logger: logr.Discard(), Tokenizer: tok}, cfgs...)
 	if err != nil {
@@ -139,13 +191,14 @@ func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxIdleConns: 4096}}
 
 	var target func(q request) (url string, done func())
+	var idx *kvindex.Backend
 	if p.Config == "" {
 		target = oracle(fleet)
 	} else {
 		var eps strings.Builder
 		eps.WriteString("kind: Endpoints\nendpoints:\n")
 		for i, a := range fleet.Addrs {
-			fmt.Fprintf(&eps, "- {name: e%d, address: %q, labels: {app: sim}}\n", i, a)
+			fmt.Fprintf(&eps, "- {name: e%d, address: %q, labels: {app: sim, %s: \"%d\"}}\n", i, a, kvcacheaware.PortLabel, ports[i])
 		}
 		file := fmt.Sprintf(`kind: ModelServer
 apiVersion: networking.serving.volcano.sh/v1alpha1
@@ -153,23 +206,122 @@ metadata: {name: sim}
 spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
 ---
 %s`, model, eps.String())
+		before := map[kvindex.Inspector]bool{}
+		for _, in := range kvindex.Inspectors() {
+			before[in] = true
+		}
 		r, stop, err := startRouter(ctx, client, file, p.Config, ts*o.scrape())
 		if err != nil {
 			return QualityRow{}, nil, err
 		}
 		defer stop()
+		for _, in := range kvindex.Inspectors() {
+			if b, ok := in.(*kvindex.Backend); ok && !before[in] {
+				idx = b // the new router's (routers of earlier runs linger until collected)
+			}
+		}
 		url := "http://" + r.Addr() + "/v1/chat/completions"
 		target = func(request) (string, func()) { return url, func() {} }
 		model = "bench"
 	}
 
-	stopWindows := sampleArrivals(fleet, ts)
+	var lags *lagRecorder
+	if idx != nil {
+		lags = &lagRecorder{}
+		idx.Index().ObserveLag(lags.add)
+	}
+	stopWindows := sampleArrivals(fleet, ts, idx)
+	stopRestarts := restart(ctx, o.Log, fleet, w.Restarts, ts)
 	results, lagP99 := drive(ctx, client, ss, model, ts, target)
-	arrivals := stopWindows()
+	stopRestarts()
+	arrivals, peak := stopWindows()
 	row := summarize(w.Name, p.Name, results, ts, fleet)
 	row.LagP99 = lagP99
 	row.MaxShare = windowShare(arrivals, 10)
+	if idx != nil {
+		idx.Index().ObserveLag(nil)
+		x := idx.Index()
+		st := &KVIndexStats{Entries: x.Entries(), PeakEntries: max(peak, x.Entries()), Counters: x.Counters()}
+		st.Batches, st.LagP50, st.LagP99, st.LagMax = lags.quantiles()
+		row.KVIndex = st
+	}
 	return row, results, nil
+}
+
+// freePorts returns n loopback ports free now (for the engines' KV-event
+// publishers, which bind their own).
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// lagRecorder collects event-batch ages from the index's writers.
+type lagRecorder struct {
+	mu   sync.Mutex
+	ages []float64
+}
+
+func (l *lagRecorder) add(d time.Duration) {
+	l.mu.Lock()
+	l.ages = append(l.ages, float64(d))
+	l.mu.Unlock()
+}
+
+func (l *lagRecorder) quantiles() (n int, p50, p99, most time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.ages) == 0 {
+		return 0, 0, 0, 0
+	}
+	return len(l.ages), time.Duration(quantile(l.ages, .5)), time.Duration(quantile(l.ages, .99)), time.Duration(slices.Max(l.ages))
+}
+
+// Restart is an engine restarted during a run (sim.Fleet.Restart): it
+// drains, stays down, then serves again with an empty cache and a new
+// KV-event stream.
+type Restart struct {
+	At     float64 // simulated seconds from the start
+	Engine int
+	Down   float64 // simulated seconds down after draining
+}
+
+// restart runs the restarts on schedule until the returned function is
+// called, which waits for a restart under way.
+func restart(ctx context.Context, log logr.Logger, f *sim.Fleet, rs []Restart, ts float64) func() {
+	if len(rs) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(done)
+		for _, r := range rs {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(t0.Add(time.Duration(r.At * ts * float64(time.Second))))):
+			}
+			if err := f.Restart(r.Engine, time.Duration(r.Down*ts*float64(time.Second))); err != nil {
+				log.Error(err, "restarting engine", "engine", r.Engine)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (o QualityOptions) scrape() float64 {
@@ -180,17 +332,25 @@ func (o QualityOptions) scrape() float64 {
 }
 
 // sampleArrivals reads every engine's arrivals so far (finished + running +
-// waiting requests) each simulated second until the returned function is
-// called, which returns the samples: [second][engine].
-func sampleArrivals(f *sim.Fleet, ts float64) func() [][]int64 {
+// waiting requests, summed over an engine's restarts) and the index's
+// entries (idx may be nil) each simulated second until the returned
+// function is called, which returns the samples, [second][engine], and the
+// most entries seen.
+func sampleArrivals(f *sim.Fleet, ts float64, idx *kvindex.Backend) func() ([][]int64, int) {
 	var out [][]int64
+	peak := 0
 	read := func() {
-		row := make([]int64, len(f.Engines))
-		for i, e := range f.Engines {
-			st := e.Stats()
-			row[i] = st.Totals.FinishedRequests + int64(st.Running+st.Waiting)
+		row := make([]int64, len(f.Addrs))
+		for i := range f.Addrs {
+			for _, e := range f.Generations(i) {
+				st := e.Stats()
+				row[i] += st.Totals.FinishedRequests + int64(st.Running+st.Waiting)
+			}
 		}
 		out = append(out, row)
+		if idx != nil {
+			peak = max(peak, idx.Index().Entries())
+		}
 	}
 	read()
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -208,10 +368,10 @@ func sampleArrivals(f *sim.Fleet, ts float64) func() [][]int64 {
 			}
 		}
 	}()
-	return func() [][]int64 {
+	return func() ([][]int64, int) {
 		close(stop)
 		<-done
-		return out
+		return out, peak
 	}
 }
 
@@ -379,12 +539,12 @@ const oracleBand = 8
 
 func oracle(f *sim.Fleet) func(q request) (string, func()) {
 	var mu sync.Mutex
-	inflight := make([]int, len(f.Engines))
-	pending := make([]map[string]int, len(f.Engines)) // system prompt -> requests in flight
+	inflight := make([]int, len(f.Addrs))
+	pending := make([]map[string]int, len(f.Addrs)) // system prompt -> requests in flight
 	for i := range pending {
 		pending[i] = map[string]int{}
 	}
-	tok := f.Engines[0].Tokenizer()
+	tok := f.Engine(0).Tokenizer()
 	return func(q request) (string, func()) {
 		ids := tok.EncodeChat(q.messages(), true)
 		sysTokens := 0
@@ -393,13 +553,19 @@ func oracle(f *sim.Fleet) func(q request) (string, func()) {
 		}
 		best, bestCached := -1, -1
 		mu.Lock()
-		least := slices.Min(inflight)
-		for pass := 0; pass < 2 && best < 0; pass++ {
-			for i, e := range f.Engines {
-				if pass == 0 && inflight[i] > least+oracleBand {
+		least := math.MaxInt
+		for i := range inflight {
+			if f.Up(i) {
+				least = min(least, inflight[i])
+			}
+		}
+		// Engines restarting are skipped (unless every one is).
+		for pass := 0; pass < 3 && best < 0; pass++ {
+			for i := range f.Addrs {
+				if pass == 0 && (inflight[i] > least+oracleBand || !f.Up(i)) || pass == 1 && !f.Up(i) {
 					continue
 				}
-				c := e.CachedPrefixTokens(ids, "")
+				c := f.Engine(i).CachedPrefixTokens(ids, "")
 				if q.system != "" && pending[i][q.system] > 0 {
 					c = max(c, sysTokens)
 				}
@@ -523,10 +689,14 @@ func summarize(wl, policy string, rs []result, ts float64, f *sim.Fleet) Quality
 	if len(tpot) > 0 {
 		row.TPOTP50, row.TPOTP90 = quantile(tpot, .5), quantile(tpot, .9)
 	}
-	for _, e := range f.Engines {
-		st := e.Stats()
-		row.PerEngineRequests = append(row.PerEngineRequests, int(st.Totals.FinishedRequests))
-		row.Preemptions += st.Totals.Preemptions
+	for i := range f.Addrs {
+		n := 0
+		for _, e := range f.Generations(i) {
+			st := e.Stats()
+			n += int(st.Totals.FinishedRequests)
+			row.Preemptions += st.Totals.Preemptions
+		}
+		row.PerEngineRequests = append(row.PerEngineRequests, n)
 	}
 	return row
 }
@@ -542,6 +712,8 @@ const (
 	PolicyUpstream     = "upstream default"
 	PolicyLeastRequest = "least-request"
 	PolicyOracle       = "oracle"
+	PolicyKVAware      = "kvcache-aware"
+	PolicyKthenaKV     = "kthena default + kvcache-aware"
 )
 
 // QualityMarkdown renders the rows, one table per workload, and the target
@@ -564,8 +736,11 @@ func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 		about[w.Name] = w
 	}
 	wl := ""
-	for _, r := range rows {
+	for i, r := range rows {
 		if r.Workload != wl {
+			if wl != "" {
+				kvIndexTable(&b, rows, wl)
+			}
 			wl = r.Workload
 			fmt.Fprintf(&b, "\n### %s\n\n", wl)
 			if a := about[wl].About; a != "" {
@@ -579,10 +754,14 @@ func QualityMarkdown(rows []QualityRow, o QualityOptions) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d/%d | %.0f | %.3f s | %.3f s | %.3f s | %.1f ms | %.1f ms | %.2f s | %.1f %% | %v | %s | %d | %.1f ms |\n", r.Policy, r.OK, r.Requests,
 			r.OutputTokPerSec, r.TTFTP50, r.TTFTP90, r.TTFTP99, 1000*r.TPOTP50, 1000*r.TPOTP90, r.E2EP90, 100*r.HitRate, r.PerEngineRequests, share, r.Preemptions, float64(r.LagP99.Microseconds())/1000)
+		if i == len(rows)-1 {
+			kvIndexTable(&b, rows, wl)
+		}
 	}
 	if t := Targets(rows, o.Workloads); len(t) > 0 {
 		b.WriteString("\n### Targets\n\n")
 		b.WriteString("Long shared prompts: Kthena's default must beat upstream's default in throughput and TTFT p90 and reach 90 % of the oracle's hit rate. ")
+		fmt.Fprintf(&b, "kvcache-aware, alone and in Kthena's default (issue 15): a hit rate at least %.0f %% of the oracle's on every workload with shared prefixes, and on saturated long shared prompts a throughput at least %.0f %% of the oracle's and %.1f× upstream's default blend's. ", 100*kvHitOfOracle, 100*kvThroughputOfOracle, kvOverUpstream)
 		b.WriteString("Short prompts: Kthena's default must be no worse than least-request, taken as throughput at least 99 % and TTFT p90 and TPOT p90 at most 105 % of least-request's (the run-to-run noise of the simulated times on this machine is a few per cent). ")
 		fmt.Fprintf(&b, "Every workload: each load-aware plugin alone (%s) must match random, taken as throughput at least %.0f %% and TTFT p90 at most %.0f %% of random's, and send no engine more than %.1f× its fair share in any 10 s window (Kthena's default too, unless its prefix hits justify it).\n\n", strings.Join(loadAware, ", "), 100*aloneThroughput, 100*aloneTTFT, maxShare)
 		b.WriteString("| workload | check | value | compared with | met | note |\n|---|---|---|---|---|---|\n")
@@ -632,6 +811,72 @@ func aloneChecks(short, wl string, find func(wl, policy string) *QualityRow) []T
 	return out
 }
 
+// kvIndexTable writes, after a workload's table, its kvcache-aware
+// policies' index: memory and event lag.
+func kvIndexTable(b *strings.Builder, rows []QualityRow, wl string) {
+	head := false
+	for _, r := range rows {
+		k := r.KVIndex
+		if r.Workload != wl || k == nil {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(b, "\nThe router's KV-event index (kvcache-aware): (pod, block) entries at the end and at the peak (sampled every simulated second), bytes at the peak at %d B per entry (`TestBytesPerBlock`, blocks on one pod each; an upper bound), blocks stored and removed by the engines' events, resynchronisations (a lost connection, a sequence gap or restart) and blocks whose parent the index did not hold (orphans); event lag is wall time from an engine's batch timestamp to the index holding its blocks, over every batch.\n\n", bytesPerEntry)
+			b.WriteString("| policy | entries (end / peak) | ≈ memory at peak | stored / removed | resyncs | orphans | event lag p50 / p99 / max |\n|---|---|---|---|---|---|---|\n")
+			head = true
+		}
+		c := k.Counters
+		fmt.Fprintf(b, "| %s | %d / %d | %.1f MB | %d / %d | %d | %d | %s / %s / %s (%d batches) |\n", r.Policy, k.Entries, k.PeakEntries,
+			float64(k.PeakEntries*bytesPerEntry)/1e6, c["stored"], c["removed"], c["resyncs"], c["orphans"], millis(k.LagP50), millis(k.LagP99), millis(k.LagMax), k.Batches)
+	}
+}
+
+func millis(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// kvcache-aware's targets (issue 15).
+const (
+	kvHitOfOracle        = 0.97 // hit rate, of the oracle's, on shared-prefix workloads
+	kvThroughputOfOracle = 0.98 // saturated long shared prompts
+	kvOverUpstream       = 1.3  // saturated long shared prompts, × upstream default's throughput
+)
+
+// sharedPrefixes reports whether requests of w share prefixes.
+func (w Workload) sharedPrefixes() bool {
+	switch w.Kind {
+	case KindMultiTurn:
+		return true
+	case KindShareGPT:
+		return false
+	}
+	return w.SystemTokens > 0 && w.PerGroup > 1
+}
+
+// kvChecks are kvcache-aware's targets on one workload.
+func kvChecks(short string, w Workload, find func(wl, policy string) *QualityRow) []TargetCheck {
+	or := find(w.Name, PolicyOracle)
+	up := find(w.Name, PolicyUpstream)
+	var out []TargetCheck
+	for _, name := range []string{PolicyKVAware, PolicyKthenaKV} {
+		p := find(w.Name, name)
+		if p == nil || or == nil {
+			continue
+		}
+		if w.sharedPrefixes() {
+			out = append(out, TargetCheck{short, fmt.Sprintf("%s: hit rate ≥ %.0f %% of oracle", name, 100*kvHitOfOracle), fmt.Sprintf("%.1f %%", 100*p.HitRate),
+				fmt.Sprintf("%.1f %% (%.0f %% of it)", 100*or.HitRate, 100*p.HitRate/max(or.HitRate, 1e-9)), p.HitRate >= kvHitOfOracle*or.HitRate, ""})
+		}
+		if w.Saturated {
+			out = append(out, TargetCheck{short, fmt.Sprintf("%s: throughput ≥ %.0f %% of oracle", name, 100*kvThroughputOfOracle), fmt.Sprintf("%.0f tok/s", p.OutputTokPerSec),
+				fmt.Sprintf("%.0f tok/s (%.0f %% of it)", or.OutputTokPerSec, 100*p.OutputTokPerSec/max(or.OutputTokPerSec, 1e-9)), p.OutputTokPerSec >= kvThroughputOfOracle*or.OutputTokPerSec, ""})
+			if up != nil {
+				out = append(out, TargetCheck{short, fmt.Sprintf("%s: throughput ≥ %.1f× upstream", name, kvOverUpstream), fmt.Sprintf("%.0f tok/s", p.OutputTokPerSec),
+					fmt.Sprintf("%.0f tok/s (%.2f×)", up.OutputTokPerSec, p.OutputTokPerSec/max(up.OutputTokPerSec, 1e-9)), p.OutputTokPerSec >= kvOverUpstream*up.OutputTokPerSec, ""})
+			}
+		}
+	}
+	return out
+}
+
 // TargetCheck is one acceptance check on one workload.
 type TargetCheck struct {
 	Workload, Check, Ours, Theirs string
@@ -654,6 +899,7 @@ func Targets(rows []QualityRow, ws []Workload) []TargetCheck {
 	for _, w := range ws {
 		short, _, _ := strings.Cut(w.Name, " (")
 		out = append(out, aloneChecks(short, w.Name, find)...)
+		out = append(out, kvChecks(short, w, find)...)
 		k := find(w.Name, PolicyKthena)
 		if k == nil {
 			continue

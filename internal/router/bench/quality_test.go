@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -170,5 +172,77 @@ func TestWindowShare(t *testing.T) {
 	}
 	if got := windowShare([][]int64{{0, 0}, {3, 1}}, 10); got != 0 {
 		t.Fatalf("too few requests to judge: %v", got)
+	}
+}
+
+// TestKVAwareSmoke runs a small multi-turn workload with an engine restart
+// through the kvcache-aware policies and the oracle: every request must be
+// answered, the router's index must have ingested the engines' events and
+// resynchronised after the restart, later rounds must hit the cache, and the
+// report must carry the index table and kvcache-aware's targets.
+func TestKVAwareSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs simulated engines")
+	}
+	tok, err := tokenizer.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Workload{Name: "mt restart (smoke)", Kind: KindMultiTurn, Groups: 4, PerGroup: 4, SystemTokens: 300, HistoryTokens: 2000,
+		QuestionTokens: 50, OutputTokens: 20, Rate: 8, ThinkTime: 0.3, Seed: 3, Restarts: []Restart{{At: 1, Engine: 1, Down: 0.5}}}
+	o := QualityOptions{Engines: 3, Profile: "llama-3.1-8b-h100", TimeScale: 1, Log: logr.Discard(), Workloads: []Workload{w}}
+	var rows []QualityRow
+	for _, p := range []Policy{{PolicyKVAware, KVAwareAlone}, {PolicyKthenaKV, KthenaWithKV}, {PolicyOracle, ""}} {
+		row, _, err := runPolicy(context.Background(), o, tok, w, p, w.sessions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d/%d ok, hit rate %.2f, per engine %v, index %+v", p.Name, row.OK, row.Requests, row.HitRate, row.PerEngineRequests, row.KVIndex)
+		if row.OK != row.Requests {
+			t.Fatalf("%s: %d/%d ok", p.Name, row.OK, row.Requests)
+		}
+		if row.HitRate < 0.5 {
+			t.Errorf("%s: hit rate %.2f", p.Name, row.HitRate)
+		}
+		if k := row.KVIndex; p.Config != "" {
+			if k == nil || k.Counters["stored"] == 0 || k.Batches == 0 || k.PeakEntries == 0 || k.LagP99 <= 0 {
+				t.Fatalf("%s: index %+v", p.Name, k)
+			}
+			if k.Counters["resyncs"] == 0 && k.Counters["orphans"] == 0 {
+				t.Errorf("%s: no sign of the restart in the index: %v", p.Name, k.Counters)
+			}
+		}
+		rows = append(rows, row)
+	}
+	md := QualityMarkdown(rows, o)
+	for _, want := range []string{"event lag p50 / p99 / max", "kvcache-aware: hit rate ≥ 97 % of oracle"} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// The report's tables read back as the rows they were written from.
+func TestParseQualityMarkdown(t *testing.T) {
+	w := Workloads()[0]
+	rows := []QualityRow{
+		{Workload: w.Name, Policy: "random", Requests: 750, OK: 749, OutputTokPerSec: 2393, TTFTP50: 0.273, TTFTP90: 0.676, TTFTP99: 1.26,
+			TPOTP50: 0.0294, TPOTP90: 0.0443, E2EP90: 9.52, HitRate: 0.242, PerEngineRequests: []int{188, 195, 178, 189}, MaxShare: 1.38, Preemptions: 3, LagP99: 4100 * time.Microsecond},
+		{Workload: w.Name, Policy: PolicyKVAware, Requests: 750, OK: 750, OutputTokPerSec: 2400, PerEngineRequests: []int{1, 2, 3, 4},
+			KVIndex: &KVIndexStats{Entries: 10, PeakEntries: 20, Counters: map[string]int64{"stored": 30}, Batches: 5}},
+	}
+	md := QualityMarkdown(rows, QualityOptions{Engines: 4, Workloads: []Workload{w}, Note: "Last run: now."})
+	got, note, err := ParseQualityMarkdown(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note != "Last run: now." || len(got) != 2 {
+		t.Fatalf("note %q, %d rows", note, len(got))
+	}
+	rows[1].KVIndex = nil // not read back
+	for i := range rows {
+		if fmt.Sprint(got[i]) != fmt.Sprint(rows[i]) {
+			t.Fatalf("row %d:\n got %+v\nwant %+v", i, got[i], rows[i])
+		}
 	}
 }

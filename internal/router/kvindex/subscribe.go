@@ -156,15 +156,19 @@ func (s *Subscriptions) run(ctx context.Context, sb *sub, w *Writer) {
 	log := s.log.WithValues("pod", sb.t.Pod, "endpoint", sb.t.Endpoint)
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		err := s.session(ctx, sb, w, func() { backoff = minBackoff })
+		wasConnected := false
+		err := s.session(ctx, sb, w, func() { backoff, wasConnected = minBackoff, true })
 		sb.connected.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		// A lost connection is usually an engine going away (restart,
-		// crash): its cache may be gone, so its blocks are not trusted
-		// until it is heard from again.
-		w.Resync()
+		if wasConnected {
+			// A lost connection is usually an engine going away (restart,
+			// crash): its cache may be gone, so its blocks are not trusted
+			// until it is heard from again.
+			w.Resync()
+			s.x.stats.Resyncs.Add(1)
+		}
 		log.V(4).Info("kv events subscription lost; retrying", "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
