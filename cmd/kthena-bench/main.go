@@ -87,7 +87,32 @@ func overhead(args []string) error {
 	inProcess := fs.Bool("engines-in-process", false, "run the engines in the benchmark process, next to the clients (the direct path then crosses no process boundary)")
 	fs.IntVar(&o.RouterProcs, "router-procs", 0, "GOMAXPROCS of the router process (0: all cores)")
 	out := fs.String("out", "docs/bench", "output directory")
+	mode := fs.String("mode", "standalone", "standalone: file provider, access log off; deployment: Kubernetes mode against a real kube-apiserver, access log on, /metrics scraped (writes overhead-deployment.md)")
+	var d bench.DeploymentOptions
+	fs.IntVar(&d.Rounds, "rounds", 2, "deployment mode: alternated phases per variant and scenario")
+	fs.IntVar(&d.SmallClients, "small-clients", 16, "deployment mode: closed-loop clients of small requests")
+	fs.IntVar(&d.StreamClients, "stream-clients", 50, "deployment mode: closed-loop clients of streamed requests")
+	fs.IntVar(&d.StreamChunks, "stream-chunks", 256, "deployment mode: chunks per streamed answer")
+	baseline := fs.String("baseline-binary", "", "deployment mode: also run the router of this kthena-bench binary (for example one built from the commit before a change), alternated with this build's")
+	routerEnv := fs.String("router-env", "", "deployment mode: comma-separated VAR=value added to the routers' environment (GODEBUG=gctrace=1)")
+	fs.StringVar(&d.LogDir, "log-dir", "", "deployment mode: keep the routers' access logs here")
 	_ = fs.Parse(args)
+	if *mode == "deployment" {
+		d.Engines, d.Rate, d.Duration, d.LargeBytes, d.LargeClients = o.Engines, o.Rate, o.Duration, o.LargeBytes, o.LargeConcurrency
+		d.RouterCommand, d.EngineCommand, d.CPUProfile, d.Only = o.RouterCommand, o.EngineCommand, o.CPUProfile, o.Only
+		if *routerBinary != "" {
+			d.RouterCommand = []string{*routerBinary, "router-child"}
+		}
+		if *baseline != "" {
+			d.BaselineCommand = []string{*baseline, "router-child"}
+		}
+		if *routerEnv != "" {
+			d.RouterEnv = strings.Split(*routerEnv, ",")
+		}
+		return deployment(d, *out)
+	} else if *mode != "standalone" {
+		return fmt.Errorf("-mode %q: want standalone or deployment", *mode)
+	}
 	if *inProcess {
 		o.EngineCommand = nil
 	}
@@ -110,6 +135,19 @@ func overhead(args []string) error {
 		return err
 	}
 	return write(*out, "overhead.md", "# Router overhead\n\n`go run ./cmd/kthena-bench overhead`\n\n"+run+md+"\n![latency through the router by offered rate](overhead.svg)\n")
+}
+
+func deployment(o bench.DeploymentOptions, out string) error {
+	start, load0 := time.Now(), loadavg()
+	res, err := bench.RunDeployment(context.Background(), o)
+	if err != nil {
+		return err
+	}
+	run := fmt.Sprintf("Run %s UTC, %s wall on %d CPUs; load average (1/5/15 min) %s at the start, %s at the end (the run's own processes included; other jobs share the machine).\n\n",
+		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg())
+	md := bench.DeploymentMarkdown(res, o)
+	fmt.Print(run + md)
+	return write(out, "overhead-deployment.md", "# Router overhead, deployed\n\n`go run ./cmd/kthena-bench overhead -mode=deployment`\n\n"+run+md)
 }
 
 type savedRows struct {

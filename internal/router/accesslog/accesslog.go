@@ -50,6 +50,30 @@ type Entry struct {
 	DurationHeld float64 `json:"duration_held,omitempty"`
 	// DurationQueued is how long the request waited in the fair queue.
 	DurationQueued float64 `json:"duration_queued,omitempty"`
+	// Stages, when the router records them (--access-log-stages), say
+	// where the request's time went inside the router.
+	Stages *Stages `json:"stages,omitempty"`
+}
+
+// Stages are the moments a request passed each step of the router, as
+// offsets from Entry.Timestamp (the handler's start, once net/http has
+// read the request head); zero for a step it did not reach. The text
+// format writes them in microseconds as
+// stages_us=body_read/parsed/routed/scheduled/upstream_start/sent/response_start/end.
+type Stages struct {
+	BodyRead      time.Duration `json:"body_read"`
+	Parsed        time.Duration `json:"parsed"`
+	Routed        time.Duration `json:"routed"`
+	Scheduled     time.Duration `json:"scheduled"`
+	UpstreamStart time.Duration `json:"upstream_start"`
+	// Sent: a connection was taken from the pool (or dialled) and the
+	// request written to it.
+	Sent time.Duration `json:"sent"`
+	// ResponseStart: the engine's answer is about to be written to the
+	// client (for a non-streamed answer, read whole).
+	ResponseStart time.Duration `json:"response_start"`
+	// End: the answer was relayed; metrics and this entry come next.
+	End time.Duration `json:"end"`
 }
 
 // Error is the error field.
@@ -155,6 +179,15 @@ func (l *Logger) Log(e *Entry) {
 		b = append(b, " held="...)
 		b = strconv.AppendFloat(b, e.DurationHeld, 'f', 2, 64)
 		b = append(b, "ms"...)
+	}
+	if s := e.Stages; s != nil {
+		b = append(b, " stages_us="...)
+		for i, d := range [...]time.Duration{s.BodyRead, s.Parsed, s.Routed, s.Scheduled, s.UpstreamStart, s.Sent, s.ResponseStart, s.End} {
+			if i > 0 {
+				b = append(b, '/')
+			}
+			b = strconv.AppendInt(b, d.Microseconds(), 10)
+		}
 	}
 	b = append(b, '\n')
 	l.buf = b

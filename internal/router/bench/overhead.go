@@ -93,7 +93,11 @@ type OverheadResult struct {
 // echoEngine answers at once, so every microsecond measured above the
 // direct path is the router's.
 func echoEngine() (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoEngineOn("127.0.0.1:0")
+}
+
+func echoEngineOn(addr string) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", err
 	}
@@ -115,7 +119,11 @@ func echoEngine() (*http.Server, string, error) {
 		}
 		if r.Header.Get("X-Stream") == "1" {
 			w.Header().Set("Content-Type", "text/event-stream")
-			for i := 0; i < 4; i++ {
+			chunks := 4
+			if n, err := strconv.Atoi(r.Header.Get("X-Chunks")); err == nil && n > 0 {
+				chunks = n
+			}
+			for i := 0; i < chunks; i++ {
 				fmt.Fprint(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok\"}}],\"usage\":null}\n\n")
 				w.(http.Flusher).Flush()
 			}
@@ -131,17 +139,35 @@ func echoEngine() (*http.Server, string, error) {
 }
 
 // ServeEngineChild starts echo engines (--engines N), prints their
-// addresses on one line and serves until stdin closes.
+// addresses on one line and serves until stdin closes. With --hosts
+// (comma-separated loopback addresses) there is one engine per host, all
+// on the same port, as pods of one ModelServer are.
 func ServeEngineChild(args []string) error {
 	n := 4
+	var hosts []string
 	for i := 0; i+1 < len(args); i += 2 {
-		if args[i] == "--engines" {
+		switch args[i] {
+		case "--engines":
 			v, err := strconv.Atoi(args[i+1])
 			if err != nil {
 				return fmt.Errorf("--engines: %w", err)
 			}
 			n = v
+		case "--hosts":
+			hosts = strings.Split(args[i+1], ",")
 		}
+	}
+	if len(hosts) > 0 {
+		srvs, addrs, err := enginesOnHosts(hosts)
+		if err != nil {
+			return err
+		}
+		for _, s := range srvs {
+			defer s.Close()
+		}
+		fmt.Println(strings.Join(addrs, " "))
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return nil
 	}
 	var addrs []string
 	for i := 0; i < n; i++ {
@@ -157,17 +183,49 @@ func ServeEngineChild(args []string) error {
 	return nil
 }
 
+// enginesOnHosts starts one echo engine per host on a port free on all
+// of them.
+func enginesOnHosts(hosts []string) ([]*http.Server, []string, error) {
+	for try := 0; try < 20; try++ {
+		first, addr, err := echoEngineOn(net.JoinHostPort(hosts[0], "0"))
+		if err != nil {
+			return nil, nil, err
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		srvs, addrs := []*http.Server{first}, []string{addr}
+		for _, h := range hosts[1:] {
+			s, a, err := echoEngineOn(net.JoinHostPort(h, port))
+			if err != nil {
+				break
+			}
+			srvs, addrs = append(srvs, s), append(addrs, a)
+		}
+		if len(srvs) == len(hosts) {
+			return srvs, addrs, nil
+		}
+		for _, s := range srvs {
+			_ = s.Close()
+		}
+	}
+	return nil, nil, errors.New("no port free on every engine host")
+}
+
 // ServeRouterChild is the child side of the benchmark: it starts a router
 // on 127.0.0.1:0 for an endpoints file, prints its address, and serves
-// until stdin closes.
+// until stdin closes. With --kubeconfig the router runs as deployed
+// instead: Kubernetes mode, access log on (to stdout, with stage timings),
+// a metrics listener, whose address follows the router's on the first
+// line.
 func ServeRouterChild(args []string) error {
-	var ep, prof string
+	var ep, prof, kubeconfig string
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--endpoints-file":
 			ep = args[i+1]
 		case "--cpuprofile":
 			prof = args[i+1]
+		case "--kubeconfig":
+			kubeconfig = args[i+1]
 		}
 	}
 	if prof != "" {
@@ -179,6 +237,9 @@ func ServeRouterChild(args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if kubeconfig != "" {
+		return serveDeployedRouter(kubeconfig)
 	}
 	r, err := runner.Start(context.Background(), runner.Options{Addr: "127.0.0.1:0", EndpointsFile: ep,
 		ScrapeInterval: time.Second, MaxBodyBytes: 32 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
@@ -194,14 +255,23 @@ type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	addr  string
+	// copied closes once the child's stdout is copied to its sink.
+	copied chan struct{}
 }
 
 func startChild(command []string, extra []string, procs int) (*child, error) {
+	return startChildEnv(command, extra, procs, nil, nil)
+}
+
+// startChildEnv starts a child with more environment; after the first
+// line, its stdout goes to rest (nil: not read).
+func startChildEnv(command []string, extra []string, procs int, env []string, rest io.Writer) (*child, error) {
 	args := append(append([]string{}, command[1:]...), extra...)
 	cmd := exec.Command(command[0], args...)
 	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), env...)
 	if procs > 0 {
-		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", procs))
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -214,16 +284,25 @@ func startChild(command []string, extra []string, procs int) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	br := bufio.NewReader(stdout)
+	line, err := br.ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("router child: %w", err)
 	}
-	return &child{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(line)}, nil
+	c := &child{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(line)}
+	if rest != nil {
+		c.copied = make(chan struct{})
+		go func() { defer close(c.copied); _, _ = io.Copy(rest, br) }()
+	}
+	return c, nil
 }
 
 func (c *child) stop() error {
 	_ = c.stdin.Close()
+	if c.copied != nil {
+		<-c.copied
+	}
 	return c.cmd.Wait()
 }
 

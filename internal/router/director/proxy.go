@@ -98,6 +98,9 @@ func (d *Director) proxy(c *call, pre func(*framework.Endpoint), describe func(c
 	var last *attemptError
 	ctx := c.r.Context()
 	c.upStart = time.Now()
+	if c.marks {
+		c.stages.UpstreamStart = c.upStart.Sub(c.start)
+	}
 	for i := 0; i < attempts; i++ {
 		if !b.pause(ctx, i) {
 			return errBackoffCancelled
@@ -244,6 +247,9 @@ func (d *Director) send(parent context.Context, c *call, up target, segs [][]byt
 		}
 	}
 	c.respFrom = time.Now()
+	if c.marks {
+		c.stages.ResponseStart = c.respFrom.Sub(c.start)
+	}
 	c.entry.StatusCode = resp.StatusCode
 	if !stream && resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -354,7 +360,11 @@ func (d *Director) roundTrip(ctx context.Context, cancel context.CancelCauseFunc
 	if timeout > 0 {
 		headerTimer = time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
 	}
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, upstream.NewBody(segs))
+	body := upstream.NewBody(segs)
+	if c.marks {
+		body.StampSent()
+	}
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, body)
 	if err != nil {
 		return nil, &attemptError{msg: err.Error()}
 	}
@@ -371,6 +381,9 @@ func (d *Director) roundTrip(ctx context.Context, cancel context.CancelCauseFunc
 	}
 	out.Header.Set("Content-Type", "application/json")
 	resp, err := up.rt.RoundTrip(out)
+	if t := body.Sent(); c.marks && !t.IsZero() {
+		c.stages.Sent = t.Sub(c.start)
+	}
 	if headerTimer != nil && !headerTimer.Stop() && context.Cause(ctx) == errHeaderTimeout {
 		if resp != nil {
 			resp.Body.Close()

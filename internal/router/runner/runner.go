@@ -71,7 +71,10 @@ type Options struct {
 	HeaderTimeout, BodyTimeout time.Duration
 	AccessLog                  bool
 	AccessLogFormat            string
-	Log                        logr.Logger
+	// AccessLogStages adds where each request's time went in the router
+	// to its access log entry (stages_us=...).
+	AccessLogStages bool
+	Log             logr.Logger
 	// KubernetesProvider starts the Kubernetes provider; the command sets
 	// it so that standalone builds and tests need no cluster client.
 	KubernetesProvider func(ctx context.Context, store *datastore.Store, log logr.Logger, synced func()) error
@@ -106,6 +109,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.BodyTimeout, "read-body-timeout", 2*time.Minute, "answer 408 to a request whose body takes longer to arrive")
 	fs.BoolVar(&o.AccessLog, "access-log", true, "write an access log entry per request to stdout")
 	fs.StringVar(&o.AccessLogFormat, "access-log-format", "text", "access log format: text or json")
+	fs.BoolVar(&o.AccessLogStages, "access-log-stages", false, "add to each access log entry when the request was read, parsed, routed, scheduled, sent upstream, answered and relayed (microseconds from the handler's start)")
 	var bindAddress string
 	fs.StringVar(&bindAddress, "bind-address", "", "address the router and metrics ports listen on (empty: all)")
 	o.Addr, o.MetricsAddr, o.DebugAddr = ":8080", ":9090", "127.0.0.1:15000"
@@ -225,6 +229,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
 		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
 		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load, Fairness: r.fair.Load, Migration: r.migrationLimits,
+		Stages: al != nil && o.AccessLogStages,
 	})
 	r.scraper = enginestate.New(enginestate.Options{Source: r.Store, Interval: o.ScrapeInterval, Log: o.Log,
 		OnError: func(t string) { r.Metrics.ScrapeErrors.WithLabelValues(t).Inc() }})

@@ -61,7 +61,19 @@ type conn struct {
 type Body struct {
 	segs [][]byte
 	i    int
+	// stamp asks Transport to note in sent when the request was written
+	// (the router's stage timings); off, no clock is read.
+	stamp bool
+	sent  time.Time
 }
+
+// StampSent makes Transport record when the request has been written (a
+// connection taken or dialled, head and body sent); read it with Sent.
+func (b *Body) StampSent() { b.stamp = true }
+
+// Sent is when Transport finished writing the request (zero: not
+// recorded or not sent).
+func (b *Body) Sent() time.Time { return b.sent }
 
 // NewBody returns a body of the given segments; the slice is not modified.
 func NewBody(segs [][]byte) *Body { return &Body{segs: slices.Clone(segs)} }
@@ -102,9 +114,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	var segs [][]byte
+	var sent *time.Time
 	length := req.ContentLength
 	replayable := req.Body == nil || req.Body == http.NoBody
 	if b, ok := req.Body.(*Body); ok {
+		if b.stamp {
+			sent = &b.sent
+		}
 		segs = slices.Clone(b.rest())
 		replayable = true
 		length = 0
@@ -117,7 +133,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req, segs, length)
+		resp, err := t.exchange(ctx, c, req, segs, length, sent)
 		if err == nil {
 			return resp, nil
 		}
@@ -140,7 +156,7 @@ func (e *staleError) Unwrap() error { return e.err }
 
 // exchange writes the request and reads the response head on c. On error
 // c is closed.
-func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte, length int64) (*http.Response, error) {
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte, length int64, sent *time.Time) (*http.Response, error) {
 	// Closing (not a deadline) tells the engine at once to stop working.
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	fail := func(err error) (*http.Response, error) {
@@ -150,6 +166,9 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, se
 	}
 	if err := c.writeRequest(req, segs, length); err != nil {
 		return fail(&staleError{err})
+	}
+	if sent != nil {
+		*sent = time.Now()
 	}
 	// Waiting for the first byte tells "closed before answering" apart
 	// from a broken response.
