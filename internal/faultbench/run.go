@@ -60,6 +60,13 @@ type env struct {
 	binDir, assetsDir string
 	routerURL         string
 	replicas          int
+	shared            *shared
+}
+
+// shared is what scenarios of one run set up once and reuse.
+type shared struct {
+	routerServiceURL string // the router replicas' Service
+	redis            *redisServer
 }
 
 func (e *env) childPath(name string) string {
@@ -90,16 +97,23 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 		assets = os.Getenv("KUBEBUILDER_ASSETS")
 	}
 	var reports []Report
+	sh := &shared{}
+	defer sh.stop()
 	for i, sc := range Scenarios() {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, sc.Name) {
 			continue
 		}
-		e := &env{c: in.Client, ns: "default", model: fmt.Sprintf("faults-%d", i), binDir: o.BinDir, assetsDir: assets, routerURL: in.RouterURL, replicas: 3}
+		e := &env{c: in.Client, ns: "default", model: fmt.Sprintf("faults-%d", i), binDir: o.BinDir, assetsDir: assets, routerURL: in.RouterURL, replicas: 3, shared: sh}
 		o.Progress("scenario %q: deploying %s", sc.Name, e.model)
-		if err := e.deploy(ctx, o); err != nil {
+		if err := e.deploy(ctx, o, sc); err != nil {
 			return reports, fmt.Errorf("%s: %w", sc.Name, err)
 		}
-		r := runScenario(ctx, o, in.RouterURL, e, sc)
+		if sc.Setup != nil {
+			if err := sc.Setup(ctx, e); err != nil {
+				return reports, fmt.Errorf("%s: %w", sc.Name, err)
+			}
+		}
+		r := runScenario(ctx, o, e, sc)
 		o.Progress("scenario %q: %d sent, %d succeeded, %d failed, %d lost; p99 %s before, %s during (fault handled in %s)",
 			sc.Name, r.Sent, r.Succeeded, r.Failed, r.Lost, r.P99Before.Round(time.Millisecond), r.P99During.Round(time.Millisecond), r.FaultTook.Round(time.Millisecond))
 		reports = append(reports, r)
@@ -108,8 +122,8 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 	return reports, nil
 }
 
-func runScenario(ctx context.Context, o Options, routerURL string, e *env, sc Scenario) Report {
-	load := Load{URL: routerURL, Model: e.model, Clients: o.Clients, MaxTokens: o.MaxTokens, Deadline: 60 * time.Second}
+func runScenario(ctx context.Context, o Options, e *env, sc Scenario) Report {
+	load := Load{URL: e.routerURL, Model: e.model, Clients: o.Clients, MaxTokens: o.MaxTokens, Deadline: 60 * time.Second}
 	lctx, stop := context.WithCancel(ctx)
 	results := make(chan []Result, 1)
 	go func() { results <- load.Run(lctx) }()
@@ -164,7 +178,7 @@ func p99(ds []time.Duration) time.Duration {
 // deploy creates a ModelServing of three simulated engines (with a preStop
 // sleep, so that a deleted pod drains), its ModelServer and ModelRoute, and
 // waits until the router serves it.
-func (e *env) deploy(ctx context.Context, o Options) error {
+func (e *env) deploy(ctx context.Context, o Options, sc Scenario) error {
 	ms := &workloadv1alpha1.ModelServing{
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: e.model},
 		Spec: workloadv1alpha1.ModelServingSpec{
@@ -202,6 +216,13 @@ func (e *env) deploy(ctx context.Context, o Options) error {
 		ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: e.model},
 		Spec: networkingv1alpha1.ModelRouteSpec{ModelName: e.model,
 			Rules: []*networkingv1alpha1.Rule{{TargetModels: []*networkingv1alpha1.TargetModel{{ModelServerName: e.model}}}}},
+	}
+	if sc.RateLimit != nil {
+		rl, err := sc.RateLimit(ctx, e)
+		if err != nil {
+			return err
+		}
+		route.Spec.RateLimit = rl
 	}
 	for _, obj := range []client.Object{ms, srv, route} {
 		if err := e.c.Create(ctx, obj); err != nil {

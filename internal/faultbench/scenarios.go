@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 )
 
@@ -26,6 +27,11 @@ type Scenario struct {
 	Inject func(ctx context.Context, e *env) error
 	// NoFailures: the target is 0 failed, not only 0 lost.
 	NoFailures bool
+	// RateLimit, when set, gives the model's ModelRoute a rate limit.
+	RateLimit func(ctx context.Context, e *env) (*networkingv1alpha1.RateLimit, error)
+	// Setup, when set, runs after the model is served and before the load
+	// (it may point the load elsewhere).
+	Setup func(ctx context.Context, e *env) error
 }
 
 // Scenarios are the fault-injection scenarios, in the order they run.
@@ -56,6 +62,9 @@ func Scenarios() []Scenario {
 		{Name: "router restarted (single router, drained)", Inject: func(ctx context.Context, e *env) error {
 			return e.signalChild(ctx, "kthena-router", syscall.SIGTERM)
 		}},
+		{Name: "router restarted: one of two replicas (drained)", NoFailures: true,
+			Setup:  func(ctx context.Context, e *env) error { return e.useRouterService(ctx) },
+			Inject: func(ctx context.Context, e *env) error { return e.restartRouterReplica(ctx) }},
 		{Name: "controller manager killed mid-rollout", NoFailures: true, Inject: func(ctx context.Context, e *env) error {
 			return e.rollout(ctx, func(*workloadv1alpha1.ModelServing) {
 				go func() {
@@ -70,6 +79,12 @@ func Scenarios() []Scenario {
 			}
 			return sleepCtx(ctx, 10*time.Second)
 		}},
+		{Name: "Redis restarted under global rate limits",
+			RateLimit: func(ctx context.Context, e *env) (*networkingv1alpha1.RateLimit, error) {
+				return e.globalRateLimit(ctx)
+			},
+			Setup:  func(ctx context.Context, e *env) error { return e.useRouterService(ctx) },
+			Inject: func(ctx context.Context, e *env) error { return e.restartRedis(ctx, 5*time.Second) }},
 	}
 }
 
