@@ -129,14 +129,23 @@ func (c *cycle) source(u *unit) metricSource {
 	return splitSource{pod: u.source, prom: c.prom}
 }
 
-// decide runs a unit's scaler, or answers a scale-from-zero request.
-func (c *cycle) decide(u *unit, current int32, ev evaluation, lo, hi int32, wake bool) (decision, string) {
-	if wake && current == 0 {
-		n := min(max(lo, 1), hi)
+// decide runs a unit's scaler, or answers a request for capacity: at zero
+// the wake size (perReplica requests per replica) is written at once;
+// above zero it is one more recommendation, so it raises the count at the
+// scale-up pace and never lowers it.
+func (c *cycle) decide(u *unit, current int32, ev evaluation, lo, hi int32, w wakeUp, perReplica float64) (decision, string) {
+	if !w.pending() {
+		d := u.scaler.correct(c.now, current, ev.recommended, lo, hi)
+		return d, scaleReason(current, d.replicas)
+	}
+	u.wokeAt = w.at
+	size := w.size(perReplica)
+	if current == 0 {
+		n := min(max(lo, 1, size), hi)
 		u.scaler.force(c.now, n)
 		return decision{replicas: n, mode: ModeStable}, ReasonScaledFromZero
 	}
-	d := u.scaler.correct(c.now, current, ev.recommended, lo, hi)
+	d := u.scaler.correct(c.now, current, max(ev.recommended, size), lo, hi)
 	return d, scaleReason(current, d.replicas)
 }
 
@@ -274,7 +283,9 @@ func (c *cycle) homogeneous(ctx context.Context) error {
 	if old != nil && old.Name == name {
 		lastScale = old.LastScaleTime
 	}
-	d, reason := c.decide(u, current, ev, t.MinReplicas, t.MaxReplicas, wakePending(ms, lastScale))
+	var w wakeUp
+	w.collect(u, ms, lastScale)
+	d, reason := c.decide(u, current, ev, t.MinReplicas, t.MaxReplicas, w, requestsPerReplica(c.pol, metrics, t.Target.MetricSources))
 	ts := &workloadv1alpha1.TargetScalingStatus{Name: name, CurrentReplicas: current, DesiredReplicas: d.replicas, Mode: d.mode, LastScaleTime: lastScale}
 	c.status.HomogeneousStatus = ts
 	c.record(name, current, d.replicas, d.mode, ev)
@@ -284,7 +295,7 @@ func (c *cycle) homogeneous(ctx context.Context) error {
 		}
 		u.written = d.replicas
 		ts.LastScaleTime = &metav1.Time{Time: c.now}
-		c.scaled(ms, name, current, d.replicas, reason, ev.summary())
+		c.scaled(ms, name, current, d.replicas, reason, w.why(ev.summary()))
 	}
 	c.metricsReady(ev.ok, current == 0 && d.replicas == 0, unitEval{ev: ev})
 	return nil
@@ -316,8 +327,9 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 		costs    []costTarget
 		current  int32
 		lo, hi   int32
-		wake     bool
+		wake     wakeUp
 		weighted float64
+		perRepl  float64
 	)
 	scales := map[string]*autoscalingv1.Scale{}
 	oldStatus := map[string]*metav1.Time{}
@@ -349,7 +361,12 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 		lo += prm.MinReplicas
 		hi += prm.MaxReplicas
 		weighted += ppr * float64(scale.Spec.Replicas)
-		wake = wake || wakePending(ms, oldStatus[name])
+		wake.collect(c.st.unit("", c.r.podConfig), ms, oldStatus[name])
+		// Tiers may read different series; the smallest per-replica
+		// figure sizes the wake (more capacity rather than less).
+		if pr := requestsPerReplica(c.pol, metrics, prm.Target.MetricSources); perRepl == 0 || (pr > 0 && pr < perRepl) {
+			perRepl = pr
+		}
 	}
 	c.setCondition(ConditionTargetFound, true, ReasonTargetFound, fmt.Sprintf("%d ModelServings", len(targets)))
 	ppr := 1.0
@@ -358,7 +375,7 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 	}
 	ev := evaluate(current, lo, hi, c.tol, metrics, pool(readings, len(metrics)), ppr)
 	total := c.st.unit("", c.r.podConfig)
-	d, reason := c.decide(total, current, ev, lo, hi, wake)
+	d, reason := c.decide(total, current, ev, lo, hi, wake, perRepl)
 	split := place(costs, d.replicas, t.CostExpansionRatePercent)
 	c.record("", current, d.replicas, d.mode, ev)
 	if reason == "" {
@@ -398,7 +415,7 @@ func (c *cycle) heterogeneous(ctx context.Context) error {
 		} else if split[i] == 0 {
 			r = ReasonScaledToZero
 		}
-		c.scaled(tg.ms, tg.name, tg.current, split[i], r, ev.summary())
+		c.scaled(tg.ms, tg.name, tg.current, split[i], r, wake.why(ev.summary()))
 	}
 	c.status.HeterogeneousStatus = statuses
 	if errors.Is(werr, errStop) {

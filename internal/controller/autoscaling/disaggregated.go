@@ -75,7 +75,10 @@ func (c *cycle) disaggregated(ctx context.Context) error {
 	for _, ru := range roles {
 		allZero = allZero && ru.current == 0
 	}
-	wake := allZero && wakePending(ms, lastScale)
+	// A request for capacity acts on a disaggregated target only at zero
+	// (both roles); each role is then sized from the demand by its own
+	// metrics.
+	wake := false
 
 	var evs []unitEval
 	anyOK := true
@@ -98,7 +101,12 @@ func (c *cycle) disaggregated(ctx context.Context) error {
 		}
 		readings := c.source(ru.u).read(ctx, c.now, pods, requestsFor(metrics, p.MetricSources))
 		ru.ev = evaluate(ru.current, ru.b.lo, ru.b.hi, c.tol, metrics, readings, float64(groups))
-		ru.d, ru.reason = c.decide(ru.u, ru.current, ru.ev, ru.b.lo, ru.b.hi, wake)
+		var w wakeUp
+		if allZero {
+			w.collect(ru.u, ms, lastScale)
+		}
+		wake = wake || w.pending()
+		ru.d, ru.reason = c.decide(ru.u, ru.current, ru.ev, ru.b.lo, ru.b.hi, w, requestsPerReplica(c.pol, metrics, p.MetricSources))
 		anyOK = anyOK && (ru.ev.ok || ru.current == 0)
 		evs = append(evs, unitEval{prefix: ru.name + ": ", ev: ru.ev})
 	}

@@ -75,6 +75,8 @@ type unit struct {
 	// made by others.
 	written    int32
 	hasWritten bool
+	// wokeAt is the latest request for capacity acted on (wakeUp.collect).
+	wokeAt time.Time
 }
 
 func (r *Reconciler) now() time.Time {

@@ -266,3 +266,62 @@ func TestBadMetricsDoNotScaleWildly(t *testing.T) {
 		t.Fatalf("ready %+v", c)
 	}
 }
+
+// TestWakeSizedByDemand: a request for capacity that carries the router's
+// held demand wakes the target to ⌈demand / requests per replica⌉ (here the
+// waiting target, 10), raises it while the demand grows, never lowers it,
+// and stays within maxReplicas.
+func TestWakeSizedByDemand(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	startManager(t, ns)
+	f := startFleet(t, ns)
+	f.setLoad("", 0)
+	create(t, msOf(ns, "m", 0))
+	create(t, homogeneousPolicy(ns, "p", "m", 0, 6, quickBehavior(time.Minute)))
+	eventually(t, 10*time.Second, func() error {
+		if c := meta.FindStatusCondition(getPolicy(t, ns, "p").Status.Conditions, autoscaling.ConditionReady); c == nil || c.Reason != autoscaling.ReasonAtZero {
+			return fmt.Errorf("ready %+v", c)
+		}
+		return nil
+	})
+	key := types.NamespacedName{Namespace: ns, Name: "m"}
+	ask := func(demand int) {
+		t.Helper()
+		if err := autoscaling.RequestCapacity(context.Background(), env.Client, key, time.Now(), demand); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ask(35) // 35 held, 10 per replica
+	wantReplicas(t, 5*time.Second, ns, "m", 4)
+	lastScale := func(reason, msg string) {
+		t.Helper()
+		eventually(t, 5*time.Second, func() error {
+			c := meta.FindStatusCondition(getPolicy(t, ns, "p").Status.Conditions, autoscaling.ConditionLastScale)
+			if c == nil || c.Reason != reason || !strings.Contains(c.Message, msg) {
+				return fmt.Errorf("last scale %+v", c)
+			}
+			return nil
+		})
+	}
+	lastScale(autoscaling.ReasonScaledFromZero, "0 -> 4 (35 requests waiting at the router")
+	if got := getMS(t, ns, "m").Annotations[autoscaling.ScaleFromZeroDemandAnnotation]; got != "35" {
+		t.Fatalf("demand annotation %q", got)
+	}
+
+	// The pods are starting and more requests arrive: the next request
+	// raises the count; beyond maxReplicas it is capped.
+	time.Sleep(1100 * time.Millisecond) // the scale-up period (1 s) passes
+	ask(55)
+	wantReplicas(t, 5*time.Second, ns, "m", 6)
+	lastScale(autoscaling.ReasonScaledUp, "4 -> 6 (55 requests waiting at the router")
+	ask(500)
+	ask(3) // a smaller demand never lowers the count
+	consistently(t, 1500*time.Millisecond, func() error {
+		if got := replicas(t, ns, "m"); got != 6 {
+			return fmt.Errorf("replicas %d, want 6", got)
+		}
+		return nil
+	})
+}
