@@ -2,8 +2,10 @@
 // (a model scaled to zero, or all of its pods restarting) until a pod is
 // ready, and meanwhile asks for capacity, so that the autoscaler scales up
 // at once rather than at its next period. Held requests are bounded per
-// ModelServer and each waits at most a deadline; they are released in
-// arrival order when the ModelServer becomes servable.
+// ModelServer and each waits at most a deadline for a ready pod. They are
+// released oldest first, paced to what the ready pods take at once, so that
+// a backlog neither floods the first pod nor reaches it out of order; while
+// some are still held, requests that arrive queue behind them.
 package coldstart
 
 import (
@@ -36,23 +38,39 @@ var (
 
 // Waker asks for capacity behind a ModelServer.
 type Waker interface {
-	// Wake asks whatever scales the ModelServer's workloads to bring up
-	// pods now. It returns ErrNoWorkload when there is nothing to scale.
-	Wake(ctx context.Context, server *networkingv1alpha1.ModelServer) error
+	// Wake asks whatever scales the ModelServer's workloads for capacity
+	// for demand requests now: those held, plus those released and not
+	// finished while some are still held. It returns ErrNoWorkload when
+	// there is nothing to scale.
+	Wake(ctx context.Context, server *networkingv1alpha1.ModelServer, demand int) error
 }
+
+// Capacity reports how many requests a ModelServer's ready pods take at
+// once; 0 while it has none (or cannot be served). The Holder asks it on
+// every Notify, on every tick of its wake loop and whenever a released
+// request finishes, and releases held requests while fewer than that many
+// of those it released are unfinished.
+type Capacity func() int
 
 // Limits bound holding; they may change while requests are held.
 type Limits struct {
 	// MaxHeld is the most requests held per ModelServer; 0 disables
 	// holding.
 	MaxHeld int
-	// Timeout is how long one request is held at most.
+	// Timeout is how long one request is held at most while the
+	// ModelServer has no ready pod. A request still held for capacity
+	// once pods are ready does not time out: without the holder it would
+	// wait in an engine's queue instead.
 	Timeout time.Duration
 	// WakeInterval is how often a wake is sent again while requests are
 	// held: a request that arrives as the target is being scaled down to
 	// zero is older than that scale, so the autoscaler ignores it, and the
-	// next one wakes the target.
+	// next one wakes the target. It also carries the demand as it grows.
 	WakeInterval time.Duration
+	// ReleasePerPod is how many held requests a ready pod is first given
+	// (the caller's Capacity counts with it; see ReleasePerPod); 0 releases
+	// every held request at once.
+	ReleasePerPod int
 }
 
 // Holder holds requests. It is safe for concurrent use.
@@ -65,17 +83,25 @@ type Holder struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue
-	// held counts queues, so that Notify costs nothing when none is held.
+	// held counts queues, so that Notify and Holds cost nothing when none
+	// is held.
 	held atomic.Int32
 }
 
 type queue struct {
 	key      string
 	server   *networkingv1alpha1.ModelServer
-	servable func() bool
+	capacity Capacity
 	waiters  []*waiter // arrival order
-	since    time.Time
-	stop     chan struct{}
+	// running counts requests released from this queue and not finished.
+	running int
+	since   time.Time
+	// released is set at the first release (the end of the cold start).
+	released bool
+	// noWorkload is set when the Waker said nothing can scale the
+	// ModelServer while it could serve: waking stops, pacing goes on.
+	noWorkload bool
+	stop       chan struct{}
 }
 
 type waiter struct {
@@ -104,28 +130,53 @@ func (h *Holder) SetLimits(l Limits) {
 // Enabled reports whether requests are held at all.
 func (h *Holder) Enabled() bool { return h != nil && h.limits.Load().MaxHeld > 0 }
 
-// Hold returns once servable reports true, or with ErrOverflow,
-// ErrTimeout, ErrNotServable or the context's error. key names the
-// ModelServer (namespace/name); servable is checked again on every Notify.
-func (h *Holder) Hold(ctx context.Context, server *networkingv1alpha1.ModelServer, key string, servable func() bool) (time.Duration, error) {
-	if servable() {
-		return 0, nil
+// ReleasePerPod is Limits.ReleasePerPod, for the Capacity of callers.
+func (h *Holder) ReleasePerPod() int { return h.limits.Load().ReleasePerPod }
+
+// Holds reports whether requests are held for key: a new request for it
+// must then queue behind them (Hold) even if the ModelServer has ready
+// pods, or it would overtake them.
+func (h *Holder) Holds(key string) bool {
+	if h == nil || h.held.Load() == 0 {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.queues[key] != nil
+}
+
+func nothing() {}
+
+// Hold returns once the request may go to the ModelServer, or with
+// ErrOverflow, ErrTimeout, ErrNotServable or the context's error. key
+// names the ModelServer (namespace/name). On success the caller must call
+// done once the request has finished, whatever its outcome: what the
+// holder releases next depends on it. A request for a ModelServer with
+// capacity and nothing held returns at once.
+func (h *Holder) Hold(ctx context.Context, server *networkingv1alpha1.ModelServer, key string, capacity Capacity) (done func(), held time.Duration, err error) {
+	if !h.Holds(key) && capacity() > 0 {
+		return nothing, 0, nil
 	}
 	l := h.limits.Load()
 	start := time.Now()
 	h.mu.Lock()
 	q := h.queues[key]
+	if q == nil && capacity() > 0 {
+		// The queue drained since Holds: nothing to wait behind.
+		h.mu.Unlock()
+		return nothing, 0, nil
+	}
 	first := q == nil
 	if first {
-		q = &queue{key: key, servable: servable, since: start, stop: make(chan struct{})}
+		q = &queue{key: key, since: start, stop: make(chan struct{})}
 		h.queues[key] = q
 		h.held.Add(1)
 	}
-	q.server = server
+	q.server, q.capacity = server, capacity
 	if len(q.waiters) >= l.MaxHeld {
 		h.mu.Unlock()
 		h.count(key, "overflow")
-		return 0, fmt.Errorf("%w (%d)", ErrOverflow, l.MaxHeld)
+		return nothing, 0, fmt.Errorf("%w (%d)", ErrOverflow, l.MaxHeld)
 	}
 	w := &waiter{release: make(chan struct{}), at: start}
 	q.waiters = append(q.waiters, w)
@@ -136,85 +187,153 @@ func (h *Holder) Hold(ctx context.Context, server *networkingv1alpha1.ModelServe
 			m.ColdStarts.WithLabelValues(key).Inc()
 		}
 		h.log.Info("holding requests: ModelServer has no ready pod", "modelServer", key)
-		if errors.Is(h.wake(q), ErrNoWorkload) {
+		if errors.Is(h.wake(q), ErrNoWorkload) && capacity() <= 0 {
 			h.releaseAll(q, ErrNotServable)
 		} else {
 			go h.loop(q)
 		}
 	}
-	// A pod may have become ready between the first check and the enqueue.
-	h.Notify()
+	// A pod may have become ready, or a slot free, since the enqueue.
+	h.dispatch(q)
 
 	timer := time.NewTimer(l.Timeout)
 	defer timer.Stop()
-	select {
-	case <-w.release:
-	case <-timer.C:
-		if h.leave(q, w, "timeout") {
-			return time.Since(start), fmt.Errorf("%w (%s)", ErrTimeout, l.Timeout)
+	for {
+		select {
+		case <-w.release:
+		case <-timer.C:
+			// Pods are ready and the request waits for a slot: it
+			// would be queued at an engine otherwise, so it waits on.
+			if capacity() > 0 {
+				timer.Reset(l.Timeout)
+				continue
+			}
+			if h.leave(q, w, "timeout") {
+				return nothing, time.Since(start), fmt.Errorf("%w (%s)", ErrTimeout, l.Timeout)
+			}
+		case <-ctx.Done():
+			if h.leave(q, w, "cancelled") {
+				return nothing, time.Since(start), ctx.Err()
+			}
 		}
-	case <-ctx.Done():
-		if h.leave(q, w, "cancelled") {
-			return time.Since(start), ctx.Err()
-		}
+		break
 	}
 	<-w.release
-	return time.Since(start), w.err
+	if w.err != nil {
+		return nothing, time.Since(start), w.err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { h.finished(q) }) }, time.Since(start), nil
 }
 
-// Notify checks every held ModelServer and releases those now servable.
-// The datastore calls it after every endpoint change.
+// finished counts a released request of q as done and releases the next.
+func (h *Holder) finished(q *queue) {
+	h.mu.Lock()
+	q.running--
+	h.mu.Unlock()
+	h.dispatch(q)
+}
+
+// Notify releases what every held ModelServer can now take. The datastore
+// calls it after every endpoint change.
 func (h *Holder) Notify() {
 	if h == nil || h.held.Load() == 0 {
 		return
 	}
 	h.mu.Lock()
-	var ready []*queue
+	qs := make([]*queue, 0, len(h.queues))
 	for _, q := range h.queues {
-		if q.servable() {
-			ready = append(ready, q)
-		}
+		qs = append(qs, q)
 	}
 	h.mu.Unlock()
-	for _, q := range ready {
-		h.releaseAll(q, nil)
+	for _, q := range qs {
+		h.dispatch(q)
 	}
 }
 
-// releaseAll ends q: its waiters return err (nil: served), oldest first.
+// dispatch releases q's oldest waiters while its capacity exceeds what it
+// released and has not finished; the queue ends when none is left.
+func (h *Holder) dispatch(q *queue) {
+	limit := h.capacityOf(q)
+	h.mu.Lock()
+	if h.queues[q.key] != q {
+		h.mu.Unlock()
+		return
+	}
+	n := min(max(limit-q.running, 0), len(q.waiters))
+	if n == 0 {
+		h.mu.Unlock()
+		return
+	}
+	ws := make([]*waiter, n)
+	copy(ws, q.waiters)
+	q.waiters = append(q.waiters[:0], q.waiters[n:]...)
+	q.running += n
+	first := !q.released
+	q.released = true
+	left := len(q.waiters)
+	if left == 0 {
+		h.end(q)
+	}
+	for _, w := range ws {
+		w.done = true
+	}
+	h.mu.Unlock()
+	now := time.Now()
+	if first {
+		h.log.Info("releasing held requests", "modelServer", q.key, "requests", n, "stillHeld", left, "coldStart", now.Sub(q.since).String())
+		if m := h.metrics; m != nil {
+			m.ColdStartDuration.WithLabelValues(q.key).Observe(now.Sub(q.since).Seconds())
+		}
+	} else {
+		h.log.V(1).Info("releasing held requests", "modelServer", q.key, "requests", n, "stillHeld", left)
+	}
+	for _, w := range ws { // oldest first
+		close(w.release)
+		h.count(q.key, "released")
+		h.gauge(q.key, -1)
+		if h.metrics != nil {
+			h.metrics.HoldDuration.WithLabelValues(q.key).Observe(now.Sub(w.at).Seconds())
+		}
+	}
+}
+
+// capacityOf asks q's latest Capacity (each Hold brings its own).
+func (h *Holder) capacityOf(q *queue) int {
+	h.mu.Lock()
+	c := q.capacity
+	h.mu.Unlock()
+	return c()
+}
+
+// end removes q from the held queues; h.mu must be held.
+func (h *Holder) end(q *queue) {
+	if h.queues[q.key] == q {
+		delete(h.queues, q.key)
+		h.held.Add(-1)
+		close(q.stop)
+	}
+}
+
+// releaseAll ends q: its waiters return err, oldest first.
 func (h *Holder) releaseAll(q *queue, err error) {
 	h.mu.Lock()
 	if h.queues[q.key] != q {
 		h.mu.Unlock()
 		return
 	}
-	delete(h.queues, q.key)
-	h.held.Add(-1)
-	close(q.stop)
+	h.end(q)
 	ws := q.waiters
 	q.waiters = nil
 	for _, w := range ws {
 		w.done = true
 	}
 	h.mu.Unlock()
-	now := time.Now()
-	outcome := "released"
-	if err != nil {
-		outcome = "not_servable"
-	} else {
-		h.log.Info("released held requests", "modelServer", q.key, "requests", len(ws), "coldStart", now.Sub(q.since).String())
-		if m := h.metrics; m != nil {
-			m.ColdStartDuration.WithLabelValues(q.key).Observe(now.Sub(q.since).Seconds())
-		}
-	}
 	for _, w := range ws {
 		w.err = err
 		close(w.release)
-		h.count(q.key, outcome)
+		h.count(q.key, "not_servable")
 		h.gauge(q.key, -1)
-		if err == nil && h.metrics != nil {
-			h.metrics.HoldDuration.WithLabelValues(q.key).Observe(now.Sub(w.at).Seconds())
-		}
 	}
 }
 
@@ -233,10 +352,8 @@ func (h *Holder) leave(q *queue, w *waiter, outcome string) bool {
 			break
 		}
 	}
-	if len(q.waiters) == 0 && h.queues[q.key] == q {
-		delete(h.queues, q.key)
-		h.held.Add(-1)
-		close(q.stop)
+	if len(q.waiters) == 0 {
+		h.end(q)
 	}
 	h.mu.Unlock()
 	close(w.release)
@@ -246,7 +363,8 @@ func (h *Holder) leave(q *queue, w *waiter, outcome string) bool {
 }
 
 // loop wakes q's workloads again every WakeInterval while requests are
-// held, and checks servability in case an endpoint change was missed.
+// held, and releases what the capacity allows in case an endpoint change
+// was missed or an engine's scraped state changed its capacity.
 func (h *Holder) loop(q *queue) {
 	t := time.NewTicker(h.limits.Load().WakeInterval)
 	defer t.Stop()
@@ -259,21 +377,32 @@ func (h *Holder) loop(q *queue) {
 			return
 		case <-t.C:
 		}
-		h.Notify()
-		if errors.Is(h.wake(q), ErrNoWorkload) {
-			h.releaseAll(q, ErrNotServable)
-			return
+		h.dispatch(q)
+		h.mu.Lock()
+		quiet := q.noWorkload
+		h.mu.Unlock()
+		if quiet || !errors.Is(h.wake(q), ErrNoWorkload) {
+			continue
 		}
+		if h.capacityOf(q) > 0 {
+			// Nothing to scale, but pods to pace onto.
+			h.mu.Lock()
+			q.noWorkload = true
+			h.mu.Unlock()
+			continue
+		}
+		h.releaseAll(q, ErrNotServable)
+		return
 	}
 }
 
 func (h *Holder) wake(q *queue) error {
 	h.mu.Lock()
-	server := q.server
+	server, demand := q.server, len(q.waiters)+q.running
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
 	defer cancel()
-	err := h.waker.Wake(ctx, server)
+	err := h.waker.Wake(ctx, server, demand)
 	result := "ok"
 	switch {
 	case errors.Is(err, ErrNoWorkload):

@@ -3,6 +3,8 @@ package coldstart
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,12 +19,14 @@ import (
 )
 
 type fakeWaker struct {
-	calls atomic.Int32
-	err   atomic.Pointer[error]
+	calls  atomic.Int32
+	demand atomic.Int32
+	err    atomic.Pointer[error]
 }
 
-func (f *fakeWaker) Wake(context.Context, *networkingv1alpha1.ModelServer) error {
+func (f *fakeWaker) Wake(_ context.Context, _ *networkingv1alpha1.ModelServer, demand int) error {
 	f.calls.Add(1)
+	f.demand.Store(int32(demand))
 	if e := f.err.Load(); e != nil {
 		return *e
 	}
@@ -38,6 +42,19 @@ func newHolder(t *testing.T, w Waker, l Limits) (*Holder, *metrics.Metrics) {
 
 var server = &networkingv1alpha1.ModelServer{}
 
+// whenReady is the capacity of a ModelServer that takes any number of
+// requests once ready is set.
+func whenReady(ready *atomic.Bool) Capacity {
+	return func() int {
+		if ready.Load() {
+			return math.MaxInt
+		}
+		return 0
+	}
+}
+
+func never() int { return 0 }
+
 // Requests held while nothing is ready are released together when the
 // ModelServer becomes servable; the wake is sent at once
 // and again while they wait.
@@ -45,7 +62,7 @@ func TestHoldReleasesWhenServable(t *testing.T) {
 	w := &fakeWaker{}
 	h, m := newHolder(t, w, Limits{MaxHeld: 10, Timeout: 10 * time.Second, WakeInterval: 20 * time.Millisecond})
 	var ready atomic.Bool
-	servable := ready.Load
+	servable := whenReady(&ready)
 
 	var mu sync.Mutex
 	var order []int
@@ -54,7 +71,7 @@ func TestHoldReleasesWhenServable(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := h.Hold(context.Background(), server, "ns/s", servable); err != nil {
+			if _, _, err := h.Hold(context.Background(), server, "ns/s", servable); err != nil {
 				t.Errorf("request %d: %v", i, err)
 			}
 			mu.Lock()
@@ -85,7 +102,7 @@ func TestHoldReleasesWhenServable(t *testing.T) {
 		t.Fatal("wakes go on after the release")
 	}
 	// Servable now: no hold, no wake.
-	if d, err := h.Hold(context.Background(), server, "ns/s", servable); err != nil || d != 0 {
+	if _, d, err := h.Hold(context.Background(), server, "ns/s", servable); err != nil || d != 0 {
 		t.Fatalf("servable: held %v, %v", d, err)
 	}
 }
@@ -95,7 +112,7 @@ func TestReleaseOrder(t *testing.T) {
 	h, _ := newHolder(t, &fakeWaker{}, Limits{MaxHeld: 10, Timeout: time.Minute, WakeInterval: time.Hour})
 	var ready atomic.Bool
 	for range 3 {
-		go func() { _, _ = h.Hold(context.Background(), server, "k", ready.Load) }()
+		go func() { _, _, _ = h.Hold(context.Background(), server, "k", whenReady(&ready)) }()
 		n := 0
 		waitFor(t, func() bool {
 			h.mu.Lock()
@@ -128,13 +145,12 @@ func TestReleaseOrder(t *testing.T) {
 
 func TestHoldBounds(t *testing.T) {
 	h, m := newHolder(t, &fakeWaker{}, Limits{MaxHeld: 2, Timeout: 300 * time.Millisecond, WakeInterval: time.Hour})
-	never := func() bool { return false }
 	errs := make(chan error, 2)
 	for range 2 {
-		go func() { _, err := h.Hold(context.Background(), server, "k", never); errs <- err }()
+		go func() { _, _, err := h.Hold(context.Background(), server, "k", never); errs <- err }()
 	}
 	waitFor(t, func() bool { return testutil.ToFloat64(m.HeldRequests.WithLabelValues("k")) == 2 })
-	if _, err := h.Hold(context.Background(), server, "k", never); !errors.Is(err, ErrOverflow) {
+	if _, _, err := h.Hold(context.Background(), server, "k", never); !errors.Is(err, ErrOverflow) {
 		t.Fatalf("third request: %v, want overflow", err)
 	}
 	for range 2 {
@@ -148,7 +164,7 @@ func TestHoldBounds(t *testing.T) {
 	// A client that goes away leaves the queue.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	if _, err := h.Hold(ctx, server, "k", never); !errors.Is(err, context.Canceled) {
+	if _, _, err := h.Hold(ctx, server, "k", never); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	if got := testutil.ToFloat64(m.HeldRequests.WithLabelValues("k")); got != 0 {
@@ -169,7 +185,7 @@ func TestHoldNoWorkload(t *testing.T) {
 	w.err.Store(&e)
 	h, _ := newHolder(t, w, Limits{MaxHeld: 5, Timeout: time.Minute, WakeInterval: 20 * time.Millisecond})
 	start := time.Now()
-	if _, err := h.Hold(context.Background(), server, "k", func() bool { return false }); !errors.Is(err, ErrNotServable) {
+	if _, _, err := h.Hold(context.Background(), server, "k", never); !errors.Is(err, ErrNotServable) {
 		t.Fatalf("%v, want not servable", err)
 	}
 	if time.Since(start) > 5*time.Second {
@@ -178,7 +194,7 @@ func TestHoldNoWorkload(t *testing.T) {
 
 	w.err.Store(nil)
 	done := make(chan error, 1)
-	go func() { _, err := h.Hold(context.Background(), server, "k", func() bool { return false }); done <- err }()
+	go func() { _, _, err := h.Hold(context.Background(), server, "k", never); done <- err }()
 	waitFor(t, func() bool { return w.calls.Load() >= 3 })
 	w.err.Store(&e)
 	select {
@@ -200,7 +216,7 @@ func TestHoldWakeErrorKeepsHolding(t *testing.T) {
 	h, m := newHolder(t, w, Limits{MaxHeld: 5, Timeout: time.Minute, WakeInterval: 20 * time.Millisecond})
 	var ready atomic.Bool
 	done := make(chan error, 1)
-	go func() { _, err := h.Hold(context.Background(), server, "k", ready.Load); done <- err }()
+	go func() { _, _, err := h.Hold(context.Background(), server, "k", whenReady(&ready)); done <- err }()
 	waitFor(t, func() bool { return w.calls.Load() >= 3 })
 	ready.Store(true) // no Notify: the wake loop notices
 	select {
@@ -224,5 +240,157 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// held is one request held by a test: released is closed once Hold
+// returned, with done and err set.
+type held struct {
+	released chan struct{}
+	done     func()
+	err      error
+}
+
+// holdInOrder starts n requests one after the other, each enqueued before
+// the next starts, so that they arrive in order.
+func holdInOrder(t *testing.T, h *Holder, m *metrics.Metrics, key string, capacity Capacity, n int) []*held {
+	t.Helper()
+	out := make([]*held, n)
+	for i := range n {
+		r := &held{released: make(chan struct{})}
+		out[i] = r
+		before := testutil.ToFloat64(m.HeldRequests.WithLabelValues(key))
+		go func() {
+			r.done, _, r.err = h.Hold(context.Background(), server, key, capacity)
+			close(r.released)
+		}()
+		waitFor(t, func() bool { return testutil.ToFloat64(m.HeldRequests.WithLabelValues(key)) == before+1 })
+	}
+	return out
+}
+
+func isReleased(r *held) bool {
+	select {
+	case <-r.released:
+		return true
+	default:
+		return false
+	}
+}
+
+// releasedSet waits until want of rs are released, checks that no more
+// are, and returns their indices.
+func releasedSet(t *testing.T, rs []*held, want int) []int {
+	t.Helper()
+	count := func() []int {
+		var got []int
+		for i, r := range rs {
+			if isReleased(r) {
+				if r.err != nil {
+					t.Fatalf("request %d: %v", i, r.err)
+				}
+				got = append(got, i)
+			}
+		}
+		return got
+	}
+	waitFor(t, func() bool { return len(count()) >= want })
+	time.Sleep(30 * time.Millisecond) // room for a wrong extra release
+	got := count()
+	if len(got) != want {
+		t.Fatalf("released %v, want %d", got, want)
+	}
+	return got
+}
+
+// Held requests are released oldest first, as many as the ready pods take;
+// one more each time a released request finishes or capacity grows; a
+// request that arrives meanwhile queues behind them even though pods are
+// ready; and the queue ends when it is empty, so later requests go straight
+// through.
+func TestPacedReleaseInArrivalOrder(t *testing.T) {
+	w := &fakeWaker{}
+	h, m := newHolder(t, w, Limits{MaxHeld: 20, Timeout: time.Minute, WakeInterval: time.Hour})
+	var capacity atomic.Int64
+	capFn := func() int { return int(capacity.Load()) }
+	const key = "ns/s"
+
+	rs := holdInOrder(t, h, m, key, capFn, 6)
+	capacity.Store(2) // a pod turns ready with room for 2
+	h.Notify()
+	if got := releasedSet(t, rs, 2); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("released %v, want the two oldest", got)
+	}
+	if !h.Holds(key) {
+		t.Fatal("queue gone while requests are held")
+	}
+	// A request that arrives now waits behind the four still held.
+	late := holdInOrder(t, h, m, key, capFn, 1)
+	rs = append(rs, late...)
+	if got := releasedSet(t, rs, 2); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("the late request overtook: released %v", got)
+	}
+
+	rs[0].done() // a slot frees: the next oldest goes
+	if got := releasedSet(t, rs, 3); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("after one finished: released %v", got)
+	}
+
+	capacity.Store(4) // a second pod turns ready
+	h.Notify()
+	if got := releasedSet(t, rs, 5); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("after a second pod: released %v", got)
+	}
+	capacity.Store(math.MaxInt) // ample: the rest goes at once
+	h.Notify()
+	if got := releasedSet(t, rs, 7); len(got) != 7 {
+		t.Fatalf("released %v", got)
+	}
+	if h.Holds(key) {
+		t.Fatal("queue left after every request was released")
+	}
+	if got := testutil.ToFloat64(m.HeldTotal.WithLabelValues(key, "released")); got != 7 {
+		t.Fatalf("released counter %v", got)
+	}
+	if got := testutil.CollectAndCount(m.ColdStartDuration); got != 1 {
+		t.Fatalf("cold start observed %d times, want once (at the first release)", got)
+	}
+	// With capacity and nothing held, a request is not held at all.
+	if _, d, err := h.Hold(context.Background(), server, key, capFn); err != nil || d != 0 {
+		t.Fatalf("ample capacity: held %v, %v", d, err)
+	}
+}
+
+// Pacing never times a request out: once a pod is ready, a request held
+// for a slot waits past the hold timeout and is released when one frees.
+// The wake carries the demand: held plus released and unfinished.
+func TestPacingOutlastsTimeout(t *testing.T) {
+	w := &fakeWaker{}
+	h, m := newHolder(t, w, Limits{MaxHeld: 5, Timeout: 50 * time.Millisecond, WakeInterval: 10 * time.Millisecond})
+	var capacity atomic.Int64
+	capFn := func() int { return int(capacity.Load()) }
+	rs := holdInOrder(t, h, m, "k", capFn, 4)
+	capacity.Store(1)
+	h.Notify()
+	if got := releasedSet(t, rs, 1); !slices.Equal(got, []int{0}) {
+		t.Fatalf("released %v", got)
+	}
+	waitFor(t, func() bool { return w.demand.Load() == 4 })
+	time.Sleep(150 * time.Millisecond) // three hold timeouts
+	if got := testutil.ToFloat64(m.HeldTotal.WithLabelValues("k", "timeout")); got != 0 {
+		t.Fatalf("%v requests timed out while waiting for a slot", got)
+	}
+	rs[0].done()
+	if got := releasedSet(t, rs, 2); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("released %v", got)
+	}
+	rs[1].done()
+	rs[1].done() // twice counts once: only request 2 follows
+	if got := releasedSet(t, rs, 3); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("released %v", got)
+	}
+	rs[2].done()
+	if got := releasedSet(t, rs, 4); len(got) != 4 {
+		t.Fatalf("released %v", got)
 	}
 }

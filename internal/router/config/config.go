@@ -123,6 +123,11 @@ type ColdStartConfig struct {
 	// WakeInterval is how often the scale-from-zero request is repeated
 	// while requests are held.
 	WakeInterval *metav1.Duration `json:"wakeInterval,omitempty"`
+	// ReleasePerPod is how many held requests a pod that turns ready is
+	// given at first; more follow as requests finish, as more pods turn
+	// ready, or as the engine shows room (see docs/router.md). 0 releases
+	// every held request at once.
+	ReleasePerPod *int `json:"releasePerPod,omitempty"`
 }
 
 // Cold start defaults: long enough for an engine to load its weights, and
@@ -131,7 +136,18 @@ const (
 	DefaultMaxHeldRequests = 1000
 	DefaultHoldTimeout     = 5 * time.Minute
 	DefaultWakeInterval    = time.Second
+	// DefaultReleasePerPod is a small engine's batch (the simulator's and
+	// a small GPU's): a larger engine shows its room within a few scrapes.
+	DefaultReleasePerPod = 8
 )
+
+// ColdStartReleasePerPod returns coldStart.releasePerPod or its default.
+func (c *RouterConfiguration) ColdStartReleasePerPod() int {
+	if cs := c.ColdStart; cs != nil && cs.ReleasePerPod != nil {
+		return *cs.ReleasePerPod
+	}
+	return DefaultReleasePerPod
+}
 
 // ColdStartLimits returns the configured limits with the defaults filled.
 func (c *RouterConfiguration) ColdStartLimits() (maxHeld int, timeout, wake time.Duration) {
@@ -351,6 +367,8 @@ func Parse(data []byte) (*RouterConfiguration, error) {
 		switch {
 		case cs.MaxHeldRequests != nil && *cs.MaxHeldRequests < 0:
 			return nil, fmt.Errorf("coldStart.maxHeldRequests must be >= 0, got %d", *cs.MaxHeldRequests)
+		case cs.ReleasePerPod != nil && *cs.ReleasePerPod < 0:
+			return nil, fmt.Errorf("coldStart.releasePerPod must be >= 0, got %d", *cs.ReleasePerPod)
 		case cs.HoldTimeout != nil && cs.HoldTimeout.Duration <= 0:
 			return nil, fmt.Errorf("coldStart.holdTimeout must be positive, got %s", cs.HoldTimeout.Duration)
 		case cs.WakeInterval != nil && cs.WakeInterval.Duration < 100*time.Millisecond:

@@ -306,10 +306,12 @@ func (d *Director) serve(c *call) error {
 	var buf [16]*datastore.Endpoint
 	for retried := false; ; retried = true {
 		eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
-		if !servable(ms, eps, total, retried) && d.o.Hold.Enabled() {
-			if err := d.hold(c, ms, tgt.ModelServer, retried); err != nil {
+		if d.o.Hold.Enabled() && (!servable(ms, eps, total, retried) || d.o.Hold.Holds(tgt.ModelServer)) {
+			done, err := d.hold(c, ms, tgt.ModelServer, retried)
+			if err != nil {
 				return err
 			}
+			defer done()
 			eps, total = d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
 		}
 		if !retried && d.o.Fairness != nil {
@@ -464,31 +466,6 @@ func servable(ms *networkingv1alpha1.ModelServer, eps []*datastore.Endpoint, tot
 		return len(p) > 0 && len(dc) > 0
 	}
 	return len(eps) > 0
-}
-
-// hold waits for the ModelServer's first ready pod while the holder asks
-// the autoscaler for capacity.
-func (d *Director) hold(c *call, ms *networkingv1alpha1.ModelServer, key string, usableOnly bool) error {
-	held, err := d.o.Hold.Hold(c.r.Context(), ms, key, func() bool {
-		var buf [16]*datastore.Endpoint
-		eps, total := d.o.Store.Endpoints(key, buf[:0])
-		return servable(ms, eps, total, usableOnly)
-	})
-	c.entry.DurationHeld += float64(held.Microseconds()) / 1000
-	model := c.parsed.Model
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, coldstart.ErrOverflow):
-		return openai.Errorf(http.StatusTooManyRequests, "model_starting", "model %q is starting (ModelServer %s has no ready pod yet) and as many requests as the router holds are already waiting for it; retry later", model, key)
-	case errors.Is(err, coldstart.ErrTimeout):
-		return openai.Errorf(http.StatusGatewayTimeout, "model_starting", "model %q is starting: ModelServer %s had no ready pod within the hold timeout (%v)", model, key, err)
-	case errors.Is(err, coldstart.ErrNotServable):
-		return openai.Errorf(http.StatusServiceUnavailable, "pod_discovery", "ModelServer %s has no ready pods and selects no ModelServing that could be scaled up", key)
-	case c.r.Context().Err() != nil:
-		return openai.Errorf(499, "client_cancelled", "client cancelled the request while model %q was starting", model)
-	}
-	return openai.Errorf(http.StatusServiceUnavailable, "model_starting", "model %q: waiting for a ready pod of ModelServer %s: %v", model, key, err)
 }
 
 // viewsOf returns the scheduler's views of eps and the endpoint behind

@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +21,7 @@ type countingWaker struct {
 	server atomic.Pointer[string]
 }
 
-func (w *countingWaker) Wake(_ context.Context, s *networkingv1alpha1.ModelServer) error {
+func (w *countingWaker) Wake(_ context.Context, s *networkingv1alpha1.ModelServer, _ int) error {
 	w.calls.Add(1)
 	k := s.Namespace + "/" + s.Name
 	w.server.Store(&k)
@@ -164,5 +166,93 @@ func TestColdStartAfterEveryPodFailed(t *testing.T) {
 	e2.set(func(e *fakeEngine) { e.status = http.StatusInternalServerError })
 	if r := h.chat("llama", nil); r.status != http.StatusBadGateway {
 		t.Fatalf("engine error: %d %s", r.status, r.body)
+	}
+}
+
+// Held requests reach the engines through real sockets oldest first and
+// paced: a pod that turns ready gets coldStart.releasePerPod of them, the
+// next one goes when an answer ends, a second pod gets its share at once,
+// and every request is answered.
+func TestColdStartPacedRelease(t *testing.T) {
+	var mu sync.Mutex
+	var arrived []string
+	gate := make(chan struct{}, 16)
+	engine := func(name string) *fakeEngine {
+		e := newEngine(t, name)
+		e.set(func(e *fakeEngine) {
+			e.respond = func(w http.ResponseWriter, body map[string]any) bool {
+				msgs, _ := body["messages"].([]any)
+				m, _ := msgs[0].(map[string]any)
+				c, _ := m["content"].(string)
+				mu.Lock()
+				arrived = append(arrived, c)
+				mu.Unlock()
+				<-gate
+				return false
+			}
+		})
+		return e
+	}
+	seen := func(want int) []string {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%d requests at the engines", want), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(arrived) >= want
+		})
+		time.Sleep(150 * time.Millisecond) // room for a wrong extra release
+		mu.Lock()
+		defer mu.Unlock()
+		got := slices.Clone(arrived)
+		if len(got) != want {
+			t.Fatalf("engines got %v, want %d requests", got, want)
+		}
+		slices.Sort(got)
+		return got
+	}
+
+	h := startWith(t, docs(server("s", "", ""), oneRoute, noEndpoints), "coldStart: {releasePerPod: 2}\n", withWaker(&countingWaker{}))
+	const n = 6
+	results := make([]resp, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = h.do("/v1/chat/completions", fmt.Sprintf(`{"model":"llama","messages":[{"role":"user","content":"r%d"}]}`, i), nil)
+		}()
+		eventually(t, "request held", func() bool {
+			return testutil.ToFloat64(h.r.Metrics.HeldRequests.WithLabelValues("default/s")) == float64(i+1)
+		})
+	}
+	e1 := engine("e1")
+	h.writeFile(h.epFile, docs(server("s", "", ""), oneRoute, endpoints(map[*fakeEngine]string{e1: "s"})))
+	if got := seen(2); !slices.Equal(got, []string{"r0", "r1"}) {
+		t.Fatalf("first pod got %v, want the two oldest", got)
+	}
+	gate <- struct{}{} // one answer ends: the next oldest goes
+	if got := seen(3); !slices.Equal(got, []string{"r0", "r1", "r2"}) {
+		t.Fatalf("after one answer: %v", got)
+	}
+	e2 := engine("e2")
+	h.writeFile(h.epFile, docs(server("s", "", ""), oneRoute, endpoints(map[*fakeEngine]string{e1: "s", e2: "s"})))
+	if got := seen(5); !slices.Equal(got, []string{"r0", "r1", "r2", "r3", "r4"}) {
+		t.Fatalf("after a second pod: %v", got)
+	}
+	for range n {
+		gate <- struct{}{}
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.status != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if got := testutil.ToFloat64(h.r.Metrics.HeldTotal.WithLabelValues("default/s", "released")); got != n {
+		t.Fatalf("released %v", got)
+	}
+	// Nothing held any more: a request goes straight to a pod.
+	if r := h.chat("llama", nil); r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
 	}
 }

@@ -396,6 +396,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 	r.migration.Store(&mig)
 	l := &r.coldLimits
 	l.MaxHeld, l.Timeout, l.WakeInterval = cfg.ColdStartLimits()
+	l.ReleasePerPod = cfg.ColdStartReleasePerPod()
 	if r.hold != nil {
 		r.hold.SetLimits(*l)
 	}

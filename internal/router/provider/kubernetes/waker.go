@@ -39,8 +39,9 @@ func NewWaker(cfg *rest.Config) (*Waker, error) {
 	return &Waker{c: c}, nil
 }
 
-// Wake implements coldstart.Waker.
-func (w *Waker) Wake(ctx context.Context, server *networkingv1alpha1.ModelServer) error {
+// Wake implements coldstart.Waker: it passes the demand on with the
+// request, so the autoscaler sizes the wake to it.
+func (w *Waker) Wake(ctx context.Context, server *networkingv1alpha1.ModelServer, demand int) error {
 	if server.Spec.WorkloadSelector == nil || len(server.Spec.WorkloadSelector.MatchLabels) == 0 {
 		return coldstart.ErrNoWorkload
 	}
@@ -61,7 +62,7 @@ func (w *Waker) Wake(ctx context.Context, server *networkingv1alpha1.ModelServer
 			continue
 		}
 		woken++
-		errs = append(errs, autoscaling.RequestScaleFromZero(ctx, w.c, types.NamespacedName{Namespace: ms.Namespace, Name: ms.Name}, now))
+		errs = append(errs, autoscaling.RequestCapacity(ctx, w.c, types.NamespacedName{Namespace: ms.Namespace, Name: ms.Name}, now, demand))
 	}
 	if woken == 0 {
 		return coldstart.ErrNoWorkload

@@ -74,7 +74,7 @@ spec: {modelName: o, rules: [{targetModels: [{modelServerName: orphan}]}]}`, &mo
 		t.Fatal(err)
 	}
 	// The waker alone: selection by the role template's labels.
-	if err := waker.Wake(ctx, &orphan); !errors.Is(err, coldstart.ErrNoWorkload) {
+	if err := waker.Wake(ctx, &orphan, 1); !errors.Is(err, coldstart.ErrNoWorkload) {
 		t.Fatalf("orphan: %v, want ErrNoWorkload", err)
 	}
 
@@ -130,12 +130,12 @@ spec: {modelName: o, rules: [{targetModels: [{modelServerName: orphan}]}]}`, &mo
 	if time.Since(woken) > time.Minute {
 		t.Fatalf("wake time %s", woken)
 	}
-	// The wake is repeated while requests are held.
-	eventually(t, "wake repeated", func() bool {
+	// The wake is repeated while requests are held, with their number.
+	eventually(t, "wake repeated with the demand", func() bool {
 		var got workloadv1alpha1.ModelServing
 		_ = c.Get(ctx, client.ObjectKeyFromObject(&mserving), &got)
 		again, _ := time.Parse(time.RFC3339Nano, got.Annotations[autoscaling.ScaleFromZeroAnnotation])
-		return again.After(woken)
+		return again.After(woken) && got.Annotations[autoscaling.ScaleFromZeroDemandAnnotation] == "3"
 	})
 	select {
 	case a := <-answers:
