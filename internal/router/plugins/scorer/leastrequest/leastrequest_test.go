@@ -22,8 +22,15 @@ func TestScore(t *testing.T) {
 	}{
 		{"all idle", []*framework.Endpoint{ep("a", 0, 0, 0), ep("b", 0, 0, 0)}, []float64{1, 1}},
 		{"inflight running", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 2, 0)}, []float64{0, 0.5}},
-		{"queued weighs more", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 0, 2)}, []float64{1 - 4.0/202, 0}},
-		{"no queue, no penalty", []*framework.Endpoint{ep("a", 4, 4, 0), ep("b", 2, 0, 0)}, []float64{0, 0.5}},
+		{"waiting counts as load", []*framework.Endpoint{ep("a", 5, 2, 3), ep("b", 4, 4, 0)}, []float64{0, 0.2}},
+		// A transient queue (behind a long prefill) is not a hundredfold penalty.
+		{"one waiting is one request", []*framework.Endpoint{ep("a", 3, 2, 1), ep("b", 4, 4, 0)}, []float64{0.25, 0}},
+		{"other routers' requests count", []*framework.Endpoint{ep("a", 1, 6, 0), ep("b", 3, 3, 0)}, []float64{0, 0.5}},
+		{"sent since the scrape count", []*framework.Endpoint{
+			{Key: "a", InFlight: 5, Sent: 5, Metrics: &framework.Metrics{}}, ep("b", 2, 2, 0)}, []float64{0, 0.6}},
+		{"stale sample: in-flight only", []*framework.Endpoint{
+			{Key: "a", InFlight: 1, Metrics: &framework.Metrics{Running: 10, At: time.Now().Add(-time.Minute), Interval: time.Second}},
+			ep("b", 2, 2, 0)}, []float64{0.5, 0}},
 	}
 	p := New(Args{})
 	for _, c := range cases {
