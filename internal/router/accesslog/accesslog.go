@@ -1,5 +1,12 @@
 // Package accesslog writes one entry per inference request, in text or
 // JSON, with upstream's field names.
+//
+// Entries are formatted on the request's goroutine into a shared buffer and
+// written by a background goroutine in batches: a write to stdout (a pipe
+// to the container runtime) on the request path holds the response until
+// it returns (net/http flushes after the handler), costs a syscall per
+// request, and serialised every request behind the one whose writer was
+// descheduled or blocked on a full pipe.
 package accesslog
 
 import (
@@ -8,6 +15,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,41 +90,135 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// FlushInterval is how long an entry may wait to be written: entries
+// arriving meanwhile go out in the same write.
+const FlushInterval = 20 * time.Millisecond
+
+// maxPending bounds the entries waiting for the writer (a stalled stdout);
+// beyond it entries are dropped and counted rather than holding requests.
+const maxPending = 4 << 20
+
 // Logger writes entries; a nil *Logger discards them.
 type Logger struct {
-	mu   sync.Mutex
 	w    io.Writer
 	json bool
-	buf  []byte
+
+	mu      sync.Mutex
+	pending []byte // formatted entries not yet written
+	closed  bool
+
+	wake    chan struct{} // the first entry of a batch arrived
+	stop    chan struct{}
+	done    chan struct{}
+	dropped atomic.Uint64
 }
 
-// New returns a logger writing format ("text" or "json") to w.
+// New returns a logger writing format ("text" or "json") to w from a
+// background goroutine; Close writes what is left and stops it.
 func New(w io.Writer, format string) (*Logger, error) {
+	l := &Logger{w: w, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	switch format {
 	case "text", "":
-		return &Logger{w: w}, nil
 	case "json":
-		return &Logger{w: w, json: true}, nil
+		l.json = true
+	default:
+		return nil, fmt.Errorf("access log format %q: want text or json", format)
 	}
-	return nil, fmt.Errorf("access log format %q: want text or json", format)
+	go l.run()
+	return l, nil
 }
 
-// Log writes e.
+// Dropped is how many entries were dropped because the writer could not
+// keep up (its output blocked).
+func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
+
+// Close writes the entries still pending and stops the writer; later
+// entries are discarded.
+func (l *Logger) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	return nil
+}
+
+// run writes batches: it sleeps until an entry arrives, waits
+// FlushInterval for more, and writes them all at once.
+func (l *Logger) run() {
+	defer close(l.done)
+	t := time.NewTimer(FlushInterval)
+	t.Stop()
+	var spare []byte
+	for {
+		stopping := false
+		select {
+		case <-l.wake:
+			t.Reset(FlushInterval)
+			select {
+			case <-t.C:
+			case <-l.stop:
+				stopping = true
+			}
+		case <-l.stop:
+			stopping = true
+		}
+		l.mu.Lock()
+		b := l.pending
+		l.pending = spare[:0]
+		l.mu.Unlock()
+		if len(b) > 0 {
+			_, _ = l.w.Write(b)
+		}
+		spare = b[:0]
+		if cap(spare) > 1<<20 { // do not pin a burst's buffer
+			spare = nil
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// Log formats e and queues it for the writer.
 func (l *Logger) Log(e *Entry) {
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	var js []byte
 	if l.json {
-		b, err := json.Marshal(e)
-		if err != nil {
+		var err error
+		if js, err = json.Marshal(e); err != nil {
 			return
 		}
-		_, _ = l.w.Write(append(b, '\n'))
+	}
+	l.mu.Lock()
+	if l.closed || len(l.pending) >= maxPending {
+		l.mu.Unlock()
+		l.dropped.Add(1)
 		return
 	}
-	b := l.buf[:0]
+	first := len(l.pending) == 0
+	if l.json {
+		l.pending = append(append(l.pending, js...), '\n')
+	} else {
+		l.pending = appendText(l.pending, e)
+	}
+	l.mu.Unlock()
+	if first {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// appendText appends e's text form to b.
+func appendText(b []byte, e *Entry) []byte {
 	b = append(b, '[')
 	b = e.Timestamp.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, "] \""...)
@@ -189,7 +291,5 @@ func (l *Logger) Log(e *Entry) {
 			b = strconv.AppendInt(b, d.Microseconds(), 10)
 		}
 	}
-	b = append(b, '\n')
-	l.buf = b
-	_, _ = l.w.Write(b)
+	return append(b, '\n')
 }

@@ -139,7 +139,7 @@ func serveDeployedRouter(kubeconfig string) error {
 	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Kubernetes: true,
 		KubernetesProvider: kubernetes.New(kubernetes.Options{Config: cfg, OnExit: func(error) { cancel() }}), Waker: waker,
 		ScrapeInterval: time.Second, MaxBodyBytes: 32 << 20, StreamIdleTime: 5 * time.Minute, DrainTimeout: time.Second,
-		AccessLog: true, AccessLogFormat: "text", AccessLogStages: true, Log: log})
+		AccessLog: true, AccessLogFormat: "text", AccessLogStages: true, Log: log, GCHeapFloor: runner.DefaultGCHeapFloor})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,18 +50,22 @@ func TestAllocationBudget(t *testing.T) {
 		for range 50 { // warm pools and connections
 			g.serve(t, c.body, c.stream)
 		}
+		// The least of three batches: a collection during a batch empties
+		// the pools, whose refill (a 200 KiB body buffer) only ever adds.
 		const n = 400
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		for range n {
-			g.serve(t, c.body, c.stream)
+		best := allocBudget{Allocs: math.Inf(1), Bytes: math.Inf(1)}
+		for range 3 {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for range n {
+				g.serve(t, c.body, c.stream)
+			}
+			runtime.ReadMemStats(&after)
+			best.Allocs = min(best.Allocs, float64(after.Mallocs-before.Mallocs)/n)
+			best.Bytes = min(best.Bytes, float64(after.TotalAlloc-before.TotalAlloc)/n)
 		}
-		runtime.ReadMemStats(&after)
-		measured[name] = allocBudget{
-			Allocs: float64(after.Mallocs-before.Mallocs) / n,
-			Bytes:  float64(after.TotalAlloc-before.TotalAlloc) / n,
-		}
+		measured[name] = best
 	}
 	file := filepath.Join("testdata", "alloc_budget.json")
 	if *updateAllocBudget {
