@@ -188,7 +188,7 @@ func runPolicy(ctx context.Context, o QualityOptions, tok *tokenizer.Tokenizer, 
 	for i := range cfgs {
 		// Every engine publishes KV events (each on its own port), whatever
 		// the policy, so that every policy meets the same engines.
-		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1),
+		cfgs[i] = sim.Config{Profile: o.Profile, TimeScale: o.TimeScale, Seed: int64(i + 1), MaxModelLen: w.MaxModelLen,
 			KVEventsEndpoint: fmt.Sprintf("tcp://*:%d", ports[i])}.WithDefaults()
 	}
 	fleet, err := sim.StartFleet(ctx, sim.FleetOptions{Logger: logr.Discard(), Tokenizer: tok}, cfgs...)

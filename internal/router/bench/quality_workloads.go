@@ -71,6 +71,9 @@ type Workload struct {
 	Saturated bool
 	// Restarts are engines restarted during the run.
 	Restarts []Restart
+	// MaxModelLen overrides the engines' context length (0: the
+	// profile's, 32,768 for Llama 3.1 8B as usually deployed).
+	MaxModelLen int
 	// About describes the workload for the report.
 	About string
 }
@@ -109,8 +112,8 @@ func Workloads() []Workload {
 			About: "production-stack's multi-round-qa shape (shared system prompt 1,000, user history 2,000, answers 100 tokens, 5 rounds) with 80 users starting at 4 per second (Poisson) and 2 s mean think time instead of 10 users at 0.5 QPS, so that the fleet is busy. Each user is closed loop: the next round is sent after the previous answer finished plus the think time, and carries the whole conversation with the answer text the engine returned, so everything up to the previous question is a cache hit on the engine that served the previous round. The previous answer itself is mostly recomputed: the simulator's answer starts at a random token of its corpus, usually one with a leading space, which the Llama 3 chat template trims and so re-encodes differently (a real model's answer re-encodes to the tokens it generated). The best possible hit rate is about 83 %."},
 		{Name: "long multi-turn chat (12 users × 22 rounds, sys 1000, history 8000, q 1000, answer 150)", Kind: KindMultiTurn,
 			Groups: 12, PerGroup: 22, SystemTokens: 1000, HistoryTokens: 8000, QuestionTokens: 1000, OutputTokens: 150,
-			Rate: 1, ThinkTime: 1, Seed: 8,
-			About: "The multi-turn shape made long: 22 rounds per user, 8,000 tokens of history in the first message and 1,000-token questions, so that the last round sends about 34k tokens (1,000 system + 8,000 history + 21 × (1,000 question + 150 answer) + 1,000) and the conversation outgrows the 8 KiB prompt window the router gives plugins without a tokenizer block. 12 users starting one per second with 1 s mean think time: enough to keep four engines busy (their prefill of a cache miss is seconds long at this length) while a policy runs about a minute and a half; 12 × 34k tokens (~410k) fit in the fleet's ~1.7M tokens of KV cache, so a policy that keeps each conversation on one engine loses nothing to eviction. The best possible hit rate is about 95 %: each round recomputes its question and, as in the short multi-turn workload, most of the previous answer."},
+			Rate: 1, ThinkTime: 1, Seed: 8, MaxModelLen: 65536,
+			About: "The multi-turn shape made long: 22 rounds per user, 8,000 tokens of history in the first message and 1,000-token questions, so that the last round sends about 34k tokens (1,000 system + 8,000 history + 21 × (1,000 question + 150 answer) + 1,000) and the conversation outgrows the 8 KiB prompt window the router gives plugins without a tokenizer block; the engines' context is raised from 32,768 to 65,536 tokens (Llama 3.1 takes 128k). 12 users starting one per second with 1 s mean think time: enough to keep four engines busy (their prefill of a cache miss is seconds long at this length) while a policy runs about a minute and a half; 12 × 34k tokens (~410k) fit in the fleet's ~1.7M tokens of KV cache, so a policy that keeps each conversation on one engine loses nothing to eviction. The best possible hit rate is about 95 %: each round recomputes its question and, as in the short multi-turn workload, most of the previous answer."},
 		{Name: "ShareGPT-like lengths (800 requests, no sharing, 40 req/s)", Kind: KindShareGPT, Groups: 800, PerGroup: 1,
 			Rate: 40, Seed: 5,
 			About: "Input and output lengths drawn from lognormals (input median 125, σ 1.2; output median 130, σ 1.0; both 4–1,024 as llm-d caps them) whose means after the caps (≈230 and ≈203 tokens) match vLLM's ShareGPT run with the Llama 3 tokenizer (1,000 prompts: 229,711 input and 203,068 output tokens, vllm-project/vllm#18566); no shared prefixes."},
