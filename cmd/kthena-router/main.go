@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,12 +31,23 @@ func main() {
 	namespace := fs.String("watch-namespace", "", "Kubernetes mode: watch only this namespace (empty: all).")
 	qps := fs.Float32("kube-api-qps", 50, "Kubernetes mode: API server client QPS.")
 	burst := fs.Int("kube-api-burst", 100, "Kubernetes mode: API server client burst.")
+	listenFD := fs.Int("listen-fd", 0, "serve the router port on this inherited file descriptor, a listening socket that a supervisor keeps open across restarts (kthena up does), instead of opening --port; accepting starts once the router is ready")
 	var wh kthenawebhook.ServingOptions
 	wh.AddFlags(fs, "kthena-router-webhook-certs")
 	pflag.Parse()
 
 	log := stdr.New(nil)
 	o.Log = log
+	if *listenFD > 0 {
+		f := os.NewFile(uintptr(*listenFD), "router-listener")
+		ln, err := net.FileListener(f) // a duplicate: the descriptor is closed below
+		_ = f.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kthena-router: --listen-fd:", err)
+			os.Exit(1)
+		}
+		o.Listener = ln
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.Kubernetes {

@@ -3,6 +3,7 @@ package faultbench
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,7 +60,7 @@ func Scenarios() []Scenario {
 			}
 			return e.waitSettled(ctx, 2)
 		}},
-		{Name: "router restarted (single router, drained)", Inject: func(ctx context.Context, e *env) error {
+		{Name: "router restarted: single router (drained)", NoFailures: true, Inject: func(ctx context.Context, e *env) error {
 			return e.signalChild(ctx, "kthena-router", syscall.SIGTERM)
 		}},
 		{Name: "router restarted: one of two replicas (drained)", NoFailures: true,
@@ -155,6 +156,24 @@ func (e *env) signalChild(ctx context.Context, name string, sig syscall.Signal) 
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return err
+		}
+	}
+	if name == "kthena-router" {
+		// The fault lasts until the new router is ready.
+		hc := &http.Client{Timeout: time.Second}
+		for {
+			if res, err := hc.Get(e.routerURL + "/readyz"); err == nil {
+				_ = res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not ready within 2 minutes", name)
+			}
+			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
 		}
 	}
 	return e.waitSettled(ctx, e.replicas)

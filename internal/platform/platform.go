@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -290,6 +291,9 @@ func (u *up) startKthena(ctx context.Context, c client.Client, kubeconfig string
 	if err != nil {
 		return "", nil, err
 	}
+	for _, f := range router.ExtraFiles {
+		*stops = append(*stops, func() { _ = f.Close() }) // after the router's stop
+	}
 	*stops = append(*stops, func() { router.Stop(15 * time.Second) })
 	if err := u.waitHTTP(ctx, fmt.Sprintf("https://127.0.0.1:%d/healthz", u.ports.KubeControllerManager), kcm, 60*time.Second); err != nil {
 		return "", nil, fmt.Errorf("kube-controller-manager not ready: %w", err)
@@ -375,6 +379,24 @@ func (u *up) startRouter(kubeconfig string, webhooks bool) (*Process, error) {
 		Name: "kthena-router", Path: filepath.Join(u.opts.BinDir, "kthena-router"), Args: args,
 		Env:     []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + SystemNamespace},
 		LogPath: u.logPath("kthena-router"),
+	}
+	if u.binaryHasFlag("kthena-router", "listen-fd") {
+		// The platform holds the router's socket, so that while the router
+		// restarts (supervised, or upgraded) clients' connections wait in
+		// its backlog for the next router instead of being refused. The
+		// shutdown delay makes keep-alive clients reconnect (Connection:
+		// close) before the old router stops accepting.
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", u.opts.RouterPort))
+		if err != nil {
+			return nil, err
+		}
+		f, err := ln.(*net.TCPListener).File()
+		_ = ln.Close() // f is a duplicate that keeps the socket open
+		if err != nil {
+			return nil, err
+		}
+		p.ExtraFiles = []*os.File{f}
+		p.Args = append(p.Args, "--listen-fd=3", "--shutdown-delay=1s")
 	}
 	return p, p.Start()
 }

@@ -20,6 +20,9 @@ type Process struct {
 	Args    []string
 	Env     []string
 	LogPath string
+	// ExtraFiles are inherited as descriptors 3, 4, ... by every start
+	// (the router's listening socket, kept open across restarts).
+	ExtraFiles []*os.File
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -40,6 +43,7 @@ func (p *Process) Start() error {
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = p.ExtraFiles
 	cmd.SysProcAttr = ChildAttr()
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()

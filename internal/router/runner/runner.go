@@ -64,7 +64,12 @@ type Options struct {
 	DrainTimeout   time.Duration
 	// ShutdownDelay is how long Shutdown keeps serving, readiness failing
 	// and keep-alives off, before it stops accepting.
-	ShutdownDelay  time.Duration
+	ShutdownDelay time.Duration
+	// Listener, when set, is the router port's socket, inherited from a
+	// supervisor that keeps it open across restarts (Addr is not used for
+	// it). The router accepts on it only once ready: the connections that
+	// queued while no router ran wait for one that knows the routes.
+	Listener       net.Listener
 	MaxBodyBytes   int64
 	StreamIdleTime time.Duration
 	// HeaderTimeout bounds reading a request's headers; BodyTimeout its
@@ -168,9 +173,13 @@ type Router struct {
 	scraper    *enginestate.Scraper
 	servers    []*http.Server
 	lns        []net.Listener
-	synced     atomic.Bool
-	wg         sync.WaitGroup
-	cancel     context.CancelFunc
+	// fresh are the accepted connections whose first request has not
+	// been read yet (http.StateNew).
+	freshMu sync.Mutex
+	fresh   map[net.Conn]struct{}
+	synced  atomic.Bool
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
 type handle struct{ tok framework.TokenCounter }
@@ -298,7 +307,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	if o.ExposeMetricsOnRouterPort {
 		main.Handle("GET /metrics", mh)
 	}
-	if err := r.listen(o.Addr, main, o.TLSCert, o.TLSKey); err != nil {
+	if err := r.listenOn(ctx, o.Listener, o.Addr, main, o.TLSCert, o.TLSKey); err != nil {
 		r.closeListeners()
 		return nil, err
 	}
@@ -325,9 +334,19 @@ func (r *Router) goRun(f func()) {
 }
 
 func (r *Router) listen(addr string, h http.Handler, cert, key string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
+	return r.listenOn(context.Background(), nil, addr, h, cert, key)
+}
+
+// listenOn serves h on ln, or on a new listener on addr when ln is nil. An
+// inherited ln is served once the router is ready (at most a minute later,
+// so that /readyz can then say why not).
+func (r *Router) listenOn(ctx context.Context, ln net.Listener, addr string, h http.Handler, cert, key string) error {
+	inherited := ln != nil
+	if !inherited {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
 	}
 	headerTimeout := r.o.HeaderTimeout
 	if headerTimeout <= 0 {
@@ -336,21 +355,56 @@ func (r *Router) listen(addr string, h http.Handler, cert, key string) error {
 	// Headers are small for OpenAI requests; 64 KiB leaves room for large
 	// tokens and cookies and bounds what each idle connection can pin.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, IdleTimeout: 5 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ConnContext: handlers.ConnContext}
+		ConnContext: handlers.ConnContext, ConnState: r.trackFresh}
+	ln = &onceCloseListener{Listener: ln} // closed by Shutdown, then by net/http
 	r.servers = append(r.servers, srv)
 	r.lns = append(r.lns, ln)
 	go func() {
+		for deadline := time.Now().Add(time.Minute); inherited && !r.ready() && time.Now().Before(deadline) && ctx.Err() == nil; {
+			time.Sleep(20 * time.Millisecond)
+		}
 		var err error
 		if cert != "" {
 			err = srv.ServeTLS(ln, cert, key)
 		} else {
 			err = srv.Serve(ln)
 		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			r.o.Log.Error(err, "listener stopped", "addr", addr)
 		}
 	}()
 	return nil
+}
+
+// onceCloseListener closes its listener once; later closes do nothing.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}
+
+func (r *Router) trackFresh(c net.Conn, st http.ConnState) {
+	r.freshMu.Lock()
+	defer r.freshMu.Unlock()
+	if st == http.StateNew {
+		if r.fresh == nil {
+			r.fresh = map[net.Conn]struct{}{}
+		}
+		r.fresh[c] = struct{}{}
+	} else {
+		delete(r.fresh, c)
+	}
+}
+
+func (r *Router) freshConns() int {
+	r.freshMu.Lock()
+	defer r.freshMu.Unlock()
+	return len(r.fresh)
 }
 
 func (r *Router) closeListeners() {
@@ -550,6 +604,17 @@ func (r *Router) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(r.o.ShutdownDelay):
 		}
+	}
+	// Stop accepting, and let the connections just accepted have their
+	// first request read before http.Server.Shutdown, which closes a
+	// connection whose request it reads after it began without answering
+	// (the client sees EOF). A client that connected and sends nothing
+	// within a second loses nothing.
+	for _, l := range r.lns {
+		_ = l.Close()
+	}
+	for deadline := time.Now().Add(time.Second); r.freshConns() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	d := r.o.DrainTimeout
 	if d <= 0 {
