@@ -29,6 +29,10 @@ var hopHeaders = map[string]bool{
 	"Content-Length": true, "Accept-Encoding": true, "Host": true, "Expect": true, DecisionRequestHeader: true,
 }
 
+// jsonHeader is the head of requests to engines, less the client's fields
+// (read only).
+var jsonHeader = http.Header{"Content-Type": {"application/json"}}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
@@ -369,17 +373,23 @@ func (d *Director) roundTrip(ctx context.Context, cancel context.CancelCauseFunc
 		return nil, &attemptError{msg: err.Error()}
 	}
 	out.ContentLength = int64(n)
-	out.Header = make(http.Header, len(c.r.Header)+1)
-	if up.header != nil {
-		up.header(c.r.Header, out.Header)
+	if _, ok := up.rt.(*upstream.Transport); ok && up.header == nil {
+		// The engine transport writes the client's fields from its map.
+		out.Header = jsonHeader
+		body.Forward(c.r.Header, hopHeaders)
 	} else {
-		for k, vs := range c.r.Header {
-			if !hopHeaders[k] {
-				out.Header[k] = vs
+		out.Header = make(http.Header, len(c.r.Header)+1)
+		if up.header != nil {
+			up.header(c.r.Header, out.Header)
+		} else {
+			for k, vs := range c.r.Header {
+				if !hopHeaders[k] {
+					out.Header[k] = vs
+				}
 			}
 		}
+		out.Header.Set("Content-Type", "application/json")
 	}
-	out.Header.Set("Content-Type", "application/json")
 	resp, err := up.rt.RoundTrip(out)
 	if t := body.Sent(); c.marks && !t.IsZero() {
 		c.stages.Sent = t.Sub(c.start)

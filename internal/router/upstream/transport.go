@@ -65,7 +65,17 @@ type Body struct {
 	// (the router's stage timings); off, no clock is read.
 	stamp bool
 	sent  time.Time
+	// fwd are more header fields to send, less those in skip or set by
+	// the request itself (see Forward).
+	fwd  http.Header
+	skip map[string]bool
 }
+
+// Forward makes Transport also send h's fields, except those in skip and
+// those the request's own Header sets: a proxy forwards its client's
+// headers without copying them into a new map per request. Other
+// RoundTrippers ignore it.
+func (b *Body) Forward(h http.Header, skip map[string]bool) { b.fwd, b.skip = h, skip }
 
 // StampSent makes Transport record when the request has been written (a
 // connection taken or dialled, head and body sent); read it with Sent.
@@ -115,11 +125,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var segs [][]byte
 	var sent *time.Time
+	var fwd *Body
 	length := req.ContentLength
 	replayable := req.Body == nil || req.Body == http.NoBody
 	if b, ok := req.Body.(*Body); ok {
 		if b.stamp {
 			sent = &b.sent
+		}
+		if b.fwd != nil {
+			fwd = b
 		}
 		segs = slices.Clone(b.rest())
 		replayable = true
@@ -133,7 +147,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(ctx, c, req, segs, length, sent)
+		resp, err := t.exchange(ctx, c, req, segs, length, sent, fwd)
 		if err == nil {
 			return resp, nil
 		}
@@ -156,7 +170,7 @@ func (e *staleError) Unwrap() error { return e.err }
 
 // exchange writes the request and reads the response head on c. On error
 // c is closed.
-func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte, length int64, sent *time.Time) (*http.Response, error) {
+func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, segs [][]byte, length int64, sent *time.Time, fwd *Body) (*http.Response, error) {
 	// Closing (not a deadline) tells the engine at once to stop working.
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	fail := func(err error) (*http.Response, error) {
@@ -164,7 +178,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, se
 		_ = c.Close()
 		return nil, err
 	}
-	if err := c.writeRequest(req, segs, length); err != nil {
+	if err := c.writeRequest(req, segs, length, fwd); err != nil {
 		return fail(&staleError{err})
 	}
 	if sent != nil {
@@ -192,9 +206,32 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, se
 	return resp, nil
 }
 
+// appendFields appends the header lines of hdr, less the fields in skip
+// or in set and those Transport writes itself.
+func appendFields(h []byte, hdr http.Header, skip map[string]bool, set http.Header) []byte {
+	for k, vs := range hdr {
+		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || skip[k] {
+			continue
+		}
+		if _, ok := set[k]; ok {
+			continue
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				continue // never let a value split the head
+			}
+			h = append(h, k...)
+			h = append(h, ": "...)
+			h = append(h, v...)
+			h = append(h, "\r\n"...)
+		}
+	}
+	return h
+}
+
 // writeRequest sends the head and body: one writev for a segmented or
 // empty body. length is the body's length (-1 or 0 with a body: unknown).
-func (c *conn) writeRequest(req *http.Request, segs [][]byte, length int64) error {
+func (c *conn) writeRequest(req *http.Request, segs [][]byte, length int64, fwd *Body) error {
 	h := c.hdr[:0]
 	method := req.Method
 	if method == "" {
@@ -222,19 +259,9 @@ func (c *conn) writeRequest(req *http.Request, segs [][]byte, length int64) erro
 	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
 		h = append(h, "Content-Length: 0\r\n"...)
 	}
-	for k, vs := range req.Header {
-		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
-			continue
-		}
-		for _, v := range vs {
-			if strings.ContainsAny(v, "\r\n") {
-				continue // never let a value split the head
-			}
-			h = append(h, k...)
-			h = append(h, ": "...)
-			h = append(h, v...)
-			h = append(h, "\r\n"...)
-		}
+	h = appendFields(h, req.Header, nil, nil)
+	if fwd != nil {
+		h = appendFields(h, fwd.fwd, fwd.skip, req.Header)
 	}
 	h = append(h, "\r\n"...)
 	c.hdr = h
@@ -319,6 +346,10 @@ func (t *Transport) idleTimeout() time.Duration {
 	return t.IdleTimeout
 }
 
+// recentIdle is how long a pooled connection is reused without checking
+// that the engine kept it open (a variable for tests).
+var recentIdle = time.Second
+
 func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
 	timeout := t.idleTimeout()
 	for {
@@ -333,7 +364,14 @@ func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
 		list[len(list)-1] = nil
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		if time.Since(c.idleFrom) < timeout && alive(c.Conn) {
+		// A connection back in the pool for less than recentIdle was
+		// answering a moment ago: engines close idle connections after
+		// seconds (uvicorn: 5 s), so the peek (a syscall and an
+		// allocation per request on a busy router) is kept for the
+		// others; one closed meanwhile anyway (an engine restarting) is
+		// replayed on a new connection as before.
+		idle := time.Since(c.idleFrom)
+		if idle < timeout && (idle < recentIdle || alive(c.Conn)) {
 			return c, true, nil
 		}
 		_ = c.Close()

@@ -94,6 +94,8 @@ func TestLargeSegmentedBody(t *testing.T) {
 // A pooled connection the engine closed while idle is found before use
 // and replaced: the request succeeds.
 func TestIdleConnectionClosedByEngine(t *testing.T) {
+	defer func(d time.Duration) { recentIdle = d }(recentIdle)
+	recentIdle = 0 // peek at every reuse
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		fmt.Fprint(w, "ok")
@@ -114,6 +116,33 @@ func TestIdleConnectionClosedByEngine(t *testing.T) {
 	}
 	if tr.dials != 3 {
 		t.Fatalf("%d dials, want 3 (each idle connection was closed by the engine)", tr.dials)
+	}
+}
+
+// A connection closed by the engine within recentIdle of its last answer
+// is not peeked at: the request goes out on it, fails before any byte and
+// is replayed on a new connection.
+func TestRecentlyIdleClosedConnectionIsReplayed(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	tr := New()
+	for i := range 2 {
+		resp, err := post(t, tr, context.Background(), srv.URL, "{}")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := readAll(t, resp); got != "ok" {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if tr.dials != 2 {
+		t.Fatalf("%d dials, want 2", tr.dials)
 	}
 }
 
@@ -383,5 +412,35 @@ func TestBodyLengthComesFromSegments(t *testing.T) {
 	}
 	if got := readAll(t, resp); got != "4 abcd" {
 		t.Fatalf("engine saw %q", got)
+	}
+}
+
+// Forwarded fields are sent from the client's map, less the skipped ones
+// and those the request sets itself.
+func TestForwardedFields(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r.Header.Clone()
+	}))
+	defer srv.Close()
+	body := NewBody([][]byte{[]byte("{}")})
+	body.Forward(http.Header{"Authorization": {"Bearer x"}, "Content-Type": {"text/plain"}, "Keep-Alive": {"300"}, "X-A": {"1", "2"}},
+		map[string]bool{"Keep-Alive": true})
+	req, err := http.NewRequest(http.MethodPost, srv.URL, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 2
+	req.Header = http.Header{"Content-Type": {"application/json"}}
+	resp, err := New().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	h := <-got
+	if h.Get("Authorization") != "Bearer x" || len(h["X-A"]) != 2 || h.Get("Keep-Alive") != "" ||
+		len(h["Content-Type"]) != 1 || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("engine got %v", h)
 	}
 }
