@@ -58,6 +58,7 @@ type env struct {
 	c                 client.Client
 	ns, model         string
 	binDir, assetsDir string
+	stateDir          string // the platform's, in its children's command lines
 	routerURL         string
 	replicas          int
 	shared            *shared
@@ -87,7 +88,8 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 		return nil, err
 	}
 	o.Progress("starting the local platform (state %s)", dir)
-	in, err := platform.Start(ctx, platform.Options{StateDir: filepath.Join(dir, "state"), BinDir: o.BinDir, AssetsDir: o.AssetsDir, Log: o.Log})
+	stateDir := filepath.Join(dir, "state")
+	in, err := platform.Start(ctx, platform.Options{StateDir: stateDir, BinDir: o.BinDir, AssetsDir: o.AssetsDir, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +105,7 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, sc.Name) {
 			continue
 		}
-		e := &env{c: in.Client, ns: "default", model: fmt.Sprintf("faults-%d", i), binDir: o.BinDir, assetsDir: assets, routerURL: in.RouterURL, replicas: 3, shared: sh}
+		e := &env{c: in.Client, ns: "default", model: fmt.Sprintf("faults-%d", i), binDir: o.BinDir, assetsDir: assets, stateDir: stateDir, routerURL: in.RouterURL, replicas: 3, shared: sh}
 		o.Progress("scenario %q: deploying %s", sc.Name, e.model)
 		if err := e.deploy(ctx, o, sc); err != nil {
 			return reports, fmt.Errorf("%s: %w", sc.Name, err)

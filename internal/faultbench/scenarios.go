@@ -139,7 +139,7 @@ func (e *env) podReady(ctx context.Context, name string) bool {
 // signalChild sends sig to one of the platform's own children and waits
 // until it has been restarted and the model answers again.
 func (e *env) signalChild(ctx context.Context, name string, sig syscall.Signal) error {
-	pid := findProcess(e.childPath(name), "")
+	pid := e.findChild(e.childPath(name))
 	if pid == 0 {
 		return fmt.Errorf("no %s process", name)
 	}
@@ -148,7 +148,7 @@ func (e *env) signalChild(ctx context.Context, name string, sig syscall.Signal) 
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if p := findProcess(e.childPath(name), ""); p != 0 && p != pid {
+		if p := e.findChild(e.childPath(name)); p != 0 && p != pid {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -215,8 +215,8 @@ func (e *env) update(ctx context.Context, mutate func(*workloadv1alpha1.ModelSer
 	return fmt.Errorf("updating ModelServing %s: conflicts", e.model)
 }
 
-// findProcess is the PID of a process started from binary (argv[0]) whose
-// command line contains arg ("" matches any), or 0.
+// findProcess is the PID of a process started from binary (argv[0]) with
+// an argument that is arg or ends in "="+arg, or 0.
 func findProcess(binary, arg string) int {
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
@@ -233,9 +233,31 @@ func findProcess(binary, arg string) int {
 			continue
 		}
 		for _, a := range argv[1:] {
-			if arg == "" || a == arg || strings.HasSuffix(a, "="+arg) {
+			if a == arg || strings.HasSuffix(a, "="+arg) {
 				return pid
 			}
+		}
+	}
+	return 0
+}
+
+// findChild is the PID of the platform's child started from binary, or 0.
+// Its command line must mention the platform's state directory: other
+// platforms on the machine (tests, other benchmarks) run the same
+// kube-apiserver and etcd binaries, and must not be hit.
+func (e *env) findChild(binary string) int {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if argv0, _, _ := strings.Cut(string(data), "\x00"); argv0 == binary && strings.Contains(string(data), e.stateDir) {
+			return pid
 		}
 	}
 	return 0
