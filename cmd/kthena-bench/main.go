@@ -99,6 +99,7 @@ func overhead(args []string) error {
 	_ = fs.Parse(args)
 	if *mode == "deployment" {
 		d.Engines, d.Rate, d.Duration, d.LargeBytes, d.LargeClients = o.Engines, o.Rate, o.Duration, o.LargeBytes, o.LargeConcurrency
+		d.EngineTime = o.EngineTime
 		d.RouterCommand, d.EngineCommand, d.CPUProfile, d.Only = o.RouterCommand, o.EngineCommand, o.CPUProfile, o.Only
 		if *routerBinary != "" {
 			d.RouterCommand = []string{*routerBinary, "router-child"}

@@ -47,6 +47,10 @@ type DeploymentOptions struct {
 	// the large prompts' size.
 	SmallClients, StreamClients, LargeClients int
 	StreamChunks, LargeBytes                  int
+	// EngineTime, when positive, adds a large-prompt scenario whose
+	// engines take this long per request (real engines need seconds for
+	// a 200 KiB prompt).
+	EngineTime time.Duration
 	// RouterCommand starts the router child (given --kubeconfig); Baseline,
 	// when set, starts a second router (another build) measured in
 	// alternation with it, for a before/after in one run.
@@ -73,7 +77,11 @@ type Variant struct {
 	Requests, Errors         int
 	// Router only: CPU per request (/proc), and the Go runtime's GC
 	// during its phases, from its /metrics.
-	CPU                  time.Duration
+	CPU time.Duration
+	// EngineCPU and ClientCPU are the engines' and the load generator's
+	// CPU per request in the same phases: on a saturated machine the
+	// routed throughput is bounded by the three together.
+	EngineCPU, ClientCPU time.Duration
 	GCs                  float64
 	GCPause, GCPauseMax  time.Duration
 	TailStages, P50Stage []StageShare
@@ -247,9 +255,15 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 		{fmt.Sprintf("streaming %d chunks, closed loop %d clients", o.StreamChunks, o.StreamClients), func(base func(int) string, d time.Duration, tag string) phase2 {
 			return closedLoop2(client, base, streamed, o.StreamClients, d, tag, http.Header{"X-Stream": {"1"}, "X-Chunks": {strconv.Itoa(o.StreamChunks)}})
 		}},
-		{fmt.Sprintf("%s prompt, non-streaming, closed loop %d clients", size(o.LargeBytes), o.LargeClients), func(base func(int) string, d time.Duration, tag string) phase2 {
+		{fmt.Sprintf("%s prompt, non-streaming, closed loop %d clients, engines answer at once", size(o.LargeBytes), o.LargeClients), func(base func(int) string, d time.Duration, tag string) phase2 {
 			return closedLoop2(client, base, large, o.LargeClients, d, tag, nil)
 		}},
+	}
+	if o.EngineTime > 0 {
+		scenarios = append(scenarios, scenario{fmt.Sprintf("%s prompt, non-streaming, closed loop %d clients, engine time %s", size(o.LargeBytes), o.LargeClients, o.EngineTime),
+			func(base func(int) string, d time.Duration, tag string) phase2 {
+				return closedLoop2(client, base, large, o.LargeClients, d, tag, http.Header{"X-Engine-Time": {o.EngineTime.String()}})
+			}})
 	}
 	direct := func(i int) string { return "http://" + addrs[i%len(addrs)] }
 	out := &DeploymentResult{}
@@ -261,14 +275,17 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 		n := len(routers) + 1
 		phases := make([]phase2, n)
 		cpu := make([]time.Duration, n)
+		engineCPU, clientCPU := make([]time.Duration, n), make([]time.Duration, n)
 		gc := make([]gcStats, n)
 		rounds := max(1, o.Rounds)
 		for round := 0; round < rounds; round++ {
 			for v := 0; v < n; v++ {
 				tag := fmt.Sprintf("s%d-r%d-v%d-", si, round, v)
 				d := o.Duration / time.Duration(rounds)
+				e0, s0 := ec.cpu(), selfCPU()
 				if v == 0 {
 					phases[0].add(sc.run(direct, d, tag))
+					engineCPU[0], clientCPU[0] = engineCPU[0]+ec.cpu()-e0, clientCPU[0]+selfCPU()-s0
 					continue
 				}
 				r := routers[v-1]
@@ -277,6 +294,7 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 				addr := "http://" + r.ch.addr
 				phases[v].add(sc.run(func(int) string { return addr }, d, tag))
 				cpu[v] += r.ch.cpu() - c0
+				engineCPU[v], clientCPU[v] = engineCPU[v]+ec.cpu()-e0, clientCPU[v]+selfCPU()-s0
 				gc[v].add(r.gc(client).minus(g0), r.takeMaxPause())
 			}
 		}
@@ -284,9 +302,11 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 		for v := 0; v < n; v++ {
 			p := phases[v]
 			vr := p.variant("direct")
+			vr.EngineCPU, vr.ClientCPU = perReq(engineCPU[v], vr.Requests), perReq(clientCPU[v], vr.Requests)
 			if v > 0 {
 				r := routers[v-1]
 				vr = p.variant(r.name)
+				vr.EngineCPU, vr.ClientCPU = perReq(engineCPU[v], vr.Requests), perReq(clientCPU[v], vr.Requests)
 				vr.CPU = perReq(cpu[v], vr.Requests)
 				vr.GCs, vr.GCPause, vr.GCPauseMax = gc[v].count, gc[v].sum, gc[v].max
 				entries, err := readStages(r.log)
@@ -662,6 +682,16 @@ func breakdown(ss []sample, entries map[string]logged) ([]StageShare, int) {
 	return out, n
 }
 
+// selfCPU is the benchmark process's CPU time (the load generator's, with
+// the metrics scraper and the access log copy).
+func selfCPU() time.Duration {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	return statCPU(string(b))
+}
+
 func loadavg1() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -676,11 +706,11 @@ func loadavg1() string {
 // DeploymentMarkdown renders the result.
 func DeploymentMarkdown(r *DeploymentResult, o DeploymentOptions) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d echo engines (one child process, one loopback address each, one port) are Pods of one ModelServer in a real kube-apiserver + etcd; the router runs in Kubernetes mode in its own process with its defaults: engine scraping every second, access log on (text, with stage timings) to stdout, which the bench copies to a file as a container runtime does; a client scrapes the router's /metrics every second. Phases alternate (%d rounds, %s per variant per scenario). Latency counts from the intended send time in open loop (coordinated omission corrected) and from the send in closed loop; added = router − direct at the same percentile. Router CPU is the child's user+system time (/proc) over its requests; GC from its go_gc_duration_seconds (pause max: the largest recent pause it reported during the phases).\n\n",
+	fmt.Fprintf(&b, "%d echo engines (one child process, one loopback address each, one port) are Pods of one ModelServer in a real kube-apiserver + etcd; the router runs in Kubernetes mode in its own process with its defaults: engine scraping every second, access log on (text, with stage timings) to stdout, which the bench copies to a file as a container runtime does; a client scrapes the router's /metrics every second. Phases alternate (%d rounds, %s per variant per scenario). Latency counts from the intended send time in open loop (coordinated omission corrected) and from the send in closed loop; added = router − direct at the same percentile. Router CPU is the child's user+system time (/proc) over its requests, engines' and client's likewise (the client column includes the bench's /metrics scraper and the access log copy); GC from its go_gc_duration_seconds (pause max: the largest recent pause it reported during the phases).\n\n",
 		o.Engines, max(1, o.Rounds), o.Duration)
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "### %s\n\nLoad average (1 min) at the start: %s.\n\n", row.Scenario, row.Load)
-		b.WriteString("| path | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | req/s | vs direct | errors | router CPU/req | GCs | GC pause total | GC pause max |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| path | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | req/s | vs direct | errors | router CPU/req | engines CPU/req | client CPU/req | GCs | GC pause total | GC pause max |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		d := row.Variants[0]
 		for _, v := range row.Variants {
 			added50, added99, ratio := "", "", ""
@@ -694,8 +724,8 @@ func DeploymentMarkdown(r *DeploymentResult, o DeploymentOptions) string {
 			if v.Name != "direct" {
 				cpu, gcs, gcp, gcm = us(v.CPU), fmt.Sprintf("%.0f", v.GCs), ms(v.GCPause), ms(v.GCPauseMax)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %d | %s | %s | %s | %s |\n", v.Name, ms(v.P50), ms(v.P90), ms(v.P99), ms(v.P999), ms(v.Max),
-				added50, added99, v.RPS, ratio, v.Errors, cpu, gcs, gcp, gcm)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %d | %s | %s | %s | %s | %s | %s |\n", v.Name, ms(v.P50), ms(v.P90), ms(v.P99), ms(v.P999), ms(v.Max),
+				added50, added99, v.RPS, ratio, v.Errors, cpu, us(v.EngineCPU), us(v.ClientCPU), gcs, gcp, gcm)
 		}
 		var routed []Variant
 		for _, v := range row.Variants[1:] {

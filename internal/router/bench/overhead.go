@@ -312,7 +312,11 @@ func (c *child) cpu() time.Duration {
 	if err != nil {
 		return 0
 	}
-	s := string(b)
+	return statCPU(string(b))
+}
+
+// statCPU is user+system time from a /proc/<pid>/stat line.
+func statCPU(s string) time.Duration {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 13 {
 		return 0
