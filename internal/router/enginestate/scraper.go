@@ -124,7 +124,7 @@ func (s *Scraper) scrape(ctx context.Context, ep *datastore.Endpoint) {
 	}
 	old := ep.Metrics()
 	m := &framework.Metrics{Waiting: cur.waiting, Running: cur.running, KVCacheUsage: cur.kv, Models: models, Scraped: true,
-		TTFT: old.TTFT, TPOT: old.TPOT, LatencyAt: old.LatencyAt, At: at, Interval: s.o.Interval, Sent: sent, Done: done}
+		TTFT: old.TTFT, TPOT: old.TPOT, LatencyAt: old.LatencyAt, LatencySamples: old.LatencySamples, At: at, Interval: s.o.Interval, Sent: sent, Done: done}
 	s.mu.Lock()
 	prev, had := s.prev[ep.Key]
 	s.prev[ep.Key] = cur
@@ -132,6 +132,10 @@ func (s *Scraper) scrape(ctx context.Context, ep *datastore.Endpoint) {
 	if had {
 		if v := delta(cur.ttftSum, prev.ttftSum, cur.ttftCount, prev.ttftCount); v > 0 {
 			m.TTFT, m.LatencyAt = v, at
+			m.LatencySamples = cur.ttftCount - prev.ttftCount
+			if m.LatencySamples <= 0 { // counter reset: delta averaged the totals
+				m.LatencySamples = cur.ttftCount
+			}
 		}
 		if v := delta(cur.tpotSum, prev.tpotSum, cur.tpotN, prev.tpotN); v > 0 {
 			m.TPOT, m.LatencyAt = v, at

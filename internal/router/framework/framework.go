@@ -140,6 +140,10 @@ type Metrics struct {
 	// LatencyAt is when TTFT and TPOT last changed (an engine that
 	// finished nothing since keeps its old means).
 	LatencyAt time.Time
+	// LatencySamples is how many first tokens the TTFT mean averages (the
+	// interval's requests): a mean of a few requests says more about
+	// which requests they were than about the engine.
+	LatencySamples float64
 	// Sent and Done are the endpoint's Sent and Done counters when the
 	// scrape was sent: what the router had sent and seen finish by then.
 	Sent, Done uint64

@@ -58,6 +58,12 @@ const loadKnee = 8
 // latency an engine may be judged (and how much faster).
 const maxSpread = 2
 
+// priorSamples is how many requests' worth of weight the fleet mean gets
+// against an engine's own mean: with a few requests per interval an
+// engine's TTFT says mostly whether they hit the prefix cache, not how
+// fast the engine is, so its mean is pulled to the fleet's in proportion.
+const priorSamples = 8
+
 // Score rates each engine by its expected latency relative to the best:
 // score = min(est)/est, in (0,1].
 //
@@ -104,6 +110,9 @@ func (p *Plugin) Score(_ context.Context, _ *framework.Request, eps []*framework
 		at := m.LatencyAt
 		if at.IsZero() {
 			at = m.At
+		}
+		if k := m.LatencySamples; k > 0 {
+			l = (k*l + priorSamples) / (k + priorSamples)
 		}
 		w := framework.Freshness(at, m.Interval, now)
 		l = w*l + (1 - w)

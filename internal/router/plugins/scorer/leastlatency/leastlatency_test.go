@@ -98,3 +98,21 @@ func TestFactoryRejectsBadAlpha(t *testing.T) {
 		t.Fatal("alpha 1.5 accepted")
 	}
 }
+
+// TestFewRequestsSayLittle: an engine whose mean TTFT covers a few
+// requests is judged close to the fleet mean; the same spread over many
+// requests keeps its weight.
+func TestFewRequestsSayLittle(t *testing.T) {
+	with := func(n float64) []float64 {
+		fast, slow := mk(0.1, 0.01), mk(0.3, 0.03)
+		fast.Metrics.LatencySamples, slow.Metrics.LatencySamples = n, n
+		return score(t, 0.5, fast, slow)
+	}
+	few, many := with(2), with(1000)
+	if !(few[1] > many[1] && many[1] < 1 && few[1] < 1) {
+		t.Fatalf("slow engine's score over 2 requests %v, over 1000 %v: want the few-request verdict milder", few[1], many[1])
+	}
+	if d := many[1] - math.Sqrt(1.0/3); d > 0.01 || d < -0.01 {
+		t.Fatalf("over 1000 requests the slow engine scores %v, want ≈ √(1/3)", many[1])
+	}
+}
