@@ -17,8 +17,10 @@ import (
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 )
 
-// childPID is the PID of the platform child whose command line starts with
-// binary (a path), or 0.
+// childPID is the PID of this platform's child whose command line starts
+// with binary (a path), or 0. The command line must mention the platform's
+// state directory: another platform on the machine (a concurrent test or
+// benchmark) runs the same kube-apiserver and etcd binaries.
 func childPID(binary string) int {
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
@@ -30,7 +32,7 @@ func childPID(binary string) int {
 		if err != nil {
 			continue
 		}
-		if argv0, _, _ := strings.Cut(string(data), "\x00"); argv0 == binary {
+		if argv0, _, _ := strings.Cut(string(data), "\x00"); argv0 == binary && strings.Contains(string(data), env.stateDir) {
 			return pid
 		}
 	}
