@@ -186,3 +186,62 @@ func isReady(p *corev1.Pod) bool {
 	}
 	return false
 }
+
+// rollRouters changes the router pods' template (an annotation, as
+// `kubectl rollout restart` does): the Deployment replaces them one at a
+// time, a new pod ready before an old one goes (the default maxSurge 25 %
+// and maxUnavailable 25 % of two replicas: one and zero). The fault lasts
+// until only new pods run, all ready.
+func (e *env) rollRouters(ctx context.Context) error {
+	var dep appsv1.Deployment
+	for range 20 {
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: routerName}, &dep); err != nil {
+			return err
+		}
+		if dep.Spec.Template.Annotations == nil {
+			dep.Spec.Template.Annotations = map[string]string{}
+		}
+		dep.Spec.Template.Annotations["kthena.io/restartedAt"] = time.Now().Format(time.RFC3339Nano)
+		err := e.c.Update(ctx, &dep)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	old, err := e.routerPods(ctx)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var d appsv1.Deployment
+		err := e.c.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: routerName}, &d)
+		if err == nil && d.Status.ObservedGeneration >= dep.Generation && d.Status.UpdatedReplicas == routerReplicas &&
+			d.Status.AvailableReplicas == routerReplicas && d.Status.Replicas == routerReplicas {
+			pods, err := e.routerPods(ctx)
+			if err == nil && len(pods) == routerReplicas && !sharesPod(pods, old) {
+				return e.waitRouters(ctx, "")
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("router rollout not done after 3 minutes: %+v", d.Status)
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// sharesPod reports whether a pod of now was already in before.
+func sharesPod(now, before []corev1.Pod) bool {
+	for _, p := range now {
+		for _, q := range before {
+			if p.UID == q.UID {
+				return true
+			}
+		}
+	}
+	return false
+}

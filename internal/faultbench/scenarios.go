@@ -66,6 +66,9 @@ func Scenarios() []Scenario {
 		{Name: "router restarted: one of two replicas (drained)", NoFailures: true,
 			Setup:  func(ctx context.Context, e *env) error { return e.useRouterService(ctx) },
 			Inject: func(ctx context.Context, e *env) error { return e.restartRouterReplica(ctx) }},
+		{Name: "router rollout: two replicas replaced one at a time", NoFailures: true,
+			Setup:  func(ctx context.Context, e *env) error { return e.useRouterService(ctx) },
+			Inject: func(ctx context.Context, e *env) error { return e.rollRouters(ctx) }},
 		{Name: "controller manager killed mid-rollout", NoFailures: true, Inject: func(ctx context.Context, e *env) error {
 			return e.rollout(ctx, func(*workloadv1alpha1.ModelServing) {
 				go func() {
