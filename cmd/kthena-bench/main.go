@@ -148,7 +148,8 @@ func deployment(o bench.DeploymentOptions, out string) error {
 		start.UTC().Format("2006-01-02 15:04"), time.Since(start).Round(time.Second), runtime.NumCPU(), load0, loadavg())
 	md := bench.DeploymentMarkdown(res, o)
 	fmt.Print(run + md)
-	return write(out, "overhead-deployment.md", "# Router overhead, deployed\n\n`go run ./cmd/kthena-bench overhead -mode=deployment`\n\n"+run+md)
+	args := strings.Join(os.Args[1:], " ")
+	return write(out, "overhead-deployment.md", "# Router overhead, deployed\n\n`go run ./cmd/kthena-bench "+args+"`\n\n"+run+md)
 }
 
 type savedRows struct {
