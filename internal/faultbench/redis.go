@@ -102,6 +102,7 @@ func (r *redisServer) restart() error {
 func (s *shared) stop() {
 	if s.redis != nil {
 		s.redis.kill()
+		_ = os.RemoveAll(s.redis.dir)
 	}
 }
 
