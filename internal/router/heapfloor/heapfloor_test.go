@@ -28,14 +28,15 @@ func TestPercent(t *testing.T) {
 // The floor follows collections and Stop restores the base.
 func TestFollowsCollections(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	f := Start(256<<20, 100)
+	runtime.GC() // a live heap measured without an earlier run's data
+	f := Start(64<<20, 100)
 	if f.GOGC() <= 100 {
-		t.Fatalf("GOGC %d with a small heap under a 256 MiB floor", f.GOGC())
+		t.Fatalf("GOGC %d with a small heap under a 64 MiB floor", f.GOGC())
 	}
 	// A live heap above the floor brings GOGC back to the base after a
 	// collection.
-	big := make([][]byte, 0, 300)
-	for range 300 {
+	big := make([][]byte, 0, 40)
+	for range 40 {
 		big = append(big, make([]byte, 1<<20))
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -44,7 +45,7 @@ func TestFollowsCollections(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if f.GOGC() != 100 {
-		t.Fatalf("GOGC %d with 300 MiB live", f.GOGC())
+		t.Fatalf("GOGC %d with 40 MiB live", f.GOGC())
 	}
 	runtime.KeepAlive(big)
 	f.Stop()
