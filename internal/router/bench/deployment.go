@@ -82,6 +82,9 @@ type Variant struct {
 	// CPU per request in the same phases: on a saturated machine the
 	// routed throughput is bounded by the three together.
 	EngineCPU, ClientCPU time.Duration
+	// RSS is the router's largest resident set seen at the end of its
+	// phases (the heap floor's cost in memory).
+	RSS                  int64
 	GCs                  float64
 	GCPause, GCPauseMax  time.Duration
 	TailStages, P50Stage []StageShare
@@ -277,6 +280,7 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 		cpu := make([]time.Duration, n)
 		engineCPU, clientCPU := make([]time.Duration, n), make([]time.Duration, n)
 		gc := make([]gcStats, n)
+		rss := make([]int64, n)
 		rounds := max(1, o.Rounds)
 		for round := 0; round < rounds; round++ {
 			for v := 0; v < n; v++ {
@@ -294,6 +298,7 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 				addr := "http://" + r.ch.addr
 				phases[v].add(sc.run(func(int) string { return addr }, d, tag))
 				cpu[v] += r.ch.cpu() - c0
+				rss[v] = max(rss[v], r.ch.rss())
 				engineCPU[v], clientCPU[v] = engineCPU[v]+ec.cpu()-e0, clientCPU[v]+selfCPU()-s0
 				gc[v].add(r.gc(client).minus(g0), r.takeMaxPause())
 			}
@@ -308,6 +313,7 @@ func RunDeployment(ctx context.Context, o DeploymentOptions) (*DeploymentResult,
 				vr = p.variant(r.name)
 				vr.EngineCPU, vr.ClientCPU = perReq(engineCPU[v], vr.Requests), perReq(clientCPU[v], vr.Requests)
 				vr.CPU = perReq(cpu[v], vr.Requests)
+				vr.RSS = rss[v]
 				vr.GCs, vr.GCPause, vr.GCPauseMax = gc[v].count, gc[v].sum, gc[v].max
 				entries, err := readStages(r.log)
 				if err != nil {
@@ -682,6 +688,21 @@ func breakdown(ss []sample, entries map[string]logged) ([]StageShare, int) {
 	return out, n
 }
 
+// rss is the child's resident set in bytes (Linux /proc).
+func (c *child) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // selfCPU is the benchmark process's CPU time (the load generator's, with
 // the metrics scraper and the access log copy).
 func selfCPU() time.Duration {
@@ -710,7 +731,7 @@ func DeploymentMarkdown(r *DeploymentResult, o DeploymentOptions) string {
 		o.Engines, max(1, o.Rounds), o.Duration)
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "### %s\n\nLoad average (1 min) at the start: %s.\n\n", row.Scenario, row.Load)
-		b.WriteString("| path | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | req/s | vs direct | errors | router CPU/req | engines CPU/req | client CPU/req | GCs | GC pause total | GC pause max |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| path | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | req/s | vs direct | errors | router CPU/req | engines CPU/req | client CPU/req | GCs | GC pause total | GC pause max | router RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		d := row.Variants[0]
 		for _, v := range row.Variants {
 			added50, added99, ratio := "", "", ""
@@ -720,12 +741,13 @@ func DeploymentMarkdown(r *DeploymentResult, o DeploymentOptions) string {
 					ratio = fmt.Sprintf("%.0f %%", 100*v.RPS/d.RPS)
 				}
 			}
-			cpu, gcs, gcp, gcm := "", "", "", ""
+			cpu, gcs, gcp, gcm, rss := "", "", "", "", ""
 			if v.Name != "direct" {
 				cpu, gcs, gcp, gcm = us(v.CPU), fmt.Sprintf("%.0f", v.GCs), ms(v.GCPause), ms(v.GCPauseMax)
+				rss = fmt.Sprintf("%.0f MiB", float64(v.RSS)/(1<<20))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %d | %s | %s | %s | %s | %s | %s |\n", v.Name, ms(v.P50), ms(v.P90), ms(v.P99), ms(v.P999), ms(v.Max),
-				added50, added99, v.RPS, ratio, v.Errors, cpu, us(v.EngineCPU), us(v.ClientCPU), gcs, gcp, gcm)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", v.Name, ms(v.P50), ms(v.P90), ms(v.P99), ms(v.P999), ms(v.Max),
+				added50, added99, v.RPS, ratio, v.Errors, cpu, us(v.EngineCPU), us(v.ClientCPU), gcs, gcp, gcm, rss)
 		}
 		var routed []Variant
 		for _, v := range row.Variants[1:] {

@@ -5,10 +5,10 @@
 // allocates some 15 KiB per request, so with GOGC=100 it collects every few
 // MiB: two to four times a second at 1,000 requests/s, each cycle taking
 // one of two cores for milliseconds and stopping the world twice, which
-// requests arriving meanwhile wait for. A goal of max(floor, 2 × live)
-// collects an order of magnitude less often at the cost of at most the
-// floor in memory; once the live heap is above half the floor, GOGC=100
-// applies as before.
+// requests arriving meanwhile wait for. A heap goal of max(floor, 2 × live)
+// collects several times less often at the cost of up to the floor in
+// memory; once the live heap is above half the floor, GOGC=100 applies as
+// before.
 package heapfloor
 
 import (
@@ -30,7 +30,8 @@ type Floor struct {
 // Start keeps the heap goal at or above floor bytes, with base (GOGC's
 // value, normally 100) applying above it.
 func Start(floor uint64, base int) *Floor {
-	f := &Floor{floor: floor, base: base, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	f := &Floor{floor: floor, base: base, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	f.adjust()
 	f.arm()
 	return f
@@ -62,27 +63,29 @@ func (f *Floor) arm() {
 // (a zero-sized one may not be allocated).
 type sentinel struct{ _ *int }
 
-// adjust sets GOGC so that the next goal is max(floor, live × (1 + base/100)).
+// adjust sets GOGC so that the next goal is at least the floor.
 func (f *Floor) adjust() {
 	metrics.Read(f.sample)
-	live := uint64(0)
-	if f.sample[0].Value.Kind() == metrics.KindUint64 {
-		live = f.sample[0].Value.Uint64()
+	var v [3]uint64
+	for i, s := range f.sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
 	}
-	p := Percent(live, f.floor, f.base)
+	p := Percent(v[0], v[0]+v[1]+v[2], f.floor, f.base)
 	if int64(p) != f.set.Load() {
 		debug.SetGCPercent(p)
 		f.set.Store(int64(p))
 	}
 }
 
-// Percent is the GOGC giving a goal of max(floor, live × (1 + base/100)).
-func Percent(live, floor uint64, base int) int {
-	if live == 0 {
-		live = 1 << 20
-	}
-	if live*uint64(100+base) >= floor*100 {
+// Percent is the GOGC giving a heap goal of the floor, or base when that
+// gives more. The runtime's goal is live + (live + stacks + globals) ×
+// GOGC/100; scan is that sum.
+func Percent(live, scan, floor uint64, base int) int {
+	scan = max(scan, live, 1<<20)
+	if live+scan*uint64(base)/100 >= floor {
 		return base
 	}
-	return int(floor*100/live) - 100
+	return int((floor - live) * 100 / scan)
 }

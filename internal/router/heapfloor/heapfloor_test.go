@@ -10,17 +10,18 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		live, floor uint64
-		want        int
+		live, scan, floor uint64
+		want              int
 	}{
-		{4 * mib, 64 * mib, 1500}, // goal 64 MiB
-		{8 * mib, 64 * mib, 700},
-		{32 * mib, 64 * mib, 100}, // 2 × live reaches the floor
-		{200 * mib, 64 * mib, 100},
-		{0, 64 * mib, 6300}, // unknown: as for 1 MiB
+		{4 * mib, 4 * mib, 64 * mib, 1500}, // goal 4 + 4 × 15 = 64 MiB
+		{4 * mib, 8 * mib, 64 * mib, 750},  // stacks and globals count in the goal
+		{8 * mib, 8 * mib, 64 * mib, 700},
+		{32 * mib, 32 * mib, 64 * mib, 100}, // 2 × live reaches the floor
+		{200 * mib, 200 * mib, 64 * mib, 100},
+		{0, 0, 64 * mib, 6400}, // unknown: as for 1 MiB of scan
 	} {
-		if got := Percent(c.live, c.floor, 100); got != c.want {
-			t.Errorf("Percent(%d MiB, %d MiB) = %d, want %d", c.live/mib, c.floor/mib, got, c.want)
+		if got := Percent(c.live, c.scan, c.floor, 100); got != c.want {
+			t.Errorf("Percent(%d MiB, %d MiB, %d MiB) = %d, want %d", c.live/mib, c.scan/mib, c.floor/mib, got, c.want)
 		}
 	}
 }
