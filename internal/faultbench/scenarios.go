@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +18,7 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/platform"
 )
 
 // Scenario is one fault injected under load.
@@ -100,7 +101,10 @@ func (e *env) signalEngine(ctx context.Context, sig syscall.Signal, hold time.Du
 	if err != nil || len(pods) == 0 {
 		return fmt.Errorf("no ready pod to break: %v", err)
 	}
-	pid := findProcess(filepath.Join(e.binDir, "kthena-sim"), pods[0].Status.PodIP)
+	sim, ip := filepath.Join(e.binDir, "kthena-sim"), pods[0].Status.PodIP
+	pid := platform.FindProcess(func(argv []string) bool { // the sim serving the pod's IP
+		return argv[0] == sim && slices.ContainsFunc(argv[1:], func(a string) bool { return a == ip || strings.HasSuffix(a, "="+ip) })
+	})
 	if pid == 0 {
 		return fmt.Errorf("no engine process for pod %s (%s)", pods[0].Name, pods[0].Status.PodIP)
 	}
@@ -142,7 +146,7 @@ func (e *env) podReady(ctx context.Context, name string) bool {
 // signalChild sends sig to one of the platform's own children and waits
 // until it has been restarted and the model answers again.
 func (e *env) signalChild(ctx context.Context, name string, sig syscall.Signal) error {
-	pid := e.findChild(e.childPath(name))
+	pid := platform.ChildPID(e.childPath(name), e.stateDir)
 	if pid == 0 {
 		return fmt.Errorf("no %s process", name)
 	}
@@ -151,7 +155,7 @@ func (e *env) signalChild(ctx context.Context, name string, sig syscall.Signal) 
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if p := e.findChild(e.childPath(name)); p != 0 && p != pid {
+		if p := platform.ChildPID(e.childPath(name), e.stateDir); p != 0 && p != pid {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -216,54 +220,6 @@ func (e *env) update(ctx context.Context, mutate func(*workloadv1alpha1.ModelSer
 		}
 	}
 	return fmt.Errorf("updating ModelServing %s: conflicts", e.model)
-}
-
-// findProcess is the PID of a process started from binary (argv[0]) with
-// an argument that is arg or ends in "="+arg, or 0.
-func findProcess(binary, arg string) int {
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-		if len(argv) == 0 || argv[0] != binary {
-			continue
-		}
-		for _, a := range argv[1:] {
-			if a == arg || strings.HasSuffix(a, "="+arg) {
-				return pid
-			}
-		}
-	}
-	return 0
-}
-
-// findChild is the PID of the platform's child started from binary, or 0.
-// Its command line must mention the platform's state directory: other
-// platforms on the machine (tests, other benchmarks) run the same
-// kube-apiserver and etcd binaries, and must not be hit.
-func (e *env) findChild(binary string) int {
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if argv0, _, _ := strings.Cut(string(data), "\x00"); argv0 == binary && strings.Contains(string(data), e.stateDir) {
-			return pid
-		}
-	}
-	return 0
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -3,9 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,29 +13,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
+	"github.com/kthena/kthena/internal/platform"
 )
 
-// childPID is the PID of this platform's child whose command line starts
-// with binary (a path), or 0. The command line must mention the platform's
-// state directory: another platform on the machine (a concurrent test or
-// benchmark) runs the same kube-apiserver and etcd binaries.
-func childPID(binary string) int {
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if argv0, _, _ := strings.Cut(string(data), "\x00"); argv0 == binary && strings.Contains(string(data), env.stateDir) {
-			return pid
-		}
-	}
-	return 0
-}
+// childPID is the PID of this platform's child started from binary, or 0.
+func childPID(binary string) int { return platform.ChildPID(binary, env.stateDir) }
 
 // killChild SIGKILLs the platform child started from binary and waits
 // until the supervisor has started a new one.
