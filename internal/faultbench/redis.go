@@ -3,10 +3,7 @@ package faultbench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,94 +12,16 @@ import (
 
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	"github.com/kthena/kthena/internal/router/ratelimit"
+	"github.com/kthena/kthena/internal/testing/realserver"
 )
 
-// redisServer is a throwaway redis-server (no persistence, as a cache-only
-// deployment runs it) that a scenario kills and starts again on the same
-// address.
-type redisServer struct {
-	addr, bin, dir string
-	cmd            *exec.Cmd
-	exited         chan struct{}
-}
-
-func startRedis(dir string) (*redisServer, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server is not installed (hack/system-deps.sh installs it): %w", err)
-	}
-	var lastErr error
-	for range 3 { // the free port may be taken before redis-server binds it
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		addr := l.Addr().String()
-		_ = l.Close()
-		r := &redisServer{addr: addr, bin: bin, dir: dir}
-		if lastErr = r.start(); lastErr == nil {
-			return r, nil
-		}
-	}
-	return nil, lastErr
-}
-
-func (r *redisServer) start() error {
-	_, port, _ := net.SplitHostPort(r.addr)
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
-		return err
-	}
-	cmd := exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	c := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer func() { _ = c.Close() }()
-	for deadline := time.Now().Add(10 * time.Second); c.Ping(context.Background()).Err() != nil; {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server on %s exited at start", r.addr)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server on %s not answering", r.addr)
-		}
-	}
-	r.cmd, r.exited = cmd, exited
-	return nil
-}
-
-// kill stops the server at once (SIGKILL: its data is lost).
-func (r *redisServer) kill() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.exited
-	r.cmd = nil
-}
-
-// restart starts it again on its address.
-func (r *redisServer) restart() error {
-	var err error
-	for range 50 { // the port may linger briefly after the kill
-		if err = r.start(); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return err
-}
-
+// stop ends what the run's scenarios shared: redis-server and its directory.
 func (s *shared) stop() {
 	if s.redis != nil {
-		s.redis.kill()
-		_ = os.RemoveAll(s.redis.dir)
+		s.redis.Stop()
+	}
+	if s.redisDir != "" {
+		_ = os.RemoveAll(s.redisDir)
 	}
 }
 
@@ -115,14 +34,15 @@ func (e *env) globalRateLimit(context.Context) (*networkingv1alpha1.RateLimit, e
 		if err != nil {
 			return nil, err
 		}
-		if e.shared.redis, err = startRedis(dir); err != nil {
+		e.shared.redisDir = dir
+		if e.shared.redis, err = realserver.LaunchRedis(dir); err != nil {
 			return nil, err
 		}
 	}
 	return &networkingv1alpha1.RateLimit{
 		InputTokensPerUnit: ptr.To[uint32](10_000_000), OutputTokensPerUnit: ptr.To[uint32](10_000_000),
 		Unit:   networkingv1alpha1.Minute,
-		Global: &networkingv1alpha1.GlobalRateLimit{Redis: &networkingv1alpha1.RedisConfig{Address: e.shared.redis.addr}},
+		Global: &networkingv1alpha1.GlobalRateLimit{Redis: &networkingv1alpha1.RedisConfig{Address: e.shared.redis.Addr}},
 	}, nil
 }
 
@@ -131,17 +51,17 @@ func (e *env) globalRateLimit(context.Context) (*networkingv1alpha1.RateLimit, e
 // bucket keys are back.
 func (e *env) restartRedis(ctx context.Context, down time.Duration) error {
 	r := e.shared.redis
-	c := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer func() { _ = c.Close() }()
 	keys, err := c.Keys(ctx, ratelimit.KeyPrefix+"*").Result()
 	if err != nil || !containsModel(keys, e.model) {
 		return fmt.Errorf("the routers keep no bucket of %s in Redis before the fault (keys %v, %v)", e.model, keys, err)
 	}
-	r.kill()
+	r.Stop()
 	if err := sleepCtx(ctx, down); err != nil {
 		return err
 	}
-	if err := r.restart(); err != nil {
+	if err := r.Restart(); err != nil {
 		return err
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {

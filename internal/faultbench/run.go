@@ -22,6 +22,7 @@ import (
 	networkingv1alpha1 "github.com/kthena/kthena/api/networking/v1alpha1"
 	workloadv1alpha1 "github.com/kthena/kthena/api/workload/v1alpha1"
 	"github.com/kthena/kthena/internal/platform"
+	"github.com/kthena/kthena/internal/testing/realserver"
 )
 
 // Options configure a run.
@@ -67,7 +68,8 @@ type env struct {
 // shared is what scenarios of one run set up once and reuse.
 type shared struct {
 	routerServiceURL string // the router replicas' Service
-	redis            *redisServer
+	redis            *realserver.RedisServer
+	redisDir         string // redis-server's, removed at the end of the run
 }
 
 func (e *env) childPath(name string) string {

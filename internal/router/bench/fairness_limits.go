@@ -7,20 +7,18 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/kthena/kthena/internal/router/fairness"
 	"github.com/kthena/kthena/internal/router/openai"
 	"github.com/kthena/kthena/internal/sim"
+	"github.com/kthena/kthena/internal/testing/realserver"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
 
@@ -169,11 +167,17 @@ type LimitRow struct {
 func (r LimitRow) Error() float64 { return r.Measured/max(r.Expected, 1) - 1 }
 
 func measureLimits(ctx context.Context, o FairnessOptions, tok *tokenizer.Tokenizer, progress func(string, ...any)) ([]LimitRow, error) {
-	addr, stopRedis, err := startRedisServer(ctx)
+	dir, err := os.MkdirTemp("", "kthena-fairbench-redis-")
 	if err != nil {
 		return nil, err
 	}
-	defer stopRedis()
+	defer func() { _ = os.RemoveAll(dir) }()
+	srv, err := realserver.LaunchRedis(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	addr := srv.Addr
 	const limit = 2000
 	var rows []LimitRow
 	for _, m := range []struct {
@@ -257,40 +261,4 @@ func measureLimit(ctx context.Context, o FairnessOptions, tok *tokenizer.Tokeniz
 	row.Expected = float64(limit) * (1 + row.Span.Seconds())
 	row.Measured = float64(row.Admitted * k)
 	return row, nil
-}
-
-// startRedisServer runs a throwaway redis-server on a free port.
-func startRedisServer(ctx context.Context) (string, func(), error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return "", nil, fmt.Errorf("redis-server is not installed (hack/system-deps.sh installs it): %w", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	dir, err := os.MkdirTemp("", "kthena-fairbench-redis-")
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.CommandContext(ctx, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, err
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); os.RemoveAll(dir) }
-	addr := net.JoinHostPort("127.0.0.1", port)
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(ctx).Err() != nil {
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("redis-server on %s not answering", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return addr, stop, nil
 }

@@ -60,7 +60,9 @@ func TestGlobalRedisOutage(t *testing.T) {
 		t.Fatalf("%v Redis failures counted over 23 requests in %s: want one try per %s", n, took, storeRetry)
 	}
 
-	srv.Restart()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(storeRetry)
 	if err := a.Admit(ctx, "ns/r", "", "m", lim, 70); err != nil {
 		t.Fatalf("Redis back and empty, its bucket starts full: %v", err)

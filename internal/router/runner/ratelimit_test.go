@@ -94,7 +94,9 @@ func TestRateLimitGlobal(t *testing.T) {
 	if got := testutil.ToFloat64(a.r.Metrics.RateLimitStoreErrors); got < 1 {
 		t.Fatalf("store errors counted %v", got)
 	}
-	redis.Restart() // empty: the bucket starts full again
+	if err := redis.Restart(); err != nil { // empty: the bucket starts full again
+		t.Fatal(err)
+	}
 	eventually(t, "limit enforced again after Redis is back", func() bool {
 		return a.chat("llama", nil).status == http.StatusTooManyRequests
 	})

@@ -22,11 +22,20 @@ import (
 // lookPath finds bin or fails t with how to install it.
 func lookPath(t testing.TB, bin string) string {
 	t.Helper()
-	p, err := exec.LookPath(bin)
+	p, err := findBinary(bin)
 	if err != nil {
-		t.Fatalf("%s is not installed: run hack/system-deps.sh (make test does): %v", bin, err)
+		t.Fatal(err)
 	}
 	return p
+}
+
+// findBinary finds bin or says how to install it.
+func findBinary(bin string) (string, error) {
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("%s is not installed: run hack/system-deps.sh (make test does): %w", bin, err)
+	}
+	return p, nil
 }
 
 // freePort returns a port that was free a moment ago.
@@ -46,35 +55,47 @@ func Redis(t testing.TB) string {
 	return StartRedis(t).Addr
 }
 
-// RedisServer is a running redis-server that a test may stop and start
-// again on the same address (an outage).
+// RedisServer is a running redis-server that a test or benchmark may
+// stop and start again on the same address (an outage).
 type RedisServer struct {
 	Addr string
-	t    testing.TB
 	bin  string
 	dir  string
 	cmd  *exec.Cmd
 	exit chan error
 }
 
-// StartRedis runs a throwaway redis-server (no persistence).
+// StartRedis runs a throwaway redis-server (no persistence) until the test
+// ends.
 func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
-	bin := lookPath(t, "redis-server")
+	r, err := LaunchRedis(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// LaunchRedis runs a throwaway redis-server (no persistence) with its log
+// in dir, outside a test (benchmarks): the caller stops it and removes dir.
+func LaunchRedis(dir string) (*RedisServer, error) {
+	bin, err := findBinary("redis-server")
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for range 3 { // the free port may be taken before redis-server binds it
 		port, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		r := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, bin: bin, dir: t.TempDir()}
+		r := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir}
 		if lastErr = r.start(); lastErr == nil {
-			t.Cleanup(r.Stop)
-			return r
+			return r, nil
 		}
 	}
-	t.Fatalf("starting redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("starting redis-server: %w", lastErr)
 }
 
 // Stop kills the server (its data is lost); Stop of a stopped server does
@@ -88,18 +109,17 @@ func (r *RedisServer) Stop() {
 	r.cmd = nil
 }
 
-// Restart starts the server again on its address.
-func (r *RedisServer) Restart() {
-	r.t.Helper()
+// Restart starts the server again (empty) on its address.
+func (r *RedisServer) Restart() error {
 	r.Stop()
 	var err error
 	for range 50 { // the port may linger briefly after the kill
 		if err = r.start(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.t.Fatalf("restarting redis-server on %s: %v", r.Addr, err)
+	return fmt.Errorf("restarting redis-server on %s: %w", r.Addr, err)
 }
 
 func (r *RedisServer) start() error {
