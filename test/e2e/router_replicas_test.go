@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kthena/kthena/internal/testing/loadgen"
 )
 
 // TestRouterReplicaDeletedBehindService: two router pods of a Deployment
@@ -80,31 +81,7 @@ func TestRouterReplicaDeletedBehindService(t *testing.T) {
 	}
 	eventually(t, time.Minute, "the Service answers", post)
 
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var sent int
-	var failures []string
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				err := post()
-				mu.Lock()
-				sent++
-				if err != nil {
-					failures = append(failures, err.Error())
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := loadgen.Start(t, 4, post)
 	time.Sleep(500 * time.Millisecond)
 	victim := readyPods(t, name)[0]
 	if err := kube(t).Delete(ctx(t), &victim); err != nil {
@@ -123,10 +100,9 @@ func TestRouterReplicaDeletedBehindService(t *testing.T) {
 		return nil
 	})
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if len(failures) > 0 {
-		t.Fatalf("%d of %d requests failed while a router replica was replaced; first: %s", len(failures), sent, failures[0])
+	res := load.Stop()
+	if res.Failed > 0 {
+		t.Fatalf("%d of %d requests failed while a router replica was replaced; first: %v", res.Failed, res.Sent, res.First)
 	}
-	t.Logf("%d requests while a router replica was replaced, none failed", sent)
+	t.Logf("%d requests while a router replica was replaced, none failed", res.Sent)
 }

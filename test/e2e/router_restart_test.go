@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kthena/kthena/internal/testing/loadgen"
 )
 
 // TestRouterRestartRefusesNobody: `kthena up` holds the router's socket
@@ -23,31 +24,12 @@ func TestRouterRestartRefusesNobody(t *testing.T) {
 	if old == 0 {
 		t.Fatal("no router process")
 	}
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var sent int
-	var failures []string
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r := chatWithin(t, time.Minute, "handover", "while the router restarts", nil)
-				mu.Lock()
-				sent++
-				if r.status != http.StatusOK {
-					failures = append(failures, r.body)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := loadgen.Start(t, 4, func() error {
+		if r := chatWithin(t, time.Minute, "handover", "while the router restarts", nil); r.status != http.StatusOK {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	if err := syscall.Kill(old, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -67,10 +49,9 @@ func TestRouterRestartRefusesNobody(t *testing.T) {
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if len(failures) > 0 {
-		t.Fatalf("%d of %d requests failed across the router restart; first: %s", len(failures), sent, failures[0])
+	res := load.Stop()
+	if res.Failed > 0 {
+		t.Fatalf("%d of %d requests failed across the router restart; first: %v", res.Failed, res.Sent, res.First)
 	}
-	t.Logf("%d requests across the restart, none failed", sent)
+	t.Logf("%d requests across the restart, none failed", res.Sent)
 }

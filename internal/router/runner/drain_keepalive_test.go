@@ -2,13 +2,15 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kthena/kthena/internal/testing/loadgen"
 )
 
 // TestShutdownDelayKeepAliveClients: clients that keep their connections
@@ -25,57 +27,45 @@ func TestShutdownDelayKeepAliveClients(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	t.Cleanup(hc.CloseIdleConnections)
 
-	stop := make(chan struct{})
-	var sent, failed, closedByServer atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sent.Add(1)
-				res, err := hc.Post("http://"+h.r.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(body))
-				if err == nil {
-					_, err = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.Close {
-						closedByServer.Add(1)
-					}
-					if err == nil && res.StatusCode != http.StatusOK {
-						err = &statusError{res.StatusCode}
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-			}
-		}()
-	}
+	var closedByServer atomic.Int64
+	load := loadgen.Start(t, 16, func() error {
+		closed, err := postChat(hc, "http://"+h.r.Addr()+"/v1/chat/completions", body)
+		if closed {
+			closedByServer.Add(1)
+		}
+		return err
+	})
 	time.Sleep(300 * time.Millisecond) // connections in use and kept alive
 	done := make(chan error, 1)
 	go func() { done <- h.r.Shutdown(context.Background()) }()
 	time.Sleep(time.Second) // within the delay: the clients reconnect and keep going
-	close(stop)
-	wg.Wait()
+	res := load.Stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d requests failed when the drain started; first: %v", n, sent.Load(), firstErr.Load())
+	if res.Failed > 0 {
+		t.Fatalf("%d of %d requests failed when the drain started; first: %v", res.Failed, res.Sent, res.First)
 	}
 	if closedByServer.Load() == 0 {
 		t.Fatal("no response during the drain asked the client to close its connection")
 	}
-	t.Logf("%d requests, %d answered with Connection: close", sent.Load(), closedByServer.Load())
+	t.Logf("%d requests, %d answered with Connection: close", res.Sent, closedByServer.Load())
 }
 
-type statusError struct{ code int }
-
-func (s *statusError) Error() string { return http.StatusText(s.code) }
+// postChat posts body to url and reads the answer: a status other than 200
+// is an error; closed is whether the server asked the client to close the
+// connection.
+func postChat(hc *http.Client, url, body string) (closed bool, err error) {
+	res, err := hc.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	if _, err := io.Copy(io.Discard, res.Body); err != nil {
+		return res.Close, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return res.Close, errors.New(http.StatusText(res.StatusCode))
+	}
+	return res.Close, nil
+}

@@ -2,14 +2,12 @@ package runner
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kthena/kthena/internal/testing/loadgen"
 )
 
 // TestInheritedListenerRestart: a router restarted on a socket its
@@ -43,41 +41,10 @@ func TestInheritedListenerRestart(t *testing.T) {
 	body := `{"model":"llama","messages":[{"role":"user","content":"hi"}]}`
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	t.Cleanup(hc.CloseIdleConnections)
-	stop := make(chan struct{})
-	var sent, failed atomic.Int64
-	var slowest atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				began := time.Now()
-				sent.Add(1)
-				res, err := hc.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body))
-				if err == nil {
-					_, err = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if err == nil && res.StatusCode != http.StatusOK {
-						err = &statusError{res.StatusCode}
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-				if d := int64(time.Since(began)); d > slowest.Load() {
-					slowest.Store(d)
-				}
-			}
-		}()
-	}
+	load := loadgen.Start(t, 8, func() error {
+		_, err := postChat(hc, "http://"+addr+"/v1/chat/completions", body)
+		return err
+	})
 	time.Sleep(200 * time.Millisecond)
 	if err := a.r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -85,13 +52,12 @@ func TestInheritedListenerRestart(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // no router runs
 	startWith(t, file, "", inherit)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d requests failed across the restart; first: %v", n, sent.Load(), firstErr.Load())
+	res := load.Stop()
+	if res.Failed > 0 {
+		t.Fatalf("%d of %d requests failed across the restart; first: %v", res.Failed, res.Sent, res.First)
 	}
-	if d := time.Duration(slowest.Load()); d < 400*time.Millisecond {
-		t.Fatalf("slowest request %s: none waited for the second router", d)
+	if res.Slowest < 400*time.Millisecond {
+		t.Fatalf("slowest request %s: none waited for the second router", res.Slowest)
 	}
-	t.Logf("%d requests, slowest %s", sent.Load(), time.Duration(slowest.Load()))
+	t.Logf("%d requests, slowest %s", res.Sent, res.Slowest)
 }
