@@ -533,50 +533,24 @@ func sendTimed(c *http.Client, url, body, id string, h http.Header, intended tim
 func openLoop2(c *http.Client, base func(int) string, body string, rate float64, d time.Duration, tag string) phase2 {
 	var mu sync.Mutex
 	var p phase2
-	var wg sync.WaitGroup
-	n := int(rate * d.Seconds())
-	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if w := time.Until(at); w > 0 {
-			time.Sleep(w)
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			s := sendTimed(c, base(i), body, tag+strconv.Itoa(i), nil, at)
-			mu.Lock()
-			p.samples = append(p.samples, s)
-			mu.Unlock()
-		}(i)
-	}
-	wg.Wait()
-	p.elapsed = time.Since(start)
+	p.elapsed = paceOpen(rate, d, func(i int, at time.Time) {
+		s := sendTimed(c, base(i), body, tag+strconv.Itoa(i), nil, at)
+		mu.Lock()
+		p.samples = append(p.samples, s)
+		mu.Unlock()
+	})
 	return p
 }
 
 func closedLoop2(c *http.Client, base func(int) string, body string, conc int, d time.Duration, tag string, h http.Header) phase2 {
 	var mu sync.Mutex
 	var p phase2
-	start := time.Now()
-	deadline := start.Add(d)
-	var wg sync.WaitGroup
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			var local []sample
-			for i := w; time.Now().Before(deadline); i += conc {
-				local = append(local, sendTimed(c, base(i), body, tag+strconv.Itoa(i), h, time.Time{}))
-			}
-			mu.Lock()
-			p.samples = append(p.samples, local...)
-			mu.Unlock()
-		}(w)
-	}
-	wg.Wait()
-	p.elapsed = time.Since(start)
+	p.elapsed = paceClosed(conc, d, 0, func(i int) {
+		s := sendTimed(c, base(i), body, tag+strconv.Itoa(i), h, time.Time{})
+		mu.Lock()
+		p.samples = append(p.samples, s)
+		mu.Unlock()
+	})
 	return p
 }
 

@@ -514,62 +514,79 @@ func do(c *http.Client, url, body string, stream bool, engineTime time.Duration)
 func openLoop(c *http.Client, base func(int) string, body string, stream bool, rate float64, d time.Duration) phase {
 	var mu sync.Mutex
 	var p phase
-	var wg sync.WaitGroup
-	n := int(rate * d.Seconds())
-	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
-			time.Sleep(w)
+	p.elapsed = paceOpen(rate, d, func(i int, _ time.Time) {
+		l, ok := do(c, base(i), body, stream, 0)
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			p.lat = append(p.lat, l)
+		} else {
+			p.errors++
 		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			l, ok := do(c, base(i), body, stream, 0)
-			mu.Lock()
-			if ok {
-				p.lat = append(p.lat, l)
-			} else {
-				p.errors++
-			}
-			mu.Unlock()
-		}(i)
-	}
-	wg.Wait()
-	p.elapsed = time.Since(start)
+	})
 	return p
 }
 
 func closedLoop(c *http.Client, base func(int) string, body string, conc int, engineTime, d time.Duration) phase {
 	var mu sync.Mutex
 	var p phase
-	deadline := time.Now().Add(d)
-	start := time.Now()
+	// Clients of slow engines start spread over one engine time, as users
+	// do; started together they would arrive in bursts.
+	p.elapsed = paceClosed(conc, d, engineTime, func(i int) {
+		l, ok := do(c, base(i), body, false, engineTime)
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			p.lat = append(p.lat, l)
+		} else {
+			p.errors++
+		}
+	})
+	return p
+}
+
+// paceOpen calls send for requests 0, 1, ... at a fixed rate for d, each in
+// its own goroutine whatever the earlier ones are doing (at: its intended
+// send time), and returns how long the phase took.
+func paceOpen(rate float64, d time.Duration, send func(i int, at time.Time)) time.Duration {
 	var wg sync.WaitGroup
-	for w := 0; w < conc; w++ {
+	n := int(rate * d.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w)
+		}
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			// Clients of slow engines start spread over one engine time,
-			// as users do; started together they would arrive in bursts.
-			time.Sleep(time.Duration(w) * engineTime / time.Duration(conc))
-			var local []time.Duration
-			errs := 0
-			for i := w; time.Now().Before(deadline); i += conc {
-				if l, ok := do(c, base(i), body, false, engineTime); ok {
-					local = append(local, l)
-				} else {
-					errs++
-				}
-			}
-			mu.Lock()
-			p.lat, p.errors = append(p.lat, local...), p.errors+errs
-			mu.Unlock()
-		}(w)
+			send(i, at)
+		}()
 	}
 	wg.Wait()
-	p.elapsed = time.Since(start)
-	return p
+	return time.Since(start)
+}
+
+// paceClosed runs conc clients for d, client w sending requests w, w+conc,
+// ... one after the other, starting after w/conc of spread, and returns how
+// long the phase took.
+func paceClosed(conc int, d, spread time.Duration, send func(i int)) time.Duration {
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(w) * spread / time.Duration(conc))
+			for i := w; time.Now().Before(deadline); i += conc {
+				send(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
 }
 
 func size(n int) string {
