@@ -484,6 +484,21 @@ func (p *phase) add(q phase) {
 	p.lat, p.elapsed, p.errors = append(p.lat, q.lat...), p.elapsed+q.elapsed, p.errors+q.errors
 }
 
+// recorder returns what adds one request's latency or failure to p, from
+// any goroutine.
+func (p *phase) recorder() func(time.Duration, bool) {
+	var mu sync.Mutex
+	return func(l time.Duration, ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			p.lat = append(p.lat, l)
+		} else {
+			p.errors++
+		}
+	}
+}
+
 func (p phase) rps() float64 {
 	if p.elapsed <= 0 {
 		return 0
@@ -512,36 +527,18 @@ func do(c *http.Client, url, body string, stream bool, engineTime time.Duration)
 
 // openLoop sends at a fixed rate regardless of responses.
 func openLoop(c *http.Client, base func(int) string, body string, stream bool, rate float64, d time.Duration) phase {
-	var mu sync.Mutex
 	var p phase
-	p.elapsed = paceOpen(rate, d, func(i int, _ time.Time) {
-		l, ok := do(c, base(i), body, stream, 0)
-		mu.Lock()
-		defer mu.Unlock()
-		if ok {
-			p.lat = append(p.lat, l)
-		} else {
-			p.errors++
-		}
-	})
+	record := p.recorder()
+	p.elapsed = paceOpen(rate, d, func(i int, _ time.Time) { record(do(c, base(i), body, stream, 0)) })
 	return p
 }
 
 func closedLoop(c *http.Client, base func(int) string, body string, conc int, engineTime, d time.Duration) phase {
-	var mu sync.Mutex
 	var p phase
+	record := p.recorder()
 	// Clients of slow engines start spread over one engine time, as users
 	// do; started together they would arrive in bursts.
-	p.elapsed = paceClosed(conc, d, engineTime, func(i int) {
-		l, ok := do(c, base(i), body, false, engineTime)
-		mu.Lock()
-		defer mu.Unlock()
-		if ok {
-			p.lat = append(p.lat, l)
-		} else {
-			p.errors++
-		}
-	})
+	p.elapsed = paceClosed(conc, d, engineTime, func(i int) { record(do(c, base(i), body, false, engineTime)) })
 	return p
 }
 
