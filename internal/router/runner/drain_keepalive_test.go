@@ -39,12 +39,9 @@ func TestShutdownDelayKeepAliveClients(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.r.Shutdown(context.Background()) }()
 	time.Sleep(time.Second) // within the delay: the clients reconnect and keep going
-	res := load.Stop()
+	res := load.StopNoneFailed(t, "when the drain started")
 	if err := <-done; err != nil {
 		t.Fatal(err)
-	}
-	if res.Failed > 0 {
-		t.Fatalf("%d of %d requests failed when the drain started; first: %v", res.Failed, res.Sent, res.First)
 	}
 	if closedByServer.Load() == 0 {
 		t.Fatal("no response during the drain asked the client to close its connection")

@@ -70,3 +70,14 @@ func (l *Load) Stop() Result {
 	defer l.mu.Unlock()
 	return l.res
 }
+
+// StopNoneFailed stops the load and fails t if any call failed; during
+// says when, in the message ("across the restart").
+func (l *Load) StopNoneFailed(t testing.TB, during string) Result {
+	t.Helper()
+	res := l.Stop()
+	if res.Failed > 0 {
+		t.Fatalf("%d of %d requests failed %s; first: %v", res.Failed, res.Sent, during, res.First)
+	}
+	return res
+}
