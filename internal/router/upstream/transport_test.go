@@ -96,26 +96,40 @@ func TestLargeSegmentedBody(t *testing.T) {
 func TestIdleConnectionClosedByEngine(t *testing.T) {
 	defer func(d time.Duration) { recentIdle = d }(recentIdle)
 	recentIdle = 0 // peek at every reuse
+	tr := New()
+	// 200 ms apart: the engine closes each idle connection in between.
+	postOKEvery(t, tr, idleClosingEngine(t, 50*time.Millisecond), 3, 200*time.Millisecond)
+	if tr.dials != 3 {
+		t.Fatalf("%d dials, want 3 (each idle connection was closed by the engine)", tr.dials)
+	}
+}
+
+// idleClosingEngine answers "ok" and closes connections idle for idle; its
+// URL.
+func idleClosingEngine(t *testing.T, idle time.Duration) string {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		fmt.Fprint(w, "ok")
 	}))
-	srv.Config.IdleTimeout = 50 * time.Millisecond
+	srv.Config.IdleTimeout = idle
 	srv.Start()
-	defer srv.Close()
-	tr := New()
-	for i := range 3 {
-		resp, err := post(t, tr, context.Background(), srv.URL, "{}")
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// postOKEvery posts n requests to url through tr, pause apart, each of
+// which must be answered "ok".
+func postOKEvery(t *testing.T, tr *Transport, url string, n int, pause time.Duration) {
+	t.Helper()
+	for i := range n {
+		resp, err := post(t, tr, context.Background(), url, "{}")
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		if got := readAll(t, resp); got != "ok" {
 			t.Fatalf("request %d: %q", i, got)
 		}
-		time.Sleep(200 * time.Millisecond) // the engine closes the idle connection
-	}
-	if tr.dials != 3 {
-		t.Fatalf("%d dials, want 3 (each idle connection was closed by the engine)", tr.dials)
+		time.Sleep(pause)
 	}
 }
 
@@ -123,24 +137,8 @@ func TestIdleConnectionClosedByEngine(t *testing.T) {
 // is not peeked at: the request goes out on it, fails before any byte and
 // is replayed on a new connection.
 func TestRecentlyIdleClosedConnectionIsReplayed(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		fmt.Fprint(w, "ok")
-	}))
-	srv.Config.IdleTimeout = 20 * time.Millisecond
-	srv.Start()
-	defer srv.Close()
 	tr := New()
-	for i := range 2 {
-		resp, err := post(t, tr, context.Background(), srv.URL, "{}")
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		if got := readAll(t, resp); got != "ok" {
-			t.Fatalf("request %d: %q", i, got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	postOKEvery(t, tr, idleClosingEngine(t, 20*time.Millisecond), 2, 100*time.Millisecond)
 	if tr.dials != 2 {
 		t.Fatalf("%d dials, want 2", tr.dials)
 	}
