@@ -68,7 +68,10 @@ func TestPrefillHoldsKVUnderLoad(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return f.Engines[0].Stats().Waiting == 1 }, 10*time.Second, time.Millisecond,
 		"the fourth prefill waits for blocks")
-	assert.Equal(t, 1.0, value(t, scrape(t, f.URL(0)), "vllm:num_requests_waiting"))
+	// The gauges are set when the engine's step reports its state, just after
+	// the core counts the request as waiting.
+	require.Eventually(t, func() bool { return value(t, scrape(t, f.URL(0)), "vllm:num_requests_waiting") == 1 },
+		10*time.Second, time.Millisecond, "vllm:num_requests_waiting shows the waiting prefill")
 	select {
 	case <-done:
 		t.Fatal("the fourth prefill ran while the cache was full of held KV")
