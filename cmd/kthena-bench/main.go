@@ -241,15 +241,7 @@ func pd(args []string) error {
 	fs.Func("config", "add a setup: name=prefill-engines:router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
-	if *only != "" {
-		var ss []bench.PDSetup
-		for _, s := range o.Setups {
-			if strings.Contains(","+*only+",", ","+s.Name+",") {
-				ss = append(ss, s)
-			}
-		}
-		o.Setups = ss
-	}
+	o.Setups = named(o.Setups, *only, func(s bench.PDSetup) string { return s.Name })
 	for _, e := range extra {
 		name, spec, ok := strings.Cut(e, "=")
 		n, file, ok2 := strings.Cut(spec, ":")
@@ -291,4 +283,19 @@ func pd(args []string) error {
 		return err
 	}
 	return write(*out, "pd.md", "# Prefill/decode disaggregation\n\n`go run ./cmd/kthena-bench pd`\n\n"+md+"\n![TTFT p90, ITL p90 and E2E p95 per setup and workload](pd.svg)\n")
+}
+
+// named keeps the items whose name is in the comma-separated list; an empty
+// list keeps them all.
+func named[T any](items []T, list string, name func(T) string) []T {
+	if list == "" {
+		return items
+	}
+	var kept []T
+	for _, it := range items {
+		if strings.Contains(","+list+",", ","+name(it)+",") {
+			kept = append(kept, it)
+		}
+	}
+	return kept
 }

@@ -50,15 +50,7 @@ func quality(args []string) error {
 			o.Workloads[i].Rate = *rate
 		}
 	}
-	if *only != "" {
-		var ps []bench.Policy
-		for _, p := range o.Policies {
-			if strings.Contains(","+*only+",", ","+p.Name+",") {
-				ps = append(ps, p)
-			}
-		}
-		o.Policies = ps
-	}
+	o.Policies = named(o.Policies, *only, func(p bench.Policy) string { return p.Name })
 	for _, e := range extra {
 		name, file, ok := strings.Cut(e, "=")
 		if !ok {
