@@ -38,29 +38,29 @@ func scoreOnly(name string) string {
 	return "scheduler:\n  plugins:\n    Score:\n      enabled:\n      - " + name + "\n"
 }
 
-// TokenizerBlock gives the router a tokenizer, which also lets plugins read
-// the whole prompt instead of its first 8 KiB (the kvcache-aware policies
-// need it to match long conversations).
-const TokenizerBlock = "tokenizer: {encoding: cl100k_base}\n"
+// inProcessKV is kvcache-aware tokenising in process with kthena-sim's
+// tokenizer, instead of asking the engines' /tokenize.
+const inProcessKV = "  - name: kvcache-aware\n    args: {tokenizerEncoding: cl100k_base}\n"
 
-// KVAwareAlone is kvcache-aware as the only scorer.
-const KVAwareAlone = "scheduler:\n  plugins:\n    Score:\n      enabled:\n      - kvcache-aware\n" + TokenizerBlock
+// KVAwareAlone is kvcache-aware as the only scorer (in-process tokenizer).
+const KVAwareAlone = "scheduler:\n  pluginConfig:\n" + inProcessKV + "  plugins:\n    Score:\n      enabled:\n      - kvcache-aware\n"
 
-// KthenaWithKV is Kthena's default blend with kvcache-aware added at
-// prefix-cache's weight: kvcache-aware knows what the engines hold
-// (evictions, restarts) but only once a prefill has stored it, prefix-cache
-// knows what the router just sent, so a burst of one new prompt sticks
-// together before any block is stored. Measured on saturated long shared
-// prompts (time scale 2, docs/kvcache-routing.md): both at weight 2 served
-// 5,110 output tok/s at a 66.5 % hit rate; kvcache-aware in prefix-cache's
-// place 3,775 tok/s at 49.6 % (requests of a group spread while its first
-// prefill runs); each at weight 1 fell behind the arrivals.
-var KthenaWithKV = strings.Replace(config.Default, "      - name: prefix-cache\n        weight: 2\n",
-	"      - name: prefix-cache\n        weight: 2\n      - name: kvcache-aware\n        weight: 2\n", 1) + TokenizerBlock
+// KthenaInProcessKV is Kthena's default with kvcache-aware tokenising in
+// process rather than through the engines' /tokenize. kvcache-aware sits at
+// prefix-cache's weight in the default: kvcache-aware knows what the
+// engines hold (evictions, restarts) but only once a prefill has stored
+// it, prefix-cache knows what the router just sent, so a burst of one new
+// prompt sticks together before any block is stored. Measured on saturated
+// long shared prompts (time scale 2, docs/kvcache-routing.md): both at
+// weight 2 served 5,110 output tok/s at a 66.5 % hit rate; kvcache-aware in
+// prefix-cache's place 3,775 tok/s at 49.6 % (requests of a group spread
+// while its first prefill runs); each at weight 1 fell behind the arrivals.
+var KthenaInProcessKV = strings.Replace(config.Default, "  - name: kvcache-aware\n", inProcessKV, 1)
 
 // Policies are the baselines, each scorer alone (least-request with its
-// queue filter), upstream's Helm blend, Kthena's default, kvcache-aware
-// alone and in Kthena's default, and the oracle.
+// queue filter), upstream's Helm blend, Kthena's default (kvcache-aware
+// through the engines' /tokenize), kvcache-aware alone and Kthena's default
+// tokenising in process, and the oracle.
 func Policies() []Policy {
 	return []Policy{
 		{"random", scoreOnly("random")},
@@ -72,7 +72,7 @@ func Policies() []Policy {
 		{"upstream default", config.UpstreamDefault},
 		{"kthena default", config.Default},
 		{PolicyKVAware, KVAwareAlone},
-		{PolicyKthenaKV, KthenaWithKV},
+		{PolicyKthenaKV, KthenaInProcessKV},
 		{"oracle", ""},
 	}
 }
@@ -723,7 +723,7 @@ const (
 	PolicyLeastRequest = "least-request"
 	PolicyOracle       = "oracle"
 	PolicyKVAware      = "kvcache-aware"
-	PolicyKthenaKV     = "kthena default + kvcache-aware"
+	PolicyKthenaKV     = "kthena default, in-process tokenizer"
 )
 
 // QualityMarkdown renders the rows, one table per workload, and the target
@@ -866,7 +866,7 @@ func kvChecks(short string, w Workload, find func(wl, policy string) *QualityRow
 	or := find(w.Name, PolicyOracle)
 	up := find(w.Name, PolicyUpstream)
 	var out []TargetCheck
-	for _, name := range []string{PolicyKVAware, PolicyKthenaKV} {
+	for _, name := range []string{PolicyKVAware, PolicyKthena, PolicyKthenaKV} {
 		p := find(w.Name, name)
 		if p == nil || or == nil {
 			continue

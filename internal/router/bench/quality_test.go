@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kthena/kthena/internal/router/config"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
 
@@ -192,7 +193,7 @@ func TestKVAwareSmoke(t *testing.T) {
 		QuestionTokens: 50, OutputTokens: 20, Rate: 8, ThinkTime: 0.3, Seed: 3, Restarts: []Restart{{At: 1, Engine: 1, Down: 0.5}}}
 	o := QualityOptions{Engines: 3, Profile: "llama-3.1-8b-h100", TimeScale: 1, Log: logr.Discard(), Workloads: []Workload{w}}
 	var rows []QualityRow
-	for _, p := range []Policy{{PolicyKVAware, KVAwareAlone}, {PolicyKthenaKV, KthenaWithKV}, {PolicyOracle, ""}} {
+	for _, p := range []Policy{{PolicyKVAware, KVAwareAlone}, {PolicyKthena, config.Default}, {PolicyKthenaKV, KthenaInProcessKV}, {PolicyOracle, ""}} {
 		row, _, err := runPolicy(context.Background(), o, tok, w, p, w.sessions())
 		if err != nil {
 			t.Fatal(err)

@@ -60,7 +60,9 @@ type Options struct {
 	Log       logr.Logger
 	// Tokenizer counts input tokens when set.
 	Tokenizer framework.TokenCounter
-	// PromptLimit is how many bytes of prompt text plugins may read.
+	// PromptLimit is how many bytes of prompt text are flattened for every
+	// request (default 8 KiB); the rest is flattened only when a plugin or
+	// the tokenizer reads the whole prompt.
 	PromptLimit int
 	// StreamIdleTimeout aborts a response that sends nothing for this
 	// long (0: 5 minutes).
@@ -123,16 +125,23 @@ func New(o Options) *Director {
 
 // call is the state of one request.
 type call struct {
-	w        http.ResponseWriter
-	r        *http.Request
-	body     []byte
-	parsed   *openai.Request
-	entry    accesslog.Entry
-	start    time.Time
-	upStart  time.Time
-	respFrom time.Time
-	usage    openai.Usage
-	decision bool
+	w      http.ResponseWriter
+	r      *http.Request
+	body   []byte
+	parsed *openai.Request
+	// wholePrompt renders the whole flattened prompt on first use when
+	// parsed.Prompt is a cut of it (nil otherwise).
+	wholePrompt func() []byte
+	wholeOnce   sync.Once
+	whole       []byte
+	// inputTokens is the prompt's token count once counted (0: not yet).
+	inputTokens int
+	entry       accesslog.Entry
+	start       time.Time
+	upStart     time.Time
+	respFrom    time.Time
+	usage       openai.Usage
+	decision    bool
 	// sticky is the request's session when its ModelServer has
 	// sessionSticky; stickyOutcome what the binding said.
 	sticky        *session.Session
@@ -234,6 +243,9 @@ func (d *Director) serve(c *call) error {
 		return openai.Errorf(http.StatusBadRequest, "request_parsing", "%v", err)
 	}
 	c.parsed = parsed
+	if len(parsed.Prompt) >= d.o.PromptLimit {
+		c.wholePrompt = c.renderWholePrompt
+	}
 	c.mark(&c.stages.Parsed)
 	c.entry.ModelName = parsed.Model
 	if id := auth.IdentityFrom(c.r.Context()); id != nil {
@@ -261,7 +273,7 @@ func (d *Director) serve(c *call) error {
 	}
 	c.entry.ModelRoute = tgt.Route.Namespace + "/" + tgt.Route.Name
 	if lim := ratelimit.LimitsOf(tgt.Route.Spec.RateLimit); !lim.Empty() && d.o.RateLimits != nil {
-		if err := d.o.RateLimits.Admit(c.r.Context(), c.entry.ModelRoute, c.entry.Tenant, parsed.Model, lim, d.inputTokens(parsed)); err != nil {
+		if err := d.o.RateLimits.Admit(c.r.Context(), c.entry.ModelRoute, c.entry.Tenant, parsed.Model, lim, d.inputTokens(c)); err != nil {
 			return rateLimited(c, err)
 		}
 		defer func() {
@@ -298,10 +310,10 @@ func (d *Director) serve(c *call) error {
 	req := &framework.Request{
 		ID: c.entry.RequestID, Model: parsed.Model, UpstreamModel: upstreamModel, LoRA: tgt.LoRA,
 		ModelServer: tgt.ModelServer, Path: c.r.URL.Path, Headers: c.r.Header,
-		Prompt: parsed.Prompt, PromptBytes: parsed.PromptBytes, Stream: parsed.Stream,
+		Prompt: parsed.Prompt, RenderWholePrompt: c.wholePrompt, PromptJSON: parsed.PromptJSON(c.body), PromptBytes: parsed.PromptBytes, Stream: parsed.Stream,
 	}
 	if d.o.Tokenizer != nil && len(parsed.Prompt) > 0 {
-		req.InputTokens = d.o.Tokenizer.Count(string(parsed.Prompt))
+		req.InputTokens = d.inputTokens(c)
 	}
 	var buf [16]*datastore.Endpoint
 	for retried := false; ; retried = true {
@@ -383,7 +395,7 @@ func (d *Director) queue(c *call, f *Fairness, key string) (*fairness.Ticket, er
 		}
 		prio = p
 	}
-	ticket, waited, err := f.Queues.Admit(c.r.Context(), key, c.entry.Tenant, prio, d.inputTokens(c.parsed), func() int { return d.capacity(key, f) })
+	ticket, waited, err := f.Queues.Admit(c.r.Context(), key, c.entry.Tenant, prio, d.inputTokens(c), func() int { return d.capacity(key, f) })
 	c.entry.DurationQueued = float64(waited.Microseconds()) / 1000
 	switch {
 	case err == nil:
@@ -430,14 +442,27 @@ func (d *Director) capacity(key string, f *Fairness) int {
 	return total
 }
 
+func (c *call) renderWholePrompt() []byte {
+	c.wholeOnce.Do(func() { c.whole = c.parsed.FlattenPrompt(c.body, len(c.body)) })
+	return c.whole
+}
+
 // inputTokens counts a request's prompt tokens for rate limits: with the
 // tokenizer when one is configured, else about four bytes of prompt text
 // per token (prompts are mostly English and code).
-func (d *Director) inputTokens(p *openai.Request) int {
-	if d.o.Tokenizer != nil && len(p.Prompt) > 0 {
-		return d.o.Tokenizer.Count(string(p.Prompt))
+func (d *Director) inputTokens(c *call) int {
+	p := c.parsed
+	if d.o.Tokenizer == nil || len(p.Prompt) == 0 {
+		return (p.PromptBytes + 3) / 4
 	}
-	return (p.PromptBytes + 3) / 4
+	if c.inputTokens == 0 {
+		prompt := p.Prompt
+		if c.wholePrompt != nil {
+			prompt = c.wholePrompt()
+		}
+		c.inputTokens = d.o.Tokenizer.Count(string(prompt))
+	}
+	return c.inputTokens
 }
 
 // rateLimited is the 429 of a request over a token rate limit.

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 // Plugin is the base of every scheduler extension.
@@ -64,6 +66,15 @@ type EndpointObserver interface {
 	EndpointRemoved(key string)
 }
 
+// EndpointWatcher is shown every endpoint whenever the set may have
+// changed (and once when the plugin is built), so it can start per-endpoint
+// work, such as a KV-event subscription, before the endpoint's first
+// request.
+type EndpointWatcher interface {
+	Plugin
+	EndpointsChanged(eps []*Endpoint)
+}
+
 // Factory builds a plugin instance from its arguments. args is a strict
 // decoder (unknown fields fail) over the JSON form of the plugin's args; it
 // is nil when no args are configured.
@@ -73,6 +84,8 @@ type Factory func(args *json.Decoder, h Handle) (Plugin, error)
 type Handle interface {
 	// Tokenizer counts tokens, or is nil when none is configured.
 	Tokenizer() TokenCounter
+	// Log is the router's logger.
+	Log() logr.Logger
 }
 
 // TokenCounter counts the tokens of a text.
@@ -97,9 +110,18 @@ type Request struct {
 	// Headers are the client's request headers.
 	Headers http.Header
 	// Prompt is a bounded prefix of the flattened prompt text (chat messages
-	// joined role by role, or the completion prompt), enough for prefix
-	// hashing. It must not be modified.
+	// joined role by role, or the completion prompt). It must not be
+	// modified. Plugins that need all of it call WholePrompt.
 	Prompt []byte
+	// RenderWholePrompt renders the whole flattened prompt when Prompt is a
+	// cut of it, else is nil. It is rendered on first use only (most
+	// requests are short, and the plugins that read past the cut skip work
+	// a request does not need).
+	RenderWholePrompt func() []byte
+	// PromptJSON is the request's messages (or prompt) value as the client
+	// sent it, for plugins that hand it to an engine API such as
+	// /tokenize. It aliases a pooled body: valid only while scheduling.
+	PromptJSON []byte
 	// PromptBytes is the full prompt size in bytes.
 	PromptBytes int
 	// InputTokens is an estimate of the prompt tokens when a tokenizer is
@@ -110,6 +132,14 @@ type Request struct {
 	// PrefixHashes is the prefix-cache plugin's per-request cache of the
 	// prompt's block hashes; other code must not use it.
 	PrefixHashes PrefixHashes
+}
+
+// WholePrompt is the whole flattened prompt.
+func (r *Request) WholePrompt() []byte {
+	if r.RenderWholePrompt == nil {
+		return r.Prompt
+	}
+	return r.RenderWholePrompt()
 }
 
 // PrefixHashes are a prompt's block hashes and what they were computed with.

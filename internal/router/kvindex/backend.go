@@ -2,6 +2,7 @@ package kvindex
 
 import (
 	"context"
+	"maps"
 	"sort"
 
 	"github.com/go-logr/logr"
@@ -20,6 +21,8 @@ type Backend struct {
 	weights [3]float64
 	tok     *tokenizer.Tokenizer
 	maxKeys int
+	// counters are the scorer's own, reported with the index's.
+	counters func() map[string]int64
 }
 
 var (
@@ -44,7 +47,7 @@ func NewBackend(o kvcacheaware.IndexOptions, log logr.Logger) (*Backend, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	x := New(o.MaxBlocks)
 	b := &Backend{x: x, subs: NewSubscriptions(ctx, x, log), cancel: cancel, weights: o.TierWeights, tok: tok,
-		maxKeys: o.MaxBlocksToMatch}
+		maxKeys: o.MaxBlocksToMatch, counters: o.Counters}
 	b.unreg = Register(b)
 	return b, nil
 }
@@ -58,6 +61,12 @@ func (b *Backend) Subscriptions() *Subscriptions { return b.subs }
 // Ensure implements kvcacheaware.Index.
 func (b *Backend) Ensure(pod, endpoint, topic string) {
 	b.subs.Ensure(Target{Pod: pod, Endpoint: endpoint, Topic: topic})
+}
+
+// State implements kvcacheaware.Index.
+func (b *Backend) State(pod string) (subscribed, known bool) {
+	_, subscribed = (*b.subs.view.Load())[pod]
+	return subscribed, b.x.knownBlockSize(pod) > 0
 }
 
 // Remove implements kvcacheaware.Index.
@@ -137,6 +146,9 @@ func Keys(tokens []int, cut bool, lora string, bs, maxBlocks int) []Key {
 func (b *Backend) Size() Size {
 	x := b.x
 	s := Size{Entries: x.Entries(), MaxBlocks: x.MaxBlocks(), Counters: x.Counters()}
+	if b.counters != nil {
+		maps.Copy(s.Counters, b.counters())
+	}
 	eps := map[string]string{}
 	for _, t := range b.subs.Targets() {
 		eps[t.Pod] = t.Endpoint

@@ -28,6 +28,7 @@ type Request struct {
 
 	open          int  // index just after the top-level '{'
 	model         span // the model value
+	prompt        span // the messages/prompt/input value, or empty
 	streamOptions span // the stream_options value, or empty
 	includeUsage  span // stream_options.include_usage value, or empty
 }
@@ -168,12 +169,33 @@ func Parse(body []byte, promptLimit int) (*Request, error) {
 	if seen&fModel == 0 || r.Model == "" {
 		return nil, fmt.Errorf(`request body has no "model"`)
 	}
-	if prompt.ok() && promptLimit > 0 {
-		f := flattener{b: body, limit: promptLimit, hint: r.PromptBytes + 16}
-		f.flatten(prompt.start)
-		r.Prompt = f.out
+	r.prompt = prompt
+	if promptLimit > 0 {
+		r.Prompt = r.FlattenPrompt(body, promptLimit)
 	}
 	return r, nil
+}
+
+// PromptJSON is the raw JSON value of the prompt member of body (messages,
+// prompt or input), which must be the body r was parsed from; nil when the
+// body has none.
+func (r *Request) PromptJSON(body []byte) []byte {
+	if !r.prompt.ok() {
+		return nil
+	}
+	return body[r.prompt.start:r.prompt.end]
+}
+
+// FlattenPrompt renders at most limit bytes of the prompt of body, which
+// must be the body r was parsed from. Parse keeps a bounded prefix; plugins
+// that need the whole prompt render it with this only when they use it.
+func (r *Request) FlattenPrompt(body []byte, limit int) []byte {
+	if !r.prompt.ok() || limit <= 0 {
+		return nil
+	}
+	f := flattener{b: body, limit: limit, hint: r.PromptBytes + 16}
+	f.flatten(r.prompt.start)
+	return f.out
 }
 
 var errInvalid = errors.New("request body is not valid JSON")

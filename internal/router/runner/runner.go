@@ -184,9 +184,13 @@ type Router struct {
 	cancel  context.CancelFunc
 }
 
-type handle struct{ tok framework.TokenCounter }
+type handle struct {
+	tok framework.TokenCounter
+	log logr.Logger
+}
 
 func (h handle) Tokenizer() framework.TokenCounter { return h.tok }
+func (h handle) Log() logr.Logger                  { return h.log }
 
 // Start builds the router and starts serving; it returns once listeners
 // are bound.
@@ -220,14 +224,15 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		if tok, err = tokenizer.New(cfg.Tokenizer.Encoding); err != nil {
 			return nil, err
 		}
-		r.handle = handle{tok: tok}
+		r.handle = handle{tok: tok, log: o.Log.WithName("scheduler")}
 	} else {
-		r.handle = handle{}
+		r.handle = handle{log: o.Log.WithName("scheduler")}
 	}
 	if err := r.applyConfig(cfg, cfgText); err != nil {
 		return nil, err
 	}
 	r.Store.OnEndpointRemoved(func(k string) { r.sched.Load().EndpointRemoved(k) })
+	r.Store.OnEndpointsChanged(func() { r.showEndpoints(r.sched.Load()) })
 	if _, set := os.LookupEnv("GOGC"); o.GCHeapFloor > 0 && !set {
 		r.heapFloor = heapfloor.Start(o.GCHeapFloor, 100)
 	}
@@ -242,10 +247,6 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 		r.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "kthena_router_access_log_dropped_total",
 			Help: "Access log entries dropped because stdout did not take them fast enough."}, func() float64 { return float64(al.Dropped()) }))
 	}
-	promptLimit := 8192
-	if tok != nil {
-		promptLimit = int(o.MaxBodyBytes)
-	}
 	var counter framework.TokenCounter
 	if tok != nil {
 		counter = tok
@@ -256,7 +257,7 @@ func Start(ctx context.Context, o Options) (*Router, error) {
 	}
 	dir := director.New(director.Options{
 		Store: r.Store, Scheduler: r.sched.Load, Affinity: r.affinity.Load, Transport: upstream.New(), Metrics: r.Metrics,
-		AccessLog: al, Log: o.Log, Tokenizer: counter, PromptLimit: promptLimit, StreamIdleTimeout: o.StreamIdleTime,
+		AccessLog: al, Log: o.Log, Tokenizer: counter, StreamIdleTimeout: o.StreamIdleTime,
 		Hold: r.hold, RateLimits: r.limits, Auth: r.auth.Load, Fairness: r.fair.Load, Migration: r.migrationLimits,
 		Stages: al != nil && o.AccessLogStages,
 	})
@@ -450,6 +451,21 @@ func (r *Router) ready() bool {
 	}
 }
 
+// showEndpoints shows s's endpoint watchers every endpoint of the store.
+func (r *Router) showEndpoints(s *scheduler.Scheduler) {
+	if !s.Watches() {
+		return
+	}
+	all := r.Store.AllEndpoints()
+	views := make([]framework.Endpoint, len(all))
+	eps := make([]*framework.Endpoint, len(all))
+	for i, e := range all {
+		e.View(&views[i])
+		eps[i] = &views[i]
+	}
+	s.EndpointsChanged(eps)
+}
+
 func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error {
 	s, err := scheduler.Build(r.reg, cfg.Scheduler, r.handle, r.sched.Load())
 	if err != nil {
@@ -461,6 +477,7 @@ func (r *Router) applyConfig(cfg *config.RouterConfiguration, text string) error
 		}
 	}
 	r.sched.Store(s)
+	r.showEndpoints(s)
 	r.applySessionStore(cfg.SessionSticky)
 	r.applyAuth(cfg.Auth)
 	r.limits.SetPerTenant(cfg.RateLimit != nil && cfg.RateLimit.Scope == config.RateLimitScopeTenant)

@@ -85,6 +85,9 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 		if ob, ok := in.plugin.(framework.EndpointObserver); ok {
 			s.observers = append(s.observers, ob)
 		}
+		if w, ok := in.plugin.(framework.EndpointWatcher); ok {
+			s.watchers = append(s.watchers, w)
+		}
 	}
 
 	// Stage 5: the PD profiles share the instances; a phase without a

@@ -41,6 +41,7 @@ type Scheduler struct {
 	picker    framework.Picker
 	pre       []framework.PreRequest
 	observers []framework.EndpointObserver
+	watchers  []framework.EndpointWatcher
 	topN      int
 	instances map[string]instance
 
@@ -154,6 +155,16 @@ func (s *Scheduler) PreRequest(ctx context.Context, req *framework.Request, ep *
 func (s *Scheduler) EndpointRemoved(key string) {
 	for _, o := range s.observers {
 		o.EndpointRemoved(key)
+	}
+}
+
+// Watches reports whether some plugin wants EndpointsChanged.
+func (s *Scheduler) Watches() bool { return len(s.watchers) > 0 }
+
+// EndpointsChanged shows watchers every endpoint.
+func (s *Scheduler) EndpointsChanged(eps []*framework.Endpoint) {
+	for _, w := range s.watchers {
+		w.EndpointsChanged(eps)
 	}
 }
 

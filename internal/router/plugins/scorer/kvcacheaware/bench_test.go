@@ -31,7 +31,7 @@ func BenchmarkScore(b *testing.B) {
 		repeat int
 	}{{"short", 250}, {"long", 1000}} {
 		b.Run(size.name, func(b *testing.B) {
-			p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+			p, err := kvcacheaware.New(kvcacheaware.Args{TokenizerEncoding: tokenizer.DefaultEncoding}, kvindex.Open)
 			require.NoError(b, err)
 			defer p.Close()
 			x := p.Index().(*kvindex.Backend).Index()
@@ -67,7 +67,7 @@ func BenchmarkScore(b *testing.B) {
 			p.Score(context.Background(), reqs[0], eps, out)
 			require.Greater(b, out[0], 0.8)
 			require.InDelta(b, out[0]/2, out[1], 0.05)
-			ptoks, _ := kvcacheaware.Tokens(tok, reqs[0].Path, reqs[0].Prompt, reqs[0].PromptBytes)
+			ptoks, _ := kvcacheaware.Tokens(tok, reqs[0].Path, reqs[0].Prompt)
 			// The thread's CPU time per request is reported too: on a shared
 			// machine wall time mostly measures waiting for a CPU.
 			runtime.LockOSThread()

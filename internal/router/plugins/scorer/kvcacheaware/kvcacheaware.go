@@ -14,6 +14,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kthena/kthena/internal/router/framework"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
@@ -35,9 +38,9 @@ type Args struct {
 	// MaxBlocksToMatch bounds the blocks hashed per request (default 8192,
 	// 128k tokens at block size 16; upstream's 128 would stop at 2k tokens).
 	MaxBlocksToMatch int `json:"maxBlocksToMatch"`
-	// VLLMTokenizerPort and SGLangTokenizerPort are accepted for
-	// compatibility with upstream configurations and unused: requests are
-	// tokenised in process.
+	// VLLMTokenizerPort and SGLangTokenizerPort are upstream's: the pod
+	// port of the engine's /tokenize when requests are tokenised by the
+	// engine (default: the engine's own port, where vLLM serves it).
 	VLLMTokenizerPort   int `json:"vllmTokenizerPort"`
 	SGLangTokenizerPort int `json:"sglangTokenizerPort"`
 
@@ -53,9 +56,19 @@ type Args struct {
 	// TierWeights weigh a cached block by where it is (defaults: GPU 1,
 	// CPU 0.5, other media 0.25).
 	TierWeights *TierWeights `json:"tierWeights,omitempty"`
-	// TokenizerEncoding is the in-process tokenizer (default cl100k_base,
-	// the one kthena-sim engines use).
+	// Tokenizers choose per model how requests are tokenised (first match
+	// wins); models no entry matches use TokenizerEncoding.
+	Tokenizers []TokenizerSource `json:"tokenizers,omitempty"`
+	// TokenizerEncoding is the in-process tokenizer of models no
+	// Tokenizers entry matches (cl100k_base: kthena-sim's). Unset, they are
+	// tokenised by the engine's /tokenize, which is right for any model.
 	TokenizerEncoding string `json:"tokenizerEncoding"`
+	// EngineTokenizeTimeout bounds a /tokenize call (default 100ms); a
+	// request whose call fails is scored as a miss everywhere.
+	EngineTokenizeTimeout *metav1.Duration `json:"engineTokenizeTimeout,omitempty"`
+	// EngineTokenizeCacheSize is how many /tokenize answers are kept,
+	// keyed by model and prompt (default 1024).
+	EngineTokenizeCacheSize int `json:"engineTokenizeCacheSize"`
 }
 
 // TierWeights are per-medium weights in [0,1].
@@ -74,6 +87,9 @@ type Index interface {
 	Ensure(pod, endpoint, topic string)
 	// Remove stops the pod's subscription and forgets its blocks.
 	Remove(pod string)
+	// State tells whether the pod is subscribed to and whether its
+	// blocks are known (events since the last resynchronisation).
+	State(pod string) (subscribed, known bool)
 	// Lookup calls fn for each of pods whose state the index knows, with
 	// the number of leading blocks of the request's tokens it caches, the
 	// request's blocks at that pod's block size (at most maxBlocks, one
@@ -94,6 +110,9 @@ type IndexOptions struct {
 	// index loads TokenizerEncoding).
 	Tokenizer        *tokenizer.Tokenizer
 	MaxBlocksToMatch int
+	// Counters are the plugin's own counters (engine /tokenize calls),
+	// reported with the index's.
+	Counters func() map[string]int64
 }
 
 // Opener creates an Index.
@@ -105,13 +124,15 @@ type Plugin struct{ *core }
 
 type core struct {
 	args Args
-	tok  *tokenizer.Tokenizer
+	toks *tokenizers
 	idx  Index
+	log  logr.Logger
 }
 
 var (
 	_ framework.Scorer           = (*Plugin)(nil)
 	_ framework.EndpointObserver = (*Plugin)(nil)
+	_ framework.EndpointWatcher  = (*Plugin)(nil)
 )
 
 // Factory fails: the plugin needs an index implementation (FactoryWith).
@@ -121,7 +142,7 @@ func Factory(dec *json.Decoder, h framework.Handle) (framework.Plugin, error) {
 
 // FactoryWith returns the plugin's factory over indexes from open.
 func FactoryWith(open Opener) framework.Factory {
-	return func(dec *json.Decoder, _ framework.Handle) (framework.Plugin, error) {
+	return func(dec *json.Decoder, h framework.Handle) (framework.Plugin, error) {
 		a := Args{}
 		if dec != nil {
 			if err := dec.Decode(&a); err != nil {
@@ -131,7 +152,11 @@ func FactoryWith(open Opener) framework.Factory {
 		if open == nil {
 			return nil, fmt.Errorf("%s: no KV index in this build", Type)
 		}
-		return New(a, open)
+		p, err := New(a, open)
+		if err == nil && h != nil {
+			p.log = h.Log().WithName(Type)
+		}
+		return p, err
 	}
 }
 
@@ -165,16 +190,34 @@ func New(a Args, open Opener) (*Plugin, error) {
 			w[i] = *v
 		}
 	}
-	tok, err := tokenizer.New(a.TokenizerEncoding)
+	timeout := defaultEngineTokenizeTimeout
+	if a.EngineTokenizeTimeout != nil {
+		if timeout = a.EngineTokenizeTimeout.Duration; timeout <= 0 {
+			return nil, fmt.Errorf("engineTokenizeTimeout must be > 0")
+		}
+	}
+	if a.EngineTokenizeCacheSize < 0 {
+		return nil, fmt.Errorf("engineTokenizeCacheSize must be >= 0")
+	}
+	if a.EngineTokenizeCacheSize == 0 {
+		a.EngineTokenizeCacheSize = 1024
+	}
+	toks, err := newTokenizers(a.Tokenizers, a.TokenizerEncoding,
+		newEngineTokenizer(timeout, a.EngineTokenizeCacheSize, a.VLLMTokenizerPort, a.SGLangTokenizerPort))
+	if err != nil {
+		return nil, err
+	}
+	// The debug endpoint's probes tokenise in process.
+	probeTok, err := tokenizer.New(a.TokenizerEncoding)
 	if err != nil {
 		return nil, err
 	}
 	idx, err := open(IndexOptions{MaxBlocks: a.MaxIndexedBlocks, TierWeights: w, TokenizerEncoding: a.TokenizerEncoding,
-		Tokenizer: tok, MaxBlocksToMatch: a.MaxBlocksToMatch})
+		Tokenizer: probeTok, MaxBlocksToMatch: a.MaxBlocksToMatch, Counters: toks.engine.counters})
 	if err != nil {
 		return nil, err
 	}
-	c := &core{args: a, tok: tok, idx: idx}
+	c := &core{args: a, toks: toks, idx: idx, log: logr.Discard()}
 	p := &Plugin{c}
 	runtime.AddCleanup(p, func(idx Index) { idx.Close() }, idx)
 	return p, nil
@@ -218,31 +261,62 @@ func (p *Plugin) Target(ep *framework.Endpoint) (string, bool) {
 // Endpoints the index knows nothing about (no subscription yet, no event
 // since the last resynchronisation) score 0, like a miss, so a fleet
 // without KV events ranks as if the plugin were absent.
-func (p *Plugin) Score(_ context.Context, req *framework.Request, eps []*framework.Endpoint, out []float64) {
+func (p *Plugin) Score(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, out []float64) {
+	known := false
+	for _, ep := range eps {
+		subscribed, k := p.idx.State(ep.Key)
+		if !subscribed {
+			p.subscribe(ep)
+		}
+		known = known || k
+	}
+	if !known {
+		return // every endpoint scores 0: no work, no allocation
+	}
 	pods := make([]string, len(eps))
 	at := make(map[string]int, len(eps))
 	for i, ep := range eps {
-		if t, ok := p.Target(ep); ok {
-			p.idx.Ensure(ep.Key, t, p.args.KVEventsTopic)
-		}
 		pods[i] = ep.Key
 		at[ep.Key] = i
 	}
-	p.Lookup(req, pods, func(pod string, _, total int, weighted float64) {
+	p.Lookup(ctx, req, eps, pods, func(pod string, _, total int, weighted float64) {
 		if total > 0 {
 			out[at[pod]] = weighted / float64(total)
 		}
 	})
 }
 
-// Lookup tokenises the request and reports each known pod's match.
-func (p *Plugin) Lookup(req *framework.Request, pods []string, fn func(pod string, matched, total int, weighted float64)) {
+func (p *Plugin) subscribe(ep *framework.Endpoint) {
+	if t, ok := p.Target(ep); ok {
+		p.idx.Ensure(ep.Key, t, p.args.KVEventsTopic)
+	}
+}
+
+// Lookup tokenises the request (only when the index knows one of pods)
+// and reports each known pod's match. eps are the engines a /tokenize call
+// may go to.
+func (p *Plugin) Lookup(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, pods []string,
+	fn func(pod string, matched, total int, weighted float64)) {
 	lora := ""
 	if req.LoRA {
 		lora = req.UpstreamModel
 	}
-	tokens := func() ([]int, bool) { return Tokens(p.tok, req.Path, req.Prompt, req.PromptBytes) }
+	tokens := func() ([]int, bool) {
+		ids, err := p.toks.For(req.UpstreamModel).Tokens(ctx, req, eps)
+		if err != nil {
+			p.log.V(1).Info("Request not tokenised; scored as a miss", "request", req.ID, "model", req.UpstreamModel, "err", err.Error())
+		}
+		return ids, false
+	}
 	p.idx.Lookup(tokens, lora, p.args.MaxBlocksToMatch, pods, fn)
+}
+
+// EndpointsChanged subscribes to every endpoint's publisher, so the index
+// holds an engine's blocks by its first request.
+func (p *Plugin) EndpointsChanged(eps []*framework.Endpoint) {
+	for _, ep := range eps {
+		p.subscribe(ep)
+	}
 }
 
 // EndpointRemoved stops the endpoint's subscription and forgets its blocks.
@@ -251,18 +325,16 @@ func (p *Plugin) EndpointRemoved(key string) { p.idx.Remove(key) }
 // chatRoles are the roles a flattened chat prompt's lines may start with.
 var chatRoles = []string{"system", "user", "assistant", "tool", "developer", "function"}
 
-// Tokens tokenises a request's flattened prompt (the router's rendering:
-// "role: content\n" per chat message, or the completion prompt) the way
-// kthena-sim and vLLM do: chat messages through the chat template with the
-// generation prompt, completion prompts as text. truncated reports that the
-// prompt was cut by the router's prompt limit.
-func Tokens(tok *tokenizer.Tokenizer, path string, prompt []byte, promptBytes int) (tokens []int, truncated bool) {
+// Tokens tokenises a request's whole flattened prompt (the router's
+// rendering: "role: content\n" per chat message, or the completion prompt)
+// the way kthena-sim and vLLM do: chat messages through the chat template
+// with the generation prompt, completion prompts as text.
+func Tokens(tok *tokenizer.Tokenizer, path string, prompt []byte) ([]int, error) {
 	text := string(prompt)
-	if !strings.HasSuffix(path, "/chat/completions") {
-		return tok.Encode(text), promptBytes > len(prompt)+2
+	if !isChat(path) {
+		return tok.Encode(text), nil
 	}
-	truncated = !strings.HasSuffix(text, "\n")
-	return tok.EncodeChat(ParseFlattened(text), !truncated), truncated
+	return tok.EncodeChat(ParseFlattened(text), true), nil
 }
 
 // ParseFlattened splits the router's flattened chat rendering back into

@@ -41,6 +41,12 @@ func TestArgs(t *testing.T) {
 		{"negative", `{"maxBlocksToMatch":-1}`, false},
 		{"bad port", `{"kvEventsPort":70000}`, false},
 		{"bad weight", `{"tierWeights":{"cpu":2}}`, false},
+		{"tokenizers", `{"tokenizers":[{"models":["llama-*"],"encoding":"cl100k_base"},{"engine":true}],"engineTokenizeTimeout":"50ms","engineTokenizeCacheSize":10}`, true},
+		{"tokenizer with two sources", `{"tokenizers":[{"encoding":"cl100k_base","engine":true}]}`, false},
+		{"tokenizer with no source", `{"tokenizers":[{"models":["x"]}]}`, false},
+		{"unknown encoding", `{"tokenizers":[{"encoding":"nope"}]}`, false},
+		{"bad glob", `{"tokenizers":[{"models":["["],"engine":true}]}`, false},
+		{"zero timeout", `{"engineTokenizeTimeout":"0s"}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dec := json.NewDecoder(strings.NewReader(tc.args))
@@ -59,7 +65,7 @@ func TestArgs(t *testing.T) {
 }
 
 func TestTarget(t *testing.T) {
-	p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+	p, err := kvcacheaware.New(kvcacheaware.Args{TokenizerEncoding: tokenizer.DefaultEncoding}, kvindex.Open)
 	require.NoError(t, err)
 	defer p.Close()
 	for _, tc := range []struct {
@@ -112,8 +118,8 @@ func TestTokenizerParityWithEngine(t *testing.T) {
 		if strings.Contains(body, `"messages"`) {
 			path = "/v1/chat/completions"
 		}
-		got, truncated := kvcacheaware.Tokens(tok, path, req.Prompt, req.PromptBytes)
-		require.False(t, truncated && path != "/v1/completions", body)
+		got, err := kvcacheaware.Tokens(tok, path, req.Prompt)
+		require.NoError(t, err)
 
 		resp, err := http.Post(f.URL(0)+"/tokenize", "application/json", strings.NewReader(body))
 		require.NoError(t, err)
@@ -172,7 +178,7 @@ func request(t *testing.T, msgs []map[string]string) *framework.Request {
 	r, err := openai.Parse(raw, 1<<20)
 	require.NoError(t, err)
 	return &framework.Request{Model: sim.DefaultModel, UpstreamModel: sim.DefaultModel, Path: "/v1/chat/completions",
-		Prompt: r.Prompt, PromptBytes: r.PromptBytes}
+		Prompt: r.Prompt, PromptJSON: r.PromptJSON(raw), PromptBytes: r.PromptBytes}
 }
 
 func user(s string) []map[string]string { return []map[string]string{{"role": "user", "content": s}} }
@@ -198,7 +204,7 @@ func (fl *fleet) warm(t *testing.T, score func(*framework.Request, []*framework.
 // share of the prompt.
 func TestScoreFollowsEngines(t *testing.T) {
 	fl := startFleet(t, 3)
-	p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+	p, err := kvcacheaware.New(kvcacheaware.Args{TokenizerEncoding: tokenizer.DefaultEncoding}, kvindex.Open)
 	require.NoError(t, err)
 	defer p.Close()
 	score := func(req *framework.Request, eps []*framework.Endpoint) []float64 {
@@ -303,7 +309,7 @@ func TestPrefillProfileScoresCachedBlocks(t *testing.T) {
 func TestDroppedInstanceClosesItsIndex(t *testing.T) {
 	before := len(kvindex.Inspectors())
 	func() {
-		p, err := kvcacheaware.New(kvcacheaware.Args{}, kvindex.Open)
+		p, err := kvcacheaware.New(kvcacheaware.Args{TokenizerEncoding: tokenizer.DefaultEncoding}, kvindex.Open)
 		require.NoError(t, err)
 		require.Equal(t, kvcacheaware.Type, p.Type())
 		require.Len(t, kvindex.Inspectors(), before+1)

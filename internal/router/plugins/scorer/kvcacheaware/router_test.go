@@ -22,7 +22,7 @@ import (
 )
 
 // Through real sockets end to end: a router in standalone mode, configured
-// with kvcache-aware, subscribes to three simulated engines' KV events (the
+// with kvcache-aware (tokenising through the engines' /tokenize), subscribes to three simulated engines' KV events (the
 // port from each endpoint's label) and sends every request of a
 // conversation to the engine that already holds its prefix, although
 // nothing but the engines' events tells it where that is.
@@ -104,9 +104,9 @@ endpoints:
 		res.Body.Close()
 		return res.StatusCode == http.StatusOK
 	})
-	// The first scored request subscribes to every engine; warm-ups sent
-	// to each engine then make every subscription live.
-	send(routed, user("hello"))
+	// The router subscribes to every engine as soon as it knows the
+	// endpoints, before any request through it: warm-ups sent to each
+	// engine directly show up in its index.
 	sizes := func() []kvindex.Size {
 		res, err := http.Get("http://" + r.DebugAddr() + "/debug/kvindex")
 		require.NoError(t, err)

@@ -104,10 +104,12 @@ func (p *Plugin) Type() string { return Type }
 
 // Hashes returns the chained block hashes of a prompt: h0 = xxh64(model),
 // hᵢ = xxh64(decimal(hᵢ₋₁) ‖ blockᵢ), over full blocks only. The first
-// maxBlocks blocks are blockSize bytes; past them, up to maxBytes of prompt,
-// blocks are LongBlockFactor×blockSize bytes. Block boundaries depend only
-// on the offset, so a conversation's next turn hashes its history the same.
-func Hashes(model string, prompt []byte, blockSize, maxBlocks, maxBytes int, dst []uint64) []uint64 {
+// maxBlocks blocks are blockSize bytes of short; once those are full the
+// chain goes on over long (what follows them: the rest of the prompt) in
+// blocks of LongBlockFactor×blockSize bytes, up to maxBytes in all. Block
+// boundaries depend only on the offset, so a conversation's next turn
+// hashes its history the same.
+func Hashes(model string, short, long []byte, blockSize, maxBlocks, maxBytes int, dst []uint64) []uint64 {
 	prev := xxhash.Sum64String(model)
 	// decimal(prev) ‖ block, hashed in one call.
 	var stack [20 + 64]byte
@@ -115,27 +117,47 @@ func Hashes(model string, prompt []byte, blockSize, maxBlocks, maxBytes int, dst
 	if blockSize > 64 {
 		buf = make([]byte, 0, 20+blockSize)
 	}
-	limit := max(maxBytes, blockSize*maxBlocks)
-	if len(prompt) > limit {
-		prompt = prompt[:limit]
-	}
-	off := 0
-	for i := 0; ; i++ {
-		size := blockSize
-		if i >= maxBlocks {
-			size = blockSize * LongBlockFactor
-		}
-		if off+size > len(prompt) {
-			return dst
-		}
+	block := func(b []byte) {
 		var d xxhash.Digest
 		d.Reset()
 		_, _ = d.Write(strconv.AppendUint(buf[:0], prev, 10))
-		_, _ = d.Write(prompt[off : off+size])
+		_, _ = d.Write(b)
 		prev = d.Sum64()
 		dst = append(dst, prev)
-		off += size
 	}
+	for i := range maxBlocks {
+		if (i+1)*blockSize > len(short) {
+			return dst
+		}
+		block(short[i*blockSize : (i+1)*blockSize])
+	}
+	size := blockSize * LongBlockFactor
+	long = long[:min(len(long), max(0, maxBytes-maxBlocks*blockSize))]
+	for off := 0; off+size <= len(long); off += size {
+		block(long[off : off+size])
+	}
+	return dst
+}
+
+// promptParts are the parts of req that Hashes reads: the flattened
+// prompt's first maxBlocks blocks, then the rest. Past the router's eager
+// prompt window the rest is read from the raw JSON (the same prompt sent
+// the same way has the same bytes there), which costs no rendering of a
+// long prompt; raw JSON is at least as long as its flattened text, so
+// every byte of the prompt past the short blocks lies in it.
+func promptParts(req *framework.Request, shortBytes int) (short, long []byte) {
+	short = req.Prompt
+	if len(short) < shortBytes && req.RenderWholePrompt != nil {
+		short = req.WholePrompt() // short blocks configured past the eager window
+	}
+	if len(short) < shortBytes {
+		return short, nil
+	}
+	if req.PromptJSON != nil {
+		return short[:shortBytes], req.PromptJSON[min(shortBytes, len(req.PromptJSON)):]
+	}
+	whole := req.WholePrompt()
+	return whole[:shortBytes], whole[shortBytes:]
 }
 
 // BlockBytes is the size of block i.
@@ -159,8 +181,10 @@ func (p *Plugin) hashes(req *framework.Request) []uint64 {
 	if c.Hashes != nil && c.BlockSize == p.args.BlockSizeToHash && c.MaxBlocks == p.args.MaxBlocksToMatch && c.Model == req.UpstreamModel {
 		return c.Hashes
 	}
-	hs := Hashes(req.UpstreamModel, req.Prompt, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch, p.args.MaxPromptBytes,
-		make([]uint64, 0, min(len(req.Prompt)/p.args.BlockSizeToHash, p.args.MaxBlocksToMatch+p.args.MaxPromptBytes/(p.args.BlockSizeToHash*LongBlockFactor))))
+	short, long := promptParts(req, p.args.BlockSizeToHash*p.args.MaxBlocksToMatch)
+	hs := Hashes(req.UpstreamModel, short, long, p.args.BlockSizeToHash, p.args.MaxBlocksToMatch, p.args.MaxPromptBytes,
+		make([]uint64, 0, min(len(short)/p.args.BlockSizeToHash, p.args.MaxBlocksToMatch)+
+			min(len(long), p.args.MaxPromptBytes)/(p.args.BlockSizeToHash*LongBlockFactor)))
 	*c = framework.PrefixHashes{BlockSize: p.args.BlockSizeToHash, MaxBlocks: p.args.MaxBlocksToMatch, Model: req.UpstreamModel, Hashes: hs}
 	return hs
 }

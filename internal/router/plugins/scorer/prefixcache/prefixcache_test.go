@@ -2,6 +2,7 @@ package prefixcache
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/openai"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
 
@@ -62,25 +64,25 @@ func TestLRUEvictsAndRemovalPurges(t *testing.T) {
 	p := New(Args{BlockSizeToHash: 4, MaxHashCacheSize: 2})
 	evicted := 0
 	p.OnEvict(func(n int) { evicted += n })
-	p.Record("a", Hashes("m", []byte("aaaabbbbcccc"), 4, 128, 0, nil))
+	p.Record("a", hashesOf("m", []byte("aaaabbbbcccc"), 4, 128, 0))
 	if evicted != 1 || p.Entries() != 2 {
 		t.Fatalf("evicted %d entries %d, want 1 and 2", evicted, p.Entries())
 	}
 	// The first block was evicted, so the chain no longer matches from 0.
-	if m := p.Match(Hashes("m", []byte("aaaabbbbcccc"), 4, 128, 0, nil)); len(m) != 0 {
+	if m := p.Match(hashesOf("m", []byte("aaaabbbbcccc"), 4, 128, 0)); len(m) != 0 {
 		t.Fatalf("match after eviction = %v", m)
 	}
-	p.Record("b", Hashes("m", []byte("xxxx"), 4, 128, 0, nil))
+	p.Record("b", hashesOf("m", []byte("xxxx"), 4, 128, 0))
 	p.EndpointRemoved("b")
-	if m := p.Match(Hashes("m", []byte("xxxx"), 4, 128, 0, nil)); len(m) != 0 {
+	if m := p.Match(hashesOf("m", []byte("xxxx"), 4, 128, 0)); len(m) != 0 {
 		t.Fatalf("removed engine still matched: %v", m)
 	}
 }
 
 func TestTopK(t *testing.T) {
 	p := New(Args{BlockSizeToHash: 4, TopKMatches: 1})
-	p.Record("a", Hashes("m", []byte("aaaa"), 4, 128, 0, nil))
-	p.Record("b", Hashes("m", []byte("aaaabbbb"), 4, 128, 0, nil))
+	p.Record("a", hashesOf("m", []byte("aaaa"), 4, 128, 0))
+	p.Record("b", hashesOf("m", []byte("aaaabbbb"), 4, 128, 0))
 	out := make([]float64, 2)
 	p.Score(context.Background(), req("aaaabbbb"), []*framework.Endpoint{{Key: "a"}, {Key: "b"}}, out)
 	if out[0] != 0 || out[1] != 1 {
@@ -94,7 +96,7 @@ func TestTopK(t *testing.T) {
 func TestHashesChain(t *testing.T) {
 	prompt := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40))
 	for _, bs := range []int{4, 64, 100} {
-		got := Hashes("model-a", prompt, bs, 7, 0, nil)
+		got := hashesOf("model-a", prompt, bs, 7, 0)
 		if len(got) != 7 {
 			t.Fatalf("block %d: %d hashes, want 7", bs, len(got))
 		}
@@ -108,7 +110,7 @@ func TestHashesChain(t *testing.T) {
 			}
 		}
 	}
-	if hs := Hashes("m", []byte("abc"), 4, 7, 0, nil); len(hs) != 0 {
+	if hs := hashesOf("m", []byte("abc"), 4, 7, 0); len(hs) != 0 {
 		t.Fatalf("partial block hashed: %v", hs)
 	}
 }
@@ -151,11 +153,54 @@ func TestLongConversationsKeepMatching(t *testing.T) {
 	}
 }
 
+// As the director hands requests over (an 8 KiB flattened window, the raw
+// JSON of the messages), long conversations keep matching their engine
+// and the whole prompt is never rendered.
+func TestLongConversationsMatchFromRawJSON(t *testing.T) {
+	p := New(Args{})
+	system := strings.Repeat("Shared policy text for every user. ", 300)
+	conv := map[string][]map[string]string{"a": {{"role": "system", "content": system}}, "b": {{"role": "system", "content": system}}}
+	eps := []*framework.Endpoint{{Key: "a"}, {Key: "b"}}
+	for round := range 20 {
+		for _, who := range []string{"a", "b"} {
+			conv[who] = append(conv[who], map[string]string{"role": "user", "content": fmt.Sprintf("round %d from %s: %s", round, who, strings.Repeat("tell me more about the \"details\"\n", 140))})
+			body, err := json.Marshal(map[string]any{"model": "m", "messages": conv[who]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := openai.Parse(body, 8192)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &framework.Request{UpstreamModel: "m", Prompt: parsed.Prompt, PromptJSON: parsed.PromptJSON(body), PromptBytes: parsed.PromptBytes,
+				RenderWholePrompt: func() []byte { t.Fatal("the whole prompt was rendered"); return nil }}
+			out := make([]float64, 2)
+			p.Score(context.Background(), r, eps, out)
+			mine, other := out[0], out[1]
+			if who == "b" {
+				mine, other = other, mine
+			}
+			if round > 0 && (mine <= other || (round == 19 && mine < 0.9)) {
+				t.Fatalf("round %d, conversation %s (%d bytes): own engine %.3f, other %.3f", round, who, len(body), mine, other)
+			}
+			p.PreRequest(context.Background(), r, &framework.Endpoint{Key: who})
+			conv[who] = append(conv[who], map[string]string{"role": "assistant", "content": strings.Repeat("here are more details on that ", 140)})
+		}
+	}
+}
+
 // The hashed prompt is bounded by maxPromptBytes.
 func TestMaxPromptBytesBoundsHashes(t *testing.T) {
 	prompt := []byte(strings.Repeat("x", 1<<20))
-	hs := Hashes("m", prompt, 64, 128, 64<<10, nil)
+	hs := hashesOf("m", prompt, 64, 128, 64<<10)
 	if want := 128 + (64<<10-128*64)/(64*LongBlockFactor); len(hs) != want {
 		t.Fatalf("%d hashes, want %d", len(hs), want)
 	}
+}
+
+// hashesOf hashes a whole flattened prompt as the plugin does when the
+// request carries no raw JSON.
+func hashesOf(model string, prompt []byte, bs, maxBlocks, maxBytes int) []uint64 {
+	cut := min(len(prompt), bs*maxBlocks)
+	return Hashes(model, prompt[:cut], prompt[cut:], bs, maxBlocks, maxBytes, nil)
 }

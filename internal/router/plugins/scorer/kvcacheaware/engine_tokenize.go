@@ -1,0 +1,152 @@
+package kvcacheaware
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"k8s.io/utils/lru"
+
+	"github.com/kthena/kthena/internal/router/framework"
+)
+
+// engineTokenizer asks the engines themselves how they tokenise a request
+// (vLLM's and kthena-sim's POST /tokenize), so it is right for any model
+// without its tokenizer files. It costs a round trip to an engine per
+// request the index can score; identical prompts are answered from a cache.
+type engineTokenizer struct {
+	client  *http.Client
+	timeout time.Duration
+	// vllmPort and sglangPort replace the endpoint's port when set
+	// (upstream's vllmTokenizerPort and sglangTokenizerPort).
+	vllmPort, sglangPort int
+	cache                *lru.Cache // xxhash of (model, path kind, prompt JSON) -> []int
+	next                 atomic.Uint64
+
+	asked, cached, failed atomic.Uint64
+}
+
+func newEngineTokenizer(timeout time.Duration, cacheEntries, vllmPort, sglangPort int) *engineTokenizer {
+	return &engineTokenizer{
+		client: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		timeout: timeout, vllmPort: vllmPort, sglangPort: sglangPort,
+		cache: lru.New(cacheEntries),
+	}
+}
+
+// tokenizeRequest is the body of /tokenize: messages with the generation
+// prompt for chat requests (as the engine renders them before prefill), the
+// prompt otherwise (special tokens added, as for a completion).
+type tokenizeRequest struct {
+	Model               string          `json:"model"`
+	Messages            json.RawMessage `json:"messages,omitempty"`
+	Prompt              json.RawMessage `json:"prompt,omitempty"`
+	AddGenerationPrompt *bool           `json:"add_generation_prompt,omitempty"`
+}
+
+type tokenizeResponse struct {
+	Tokens []int `json:"tokens"`
+}
+
+// Tokens returns the request's token ids as one of eps tokenises them.
+func (t *engineTokenizer) Tokens(ctx context.Context, req *framework.Request, eps []*framework.Endpoint) ([]int, error) {
+	if len(req.PromptJSON) == 0 {
+		return nil, errNoPrompt
+	}
+	chat := isChat(req.Path)
+	key := xxhash.New()
+	_, _ = key.WriteString(req.UpstreamModel)
+	_, _ = key.Write([]byte{0, boolByte(chat)})
+	_, _ = key.Write(req.PromptJSON)
+	sum := key.Sum64()
+	if v, ok := t.cache.Get(sum); ok {
+		t.cached.Add(1)
+		return v.([]int), nil
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("no engine to ask")
+	}
+	ep := eps[t.next.Add(1)%uint64(len(eps))]
+	body := tokenizeRequest{Model: req.UpstreamModel}
+	if chat {
+		yes := true
+		body.Messages, body.AddGenerationPrompt = req.PromptJSON, &yes
+	} else {
+		body.Prompt = req.PromptJSON
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.address(ep)+"/tokenize", bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	t.asked.Add(1)
+	resp, err := t.client.Do(hr)
+	if err != nil {
+		t.failed.Add(1)
+		return nil, fmt.Errorf("tokenize at %s: %w", ep.Key, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.failed.Add(1)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("tokenize at %s: %s: %s", ep.Key, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var out tokenizeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.failed.Add(1)
+		return nil, fmt.Errorf("tokenize at %s: %w", ep.Key, err)
+	}
+	t.cache.Add(sum, out.Tokens)
+	return out.Tokens, nil
+}
+
+// counters are the calls made, answered from the cache, and failed.
+func (t *engineTokenizer) counters() map[string]int64 {
+	return map[string]int64{"engineTokenizeCalls": int64(t.asked.Load()), "engineTokenizeCached": int64(t.cached.Load()),
+		"engineTokenizeFailed": int64(t.failed.Load())}
+}
+
+// address is where ep's tokenizer listens: the engine's own address unless
+// a tokenizer port is configured for its engine type.
+func (t *engineTokenizer) address(ep *framework.Endpoint) string {
+	port := t.vllmPort
+	if strings.EqualFold(ep.Engine, "sglang") {
+		port = t.sglangPort
+	}
+	if port == 0 {
+		return ep.Address
+	}
+	host := ep.Address
+	if h, _, err := net.SplitHostPort(ep.Address); err == nil {
+		host = h
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+func isChat(path string) bool { return strings.HasSuffix(path, "/chat/completions") }
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+package kvcacheaware
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kthena/kthena/internal/router/framework"
+	"github.com/kthena/kthena/internal/router/openai"
+	"github.com/kthena/kthena/internal/sim"
+	"github.com/kthena/kthena/internal/tokenizer"
+)
+
+// parsed is the scheduler's view of body, as the director builds it.
+func parsed(t *testing.T, path, body string) *framework.Request {
+	r, err := openai.Parse([]byte(body), 64)
+	require.NoError(t, err)
+	req := &framework.Request{Model: sim.DefaultModel, UpstreamModel: sim.DefaultModel, Path: path, Prompt: r.Prompt,
+		PromptJSON: r.PromptJSON([]byte(body)), PromptBytes: r.PromptBytes}
+	req.RenderWholePrompt = func() []byte { return r.FlattenPrompt([]byte(body), len(body)) }
+	return req
+}
+
+// The engine's /tokenize gives the tokens the in-process tokenizer gives
+// kthena-sim's requests (chat with the generation prompt, completions),
+// and an identical prompt is answered from the cache.
+func TestEngineTokenizeEqualsInProcess(t *testing.T) {
+	tok, err := tokenizer.New("")
+	require.NoError(t, err)
+	cfg := sim.Config{TimeScale: 0.005, Mode: sim.ModeEcho}
+	f, err := sim.StartFleet(context.Background(), sim.FleetOptions{Logger: logr.Discard(), Tokenizer: tok}, cfg, cfg)
+	require.NoError(t, err)
+	defer f.Close()
+	eps := []*framework.Endpoint{{Key: "a", Address: f.Addrs[0]}, {Key: "b", Address: f.Addrs[1]}}
+	et := newEngineTokenizer(5*time.Second, 16, 0, 0)
+	cases := []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"system","content":"rules\nline 2"},{"role":"user","content":"  padded 東京 🙂 ` + strings.Repeat("long ", 40) + `"}]}`},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"part one"},{"type":"text","text":" and two"}]}]}`},
+		{"/v1/completions", `{"model":"m","prompt":"Once upon a time <|start_header_id|> in 東京, there was\ta tab"}`},
+	}
+	for _, c := range cases {
+		req := parsed(t, c.path, c.body)
+		want, err := Tokens(tok, c.path, req.WholePrompt())
+		require.NoError(t, err)
+		got, err := et.Tokens(context.Background(), req, eps)
+		require.NoError(t, err, c.body)
+		assert.Equal(t, want, got, c.body)
+	}
+	asked := et.asked.Load()
+	got, err := et.Tokens(context.Background(), parsed(t, cases[0].path, cases[0].body), eps)
+	require.NoError(t, err)
+	assert.NotEmpty(t, got)
+	assert.Equal(t, asked, et.asked.Load(), "an identical prompt is not asked again")
+	assert.Equal(t, uint64(1), et.cached.Load())
+	assert.Equal(t, uint64(0), et.failed.Load())
+}
+
+// A failing or hanging /tokenize is an error within the timeout, never a
+// wait for the engine, and is counted.
+func TestEngineTokenizeFailures(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"error":"no such model"}`, http.StatusNotFound)
+	}))
+	defer broken.Close()
+	et := newEngineTokenizer(50*time.Millisecond, 16, 0, 0)
+	req := parsed(t, "/v1/completions", `{"model":"m","prompt":"hello"}`)
+
+	_, err := et.Tokens(context.Background(), req, []*framework.Endpoint{{Key: "hang", Address: strings.TrimPrefix(hang.URL, "http://")}})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = et.Tokens(context.Background(), req, []*framework.Endpoint{{Key: "broken", Address: strings.TrimPrefix(broken.URL, "http://")}})
+	require.ErrorContains(t, err, "404")
+	require.ErrorContains(t, err, "no such model")
+	_, err = et.Tokens(context.Background(), req, nil)
+	require.Error(t, err)
+	_, err = et.Tokens(context.Background(), &framework.Request{Path: "/v1/completions"}, nil)
+	require.ErrorIs(t, err, errNoPrompt)
+	assert.Equal(t, uint64(2), et.failed.Load())
+}
+
+// Upstream's tokenizer ports replace the engine's port by engine type.
+func TestEngineTokenizeAddress(t *testing.T) {
+	et := newEngineTokenizer(time.Second, 1, 8001, 30001)
+	assert.Equal(t, "10.0.0.1:8001", et.address(&framework.Endpoint{Address: "10.0.0.1:8000", Engine: "vLLM"}))
+	assert.Equal(t, "10.0.0.1:30001", et.address(&framework.Endpoint{Address: "10.0.0.1:30000", Engine: "SGLang"}))
+	assert.Equal(t, "10.0.0.1:8000", newEngineTokenizer(time.Second, 1, 0, 0).address(&framework.Endpoint{Address: "10.0.0.1:8000"}))
+}
+
+// The first source whose globs match a model wins; models no source
+// matches use tokenizerEncoding, else the engine.
+func TestTokenizerSelection(t *testing.T) {
+	et := newEngineTokenizer(time.Second, 1, 0, 0)
+	ts, err := newTokenizers([]TokenizerSource{{Models: []string{"llama-*", "mistral"}, Encoding: "cl100k_base"}, {Models: []string{"qwen*"}, Engine: true}}, "", et)
+	require.NoError(t, err)
+	assert.NotNil(t, ts.Local("llama-3-8b"))
+	assert.NotNil(t, ts.Local("mistral"))
+	assert.Same(t, et, ts.For("qwen2.5"))
+	assert.Same(t, et, ts.For("other"), "fallback: the engine")
+
+	ts, err = newTokenizers(nil, "o200k_base", et)
+	require.NoError(t, err)
+	assert.NotNil(t, ts.Local("other"), "fallback: tokenizerEncoding")
+}
