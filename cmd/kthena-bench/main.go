@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -241,7 +242,10 @@ func pd(args []string) error {
 	fs.Func("config", "add a setup: name=prefill-engines:router-config-file (repeatable)", func(v string) error { extra = append(extra, v); return nil })
 	out := fs.String("out", "docs/bench", "output directory")
 	_ = fs.Parse(args)
-	o.Setups = named(o.Setups, *only, func(s bench.PDSetup) string { return s.Name })
+	var err error
+	if o.Setups, err = named(o.Setups, *only, func(s bench.PDSetup) string { return s.Name }); err != nil {
+		return fmt.Errorf("-setups: %w", err)
+	}
 	for _, e := range extra {
 		name, spec, ok := strings.Cut(e, "=")
 		n, file, ok2 := strings.Cut(spec, ":")
@@ -287,15 +291,26 @@ func pd(args []string) error {
 
 // named keeps the items whose name is in the comma-separated list; an empty
 // list keeps them all.
-func named[T any](items []T, list string, name func(T) string) []T {
+func named[T any](items []T, list string, name func(T) string) ([]T, error) {
 	if list == "" {
-		return items
+		return items, nil
+	}
+	want := map[string]bool{}
+	for n := range strings.SplitSeq(list, ",") {
+		want[strings.TrimSpace(n)] = true
 	}
 	var kept []T
+	var known []string
 	for _, it := range items {
-		if strings.Contains(","+list+",", ","+name(it)+",") {
+		known = append(known, name(it))
+		if want[name(it)] {
 			kept = append(kept, it)
+			delete(want, name(it))
 		}
 	}
-	return kept
+	if len(want) > 0 {
+		unknown := slices.Sorted(maps.Keys(want))
+		return nil, fmt.Errorf("unknown name(s) %q; known: %q", unknown, known)
+	}
+	return kept, nil
 }

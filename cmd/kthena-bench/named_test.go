@@ -6,15 +6,15 @@ import (
 )
 
 func TestNamed(t *testing.T) {
-	all := []string{"random", "least-request", "kthena default", "kthena default + kvcache-aware"}
+	all := []string{"random", "least-request", "kthena default", "kthena default (in-process tokenizer)"}
 	id := func(s string) string { return s }
-	if got := named(all, "", id); !slices.Equal(got, all) {
-		t.Fatalf("empty list kept %v", got)
+	if got, err := named(all, "", id); err != nil || !slices.Equal(got, all) {
+		t.Fatalf("empty list kept %v, %v", got, err)
 	}
-	if got := named(all, "kthena default,random", id); !slices.Equal(got, []string{"random", "kthena default"}) {
-		t.Fatalf("kept %v: want whole names only, in the items' order", got)
+	if got, err := named(all, "kthena default, random", id); err != nil || !slices.Equal(got, []string{"random", "kthena default"}) {
+		t.Fatalf("kept %v, %v: want whole names only, in the items' order", got, err)
 	}
-	if got := named(all, "nothing", id); len(got) != 0 {
-		t.Fatalf("kept %v for an unknown name", got)
+	if got, err := named(all, "random,nothing", id); err == nil {
+		t.Fatalf("kept %v for an unknown name, want an error", got)
 	}
 }

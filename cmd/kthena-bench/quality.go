@@ -50,7 +50,10 @@ func quality(args []string) error {
 			o.Workloads[i].Rate = *rate
 		}
 	}
-	o.Policies = named(o.Policies, *only, func(p bench.Policy) string { return p.Name })
+	var err error
+	if o.Policies, err = named(o.Policies, *only, func(p bench.Policy) string { return p.Name }); err != nil {
+		return fmt.Errorf("-policies: %w", err)
+	}
 	for _, e := range extra {
 		name, file, ok := strings.Cut(e, "=")
 		if !ok {

@@ -723,7 +723,7 @@ const (
 	PolicyLeastRequest = "least-request"
 	PolicyOracle       = "oracle"
 	PolicyKVAware      = "kvcache-aware"
-	PolicyKthenaKV     = "kthena default, in-process tokenizer"
+	PolicyKthenaKV     = "kthena default (in-process tokenizer)"
 )
 
 // QualityMarkdown renders the rows, one table per workload, and the target
