@@ -183,7 +183,8 @@ func weightSum(ws []framework.WeightedName) float64 {
 // cannot prefill, so its protocol always disaggregates.
 func (r *pdRun) decide(ctx context.Context, promptLimit int) bool {
 	est, minUncached := r.sched.Decider()
-	if est == nil || r.conn.Concurrent() || len(r.decode.Ranked) == 0 {
+	exactCounter := r.sched.CachedTokens()
+	if (est == nil && exactCounter == nil) || r.conn.Concurrent() || len(r.decode.Ranked) == 0 {
 		return false
 	}
 	top := r.decode.Ranked[0].Endpoint
@@ -197,12 +198,22 @@ func (r *pdRun) decide(ctx context.Context, promptLimit int) bool {
 		tokens = (textBytes + 3) / 4
 	}
 	cached := 0
-	if textBytes > 0 {
+	if exact, total, ok := cachedTokens(ctx, exactCounter, r.req, top); ok {
+		tokens, cached = total, exact
+	} else if est != nil && textBytes > 0 {
 		cached = est.CachedPromptBytes(ctx, r.req, top) * tokens / textBytes
 	}
 	r.decider = &deciderVerdict{DecodePod: top.Key, PromptTokens: tokens, CachedTokens: cached, MinUncachedTokens: minUncached}
 	r.decider.SkipPrefill = tokens-cached < minUncached
 	return r.decider.SkipPrefill
+}
+
+// cachedTokens asks c, when there is one, for ep's cached prompt tokens.
+func cachedTokens(ctx context.Context, c framework.CachedTokensCounter, req *framework.Request, ep *framework.Endpoint) (cached, total int, ok bool) {
+	if c == nil {
+		return 0, 0, false
+	}
+	return c.CachedPromptTokens(ctx, req, ep)
 }
 
 // decodeOnly sends the request to the decode pods alone, as an aggregated

@@ -59,6 +59,15 @@ type PrefixEstimator interface {
 	CachedPromptBytes(ctx context.Context, req *Request, ep *Endpoint) int
 }
 
+// CachedTokensCounter reports how many of a request's prompt tokens an
+// endpoint caches, as the engine itself reported them; ok is false when it
+// does not know the endpoint's cache. The PD decider prefers it to a
+// PrefixEstimator.
+type CachedTokensCounter interface {
+	Plugin
+	CachedPromptTokens(ctx context.Context, req *Request, ep *Endpoint) (cached, total int, ok bool)
+}
+
 // EndpointObserver is told when an endpoint leaves, so per-endpoint state can
 // be dropped at once.
 type EndpointObserver interface {
@@ -132,6 +141,9 @@ type Request struct {
 	// PrefixHashes is the prefix-cache plugin's per-request cache of the
 	// prompt's block hashes; other code must not use it.
 	PrefixHashes PrefixHashes
+	// PromptTokens is the kvcache-aware plugin's per-request cache of the
+	// prompt's token ids (nil: not tokenised yet); other code must not use it.
+	PromptTokens []int
 }
 
 // WholePrompt is the whole flattened prompt.

@@ -64,9 +64,9 @@ func (b *Backend) Ensure(pod, endpoint, topic string) {
 }
 
 // State implements kvcacheaware.Index.
-func (b *Backend) State(pod string) (subscribed, known bool) {
+func (b *Backend) State(pod string) (subscribed bool, blockSize int) {
 	_, subscribed = (*b.subs.view.Load())[pod]
-	return subscribed, b.x.knownBlockSize(pod) > 0
+	return subscribed, b.x.knownBlockSize(pod)
 }
 
 // Remove implements kvcacheaware.Index.

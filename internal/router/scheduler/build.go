@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -124,8 +125,14 @@ func Build(reg *Registry, cfg config.SchedulerConfig, h framework.Handle, prev *
 				break
 			}
 		}
-		if s.estimator == nil {
-			return nil, fmt.Errorf("pdDecider: no plugin of the prefill or decode profile estimates cached prefixes (enable prefix-cache in one)")
+		for _, name := range slices.Sorted(maps.Keys(insts)) {
+			if c, ok := insts[name].plugin.(framework.CachedTokensCounter); ok {
+				s.cachedTokens = c
+				break
+			}
+		}
+		if s.estimator == nil && s.cachedTokens == nil {
+			return nil, fmt.Errorf("pdDecider: no plugin of the prefill or decode profile estimates cached prefixes (enable prefix-cache or kvcache-aware in one)")
 		}
 		s.minUncached = d.MinUncachedTokens
 	}

@@ -51,8 +51,9 @@ type Scheduler struct {
 	pdPre           []framework.PreRequest
 	// estimator and minUncached are the PD decider (nil: always
 	// disaggregate).
-	estimator   framework.PrefixEstimator
-	minUncached int
+	estimator    framework.PrefixEstimator
+	cachedTokens framework.CachedTokensCounter
+	minUncached  int
 }
 
 // Prefill is the profile that ranks prefill pods.
@@ -76,6 +77,10 @@ func (s *Scheduler) PrePair(ctx context.Context, req *framework.Request, prefill
 // Decider returns the prefix estimator and the threshold of conditional
 // disaggregation, or nil when every request is disaggregated.
 func (s *Scheduler) Decider() (framework.PrefixEstimator, int) { return s.estimator, s.minUncached }
+
+// CachedTokens is the decider's exact count of cached prompt tokens, when a
+// plugin (kvcache-aware) has one; nil otherwise.
+func (s *Scheduler) CachedTokens() framework.CachedTokensCounter { return s.cachedTokens }
 
 // TopN is how many ranked candidates Schedule returns at most.
 func (s *Scheduler) TopN() int { return s.topN }

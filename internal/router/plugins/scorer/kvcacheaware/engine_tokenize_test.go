@@ -2,8 +2,10 @@ package kvcacheaware
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +117,55 @@ func TestTokenizerSelection(t *testing.T) {
 	ts, err = newTokenizers(nil, "o200k_base", et)
 	require.NoError(t, err)
 	assert.NotNil(t, ts.Local("other"), "fallback: tokenizerEncoding")
+}
+
+// The fast reading of a /tokenize answer gives what encoding/json gives,
+// and any other shape falls back to it.
+func TestDecodeTokens(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want []int
+		fast bool
+	}{
+		{`{"count":3,"max_model_len":8192,"tokens":[128000, 9906,0],"token_strs":null}`, []int{128000, 9906, 0}, true},
+		{"{\"tokens\" :\n [ 1 ,\t2 ]}", []int{1, 2}, true},
+		{`{"tokens":[]}`, []int{}, true},
+		{`{"token_strs":["say \"tokens\": [9]"],"tokens":[5]}`, []int{5}, true},
+		{`{"tokens":[1],"tokens":[2]}`, []int{2}, false},
+		{`{"tokens":[007]}`, nil, false},
+		{`{"tokens":[1.5]}`, nil, false},
+		{`{"tokens":[-1]}`, []int{-1}, false},
+		{`{"tokens":[1,2`, nil, false},
+		{`{"count":0}`, nil, false},
+		{`not json`, nil, false},
+	} {
+		_, fast := scanTokens([]byte(c.raw))
+		assert.Equal(t, c.fast, fast, c.raw)
+		got, err := decodeTokens([]byte(c.raw))
+		if c.want == nil {
+			assert.Error(t, err, c.raw)
+			continue
+		}
+		require.NoError(t, err, c.raw)
+		assert.Equal(t, c.want, got, c.raw)
+	}
+}
+
+func FuzzDecodeTokens(f *testing.F) {
+	f.Add([]byte(`{"count":2,"tokens":[1,22],"token_strs":null}`))
+	f.Add([]byte(`{"tokens" : [ ]}`))
+	f.Add([]byte(`{"tokens":[99999999999]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ids, ok := scanTokens(raw)
+		if !ok || !json.Valid(raw) {
+			_, _ = decodeTokens(raw) // must not panic
+			return
+		}
+		var out tokenizeResponse
+		if err := json.Unmarshal(raw, &out); err == nil && out.Tokens != nil {
+			if !slices.Equal(ids, out.Tokens) {
+				t.Fatalf("%q: fast %v, encoding/json %v", raw, ids, out.Tokens)
+			}
+		}
+	})
 }

@@ -87,9 +87,10 @@ type Index interface {
 	Ensure(pod, endpoint, topic string)
 	// Remove stops the pod's subscription and forgets its blocks.
 	Remove(pod string)
-	// State tells whether the pod is subscribed to and whether its
-	// blocks are known (events since the last resynchronisation).
-	State(pod string) (subscribed, known bool)
+	// State tells whether the pod is subscribed to and, when its blocks
+	// are known (events since the last resynchronisation), its block size
+	// (0: unknown).
+	State(pod string) (subscribed bool, blockSize int)
 	// Lookup calls fn for each of pods whose state the index knows, with
 	// the number of leading blocks of the request's tokens it caches, the
 	// request's blocks at that pod's block size (at most maxBlocks, one
@@ -130,9 +131,10 @@ type core struct {
 }
 
 var (
-	_ framework.Scorer           = (*Plugin)(nil)
-	_ framework.EndpointObserver = (*Plugin)(nil)
-	_ framework.EndpointWatcher  = (*Plugin)(nil)
+	_ framework.Scorer              = (*Plugin)(nil)
+	_ framework.EndpointObserver    = (*Plugin)(nil)
+	_ framework.EndpointWatcher     = (*Plugin)(nil)
+	_ framework.CachedTokensCounter = (*Plugin)(nil)
 )
 
 // Factory fails: the plugin needs an index implementation (FactoryWith).
@@ -264,11 +266,11 @@ func (p *Plugin) Target(ep *framework.Endpoint) (string, bool) {
 func (p *Plugin) Score(ctx context.Context, req *framework.Request, eps []*framework.Endpoint, out []float64) {
 	known := false
 	for _, ep := range eps {
-		subscribed, k := p.idx.State(ep.Key)
+		subscribed, bs := p.idx.State(ep.Key)
 		if !subscribed {
 			p.subscribe(ep)
 		}
-		known = known || k
+		known = known || bs > 0
 	}
 	if !known {
 		return // every endpoint scores 0: no work, no allocation
@@ -301,14 +303,39 @@ func (p *Plugin) Lookup(ctx context.Context, req *framework.Request, eps []*fram
 	if req.LoRA {
 		lora = req.UpstreamModel
 	}
-	tokens := func() ([]int, bool) {
-		ids, err := p.toks.For(req.UpstreamModel).Tokens(ctx, req, eps)
-		if err != nil {
-			p.log.V(1).Info("Request not tokenised; scored as a miss", "request", req.ID, "model", req.UpstreamModel, "err", err.Error())
-		}
-		return ids, false
-	}
+	tokens := func() ([]int, bool) { return p.tokens(ctx, req, eps), false }
 	p.idx.Lookup(tokens, lora, p.args.MaxBlocksToMatch, pods, fn)
+}
+
+// tokens tokenises req once (later calls return the first result; a
+// failure is logged and gives no tokens, so nothing matches).
+func (p *Plugin) tokens(ctx context.Context, req *framework.Request, eps []*framework.Endpoint) []int {
+	if req.PromptTokens != nil {
+		return req.PromptTokens
+	}
+	ids, err := p.toks.For(req.UpstreamModel).Tokens(ctx, req, eps)
+	if err != nil {
+		p.log.V(1).Info("Request not tokenised; scored as a miss", "request", req.ID, "model", req.UpstreamModel, "err", err.Error())
+		ids = []int{}
+	}
+	req.PromptTokens = ids
+	return ids
+}
+
+// CachedPromptTokens is how many leading tokens of the request ep holds,
+// from its events, for the PD decider; ok is false when the index does not
+// know ep or the request could not be tokenised.
+func (p *Plugin) CachedPromptTokens(ctx context.Context, req *framework.Request, ep *framework.Endpoint) (cached, total int, ok bool) {
+	_, bs := p.idx.State(ep.Key)
+	if bs <= 0 {
+		return 0, 0, false
+	}
+	matched := -1
+	p.Lookup(ctx, req, []*framework.Endpoint{ep}, []string{ep.Key}, func(_ string, m, _ int, _ float64) { matched = m })
+	if matched < 0 || len(req.PromptTokens) == 0 {
+		return 0, 0, false
+	}
+	return matched * bs, len(req.PromptTokens), true
 }
 
 // EndpointsChanged subscribes to every endpoint's publisher, so the index

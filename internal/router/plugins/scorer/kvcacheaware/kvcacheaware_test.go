@@ -263,6 +263,7 @@ func TestPrefillProfileScoresCachedBlocks(t *testing.T) {
     decode:
       plugins:
         Score: {enabled: [{name: least-request, weight: 1}]}
+  pdDecider: {minUncachedTokens: 512}
 `))
 	require.NoError(t, err)
 	s, err := scheduler.Build(plugins.NewRegistry(), cfg.Scheduler, nil, nil)
@@ -302,6 +303,22 @@ func TestPrefillProfileScoresCachedBlocks(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "ranked %+v", res.Ranked)
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	// The PD decider counts cached tokens from the same index (kvcache-aware
+	// alone satisfies it): exactly what each engine holds.
+	counter := s.CachedTokens()
+	require.NotNil(t, counter)
+	tok, err := sharedTok()
+	require.NoError(t, err)
+	ids, err := kvcacheaware.Tokens(tok, req.Path, req.Prompt)
+	require.NoError(t, err)
+	for i, ep := range fl.eps {
+		cached, total, ok := counter.CachedPromptTokens(context.Background(), req, ep)
+		require.True(t, ok, "engine %d known", i)
+		assert.Equal(t, len(ids), total)
+		assert.Equal(t, fl.f.Engine(i).CachedPrefixTokens(ids, ""), cached, "engine %d", i)
+	}
+	assert.Positive(t, fl.f.Engine(0).CachedPrefixTokens(ids, ""))
 }
 
 // A plugin instance dropped by a configuration reload closes its index
