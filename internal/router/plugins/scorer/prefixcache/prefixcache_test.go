@@ -127,21 +127,11 @@ func TestLongConversationsKeepMatching(t *testing.T) {
 	p := New(Args{})
 	system := "system: " + strings.Repeat("Shared policy text for every user. ", 300) + "\n"
 	conv := map[string]string{"a": system, "b": system}
-	eps := []*framework.Endpoint{{Key: "a"}, {Key: "b"}}
 	for round := range 20 {
 		for _, who := range []string{"a", "b"} {
 			conv[who] += fmt.Sprintf("user: round %d from %s: %s\n", round, who, strings.Repeat("tell me more about the details ", 140))
 			r := req(conv[who])
-			out := make([]float64, 2)
-			p.Score(context.Background(), r, eps, out)
-			mine, other := out[0], out[1]
-			if who == "b" {
-				mine, other = other, mine
-			}
-			if round > 0 && (mine <= other || (round == 19 && mine < 0.9)) {
-				t.Fatalf("round %d, conversation %s (%d bytes): own engine %.3f, other %.3f", round, who, len(conv[who]), mine, other)
-			}
-			p.PreRequest(context.Background(), r, &framework.Endpoint{Key: who})
+			ownEngineLeads(t, p, r, round, who, len(conv[who]))
 			conv[who] += fmt.Sprintf("assistant: %s\n", strings.Repeat("here are more details on that ", 140))
 		}
 	}
@@ -160,7 +150,6 @@ func TestLongConversationsMatchFromRawJSON(t *testing.T) {
 	p := New(Args{})
 	system := strings.Repeat("Shared policy text for every user. ", 300)
 	conv := map[string][]map[string]string{"a": {{"role": "system", "content": system}}, "b": {{"role": "system", "content": system}}}
-	eps := []*framework.Endpoint{{Key: "a"}, {Key: "b"}}
 	for round := range 20 {
 		for _, who := range []string{"a", "b"} {
 			conv[who] = append(conv[who], map[string]string{"role": "user", "content": fmt.Sprintf("round %d from %s: %s", round, who, strings.Repeat("tell me more about the \"details\"\n", 140))})
@@ -174,16 +163,7 @@ func TestLongConversationsMatchFromRawJSON(t *testing.T) {
 			}
 			r := &framework.Request{UpstreamModel: "m", Prompt: parsed.Prompt, PromptJSON: parsed.PromptJSON(body), PromptBytes: parsed.PromptBytes,
 				RenderWholePrompt: func() []byte { t.Fatal("the whole prompt was rendered"); return nil }}
-			out := make([]float64, 2)
-			p.Score(context.Background(), r, eps, out)
-			mine, other := out[0], out[1]
-			if who == "b" {
-				mine, other = other, mine
-			}
-			if round > 0 && (mine <= other || (round == 19 && mine < 0.9)) {
-				t.Fatalf("round %d, conversation %s (%d bytes): own engine %.3f, other %.3f", round, who, len(body), mine, other)
-			}
-			p.PreRequest(context.Background(), r, &framework.Endpoint{Key: who})
+			ownEngineLeads(t, p, r, round, who, len(body))
 			conv[who] = append(conv[who], map[string]string{"role": "assistant", "content": strings.Repeat("here are more details on that ", 140)})
 		}
 	}
@@ -203,4 +183,22 @@ func TestMaxPromptBytesBoundsHashes(t *testing.T) {
 func hashesOf(model string, prompt []byte, bs, maxBlocks, maxBytes int) []uint64 {
 	cut := min(len(prompt), bs*maxBlocks)
 	return Hashes(model, prompt[:cut], prompt[cut:], bs, maxBlocks, maxBytes, nil)
+}
+
+// ownEngineLeads scores round's request of conversation who ("a" or "b")
+// on engines a and b, fails unless the engine that served the conversation
+// so far leads (and by round 19 matches 90 % of it), then records the
+// request there.
+func ownEngineLeads(t *testing.T, p *Plugin, r *framework.Request, round int, who string, size int) {
+	t.Helper()
+	out := make([]float64, 2)
+	p.Score(context.Background(), r, []*framework.Endpoint{{Key: "a"}, {Key: "b"}}, out)
+	mine, other := out[0], out[1]
+	if who == "b" {
+		mine, other = other, mine
+	}
+	if round > 0 && (mine <= other || (round == 19 && mine < 0.9)) {
+		t.Fatalf("round %d, conversation %s (%d bytes): own engine %.3f, other %.3f", round, who, size, mine, other)
+	}
+	p.PreRequest(context.Background(), r, &framework.Endpoint{Key: who})
 }
