@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/kthena/kthena/internal/router/config"
 	"github.com/kthena/kthena/internal/router/runner"
 	"github.com/kthena/kthena/internal/sim"
+	"github.com/kthena/kthena/internal/testing/simroute"
 	"github.com/kthena/kthena/internal/tokenizer"
 )
 
@@ -214,28 +214,8 @@ func startBenchRouter(ctx context.Context, client *http.Client, f *sim.Fleet, mo
 	if err != nil {
 		return nil, nil, err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `kind: ModelServer
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: sim}
-spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
----
-kind: ModelRoute
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: bench}
-spec: {modelName: bench, rules: [{targetModels: [{modelServerName: sim}]}]%s}
----
-kind: Endpoints
-endpoints:
-`, model, routeExtra)
-	for i, a := range f.Addrs {
-		fmt.Fprintf(&b, "- {name: e%d, address: %q, labels: {app: sim}}\n", i, a)
-	}
-	epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
-	if err := os.WriteFile(epFile, []byte(b.String()), 0o644); err != nil {
-		return nil, nil, err
-	}
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+	epFile, cfgFile, err := simroute.Fleet{Model: model, Route: "bench", RouteExtra: routeExtra, Addrs: f.Addrs}.Write(dir, cfg)
+	if err != nil {
 		return nil, nil, err
 	}
 	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,

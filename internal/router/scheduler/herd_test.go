@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/kthena/kthena/internal/router/runner"
 	"github.com/kthena/kthena/internal/sim"
+	"github.com/kthena/kthena/internal/testing/simroute"
 )
 
 // These tests run a router in standalone mode in front of simulated engines
@@ -49,29 +48,8 @@ func startRig(t *testing.T, engines int, cfg string, scrape time.Duration) *rig 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	var b strings.Builder
-	fmt.Fprintf(&b, `kind: ModelServer
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: sim}
-spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
----
-kind: ModelRoute
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: m}
-spec: {modelName: m, rules: [{targetModels: [{modelServerName: sim}]}]}
----
-kind: Endpoints
-endpoints:
-`, cfgs[0].Model)
-	for i, a := range f.Addrs {
-		fmt.Fprintf(&b, "- {name: e%d, address: %q, labels: {app: sim}}\n", i, a)
-	}
-	dir := t.TempDir()
-	epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
-	if err := os.WriteFile(epFile, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+	epFile, cfgFile, err := simroute.Fleet{Model: cfgs[0].Model, Route: "m", Addrs: f.Addrs}.Write(t.TempDir(), cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile, ScrapeInterval: scrape,

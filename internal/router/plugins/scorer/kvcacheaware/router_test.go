@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/kthena/kthena/internal/router/plugins/scorer/kvcacheaware"
 	"github.com/kthena/kthena/internal/router/runner"
 	"github.com/kthena/kthena/internal/sim"
+	"github.com/kthena/kthena/internal/testing/simroute"
 )
 
 // Through real sockets end to end: a router in standalone mode, configured
@@ -41,27 +40,9 @@ func TestRouterRoutesToTheEngineHoldingThePrefix(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 
-	var eps strings.Builder
-	fmt.Fprintf(&eps, `kind: ModelServer
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: sim}
-spec: {model: %s, inferenceEngine: vLLM, workloadSelector: {matchLabels: {app: sim}}, workloadPort: {port: 8000}}
----
-kind: ModelRoute
-apiVersion: networking.serving.volcano.sh/v1alpha1
-metadata: {name: m}
-spec: {modelName: m, rules: [{targetModels: [{modelServerName: sim}]}]}
----
-kind: Endpoints
-endpoints:
-`, sim.DefaultModel)
-	for i, a := range f.Addrs {
-		fmt.Fprintf(&eps, "- {name: e%d, address: %q, labels: {app: sim, %q: %q}}\n", i, a, kvcacheaware.PortLabel, fmt.Sprint(ports[i]))
-	}
-	dir := t.TempDir()
-	epFile, cfgFile := filepath.Join(dir, "endpoints.yaml"), filepath.Join(dir, "router.yaml")
-	require.NoError(t, os.WriteFile(epFile, []byte(eps.String()), 0o644))
-	require.NoError(t, os.WriteFile(cfgFile, []byte(`scheduler:
+	fleet := simroute.Fleet{Model: sim.DefaultModel, Route: "m", Addrs: f.Addrs,
+		Labels: func(i int) string { return fmt.Sprintf("%q: %q", kvcacheaware.PortLabel, fmt.Sprint(ports[i])) }}
+	epFile, cfgFile, err := fleet.Write(t.TempDir(), `scheduler:
   pluginConfig:
   - name: least-request
     args: {maxWaitingRequests: 40}
@@ -69,7 +50,8 @@ endpoints:
   plugins:
     Filter: {enabled: [least-request]}
     Score: {enabled: [{name: kvcache-aware, weight: 2}, {name: least-request, weight: 1}]}
-`), 0o644))
+`)
+	require.NoError(t, err)
 	r, err := runner.Start(ctx, runner.Options{Addr: "127.0.0.1:0", DebugAddr: "127.0.0.1:0", EndpointsFile: epFile, ConfigFile: cfgFile,
 		ScrapeInterval: 50 * time.Millisecond, MaxBodyBytes: 1 << 20, StreamIdleTime: time.Minute, DrainTimeout: time.Second})
 	require.NoError(t, err)
