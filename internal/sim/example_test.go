@@ -32,7 +32,7 @@ func ExampleStartLocal() {
 
 	// The same prompt, tokenized the way the engines do it.
 	tok := fleet.Engines[0].Tokenizer()
-	prompt := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}, {Role: "user", Content: "hi"}}, true)
+	prompt, _ := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}, {Role: "user", Content: "hi"}}, true)
 	fmt.Println("status:", resp.StatusCode)
 	fmt.Println("engine 0 has the prefix:", fleet.Engines[0].CachedPrefixTokens(prompt, "") > 100)
 	fmt.Println("engine 1 has the prefix:", fleet.Engines[1].CachedPrefixTokens(prompt, "") > 100)

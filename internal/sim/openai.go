@@ -102,14 +102,14 @@ func parsePrompt(raw json.RawMessage, tok *tokenizer.Tokenizer) (text string, id
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s, tok.Encode(s), nil
+		return s, tok.EncodePrompt(s), nil
 	}
 	var list []string
 	if json.Unmarshal(raw, &list) == nil {
 		if len(list) != 1 {
 			return "", nil, fmt.Errorf("only one prompt per request is supported, got %d", len(list))
 		}
-		return list[0], tok.Encode(list[0]), nil
+		return list[0], tok.EncodePrompt(list[0]), nil
 	}
 	if json.Unmarshal(raw, &ids) == nil {
 		return tok.Decode(ids), ids, nil

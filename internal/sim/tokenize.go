@@ -41,9 +41,18 @@ func (e *Engine) promptTokens(w http.ResponseWriter, r *http.Request, withIDs bo
 			e.writeError(w, badRequest(err.Error()))
 			return nil, "", false
 		}
-		tokens = e.tok.EncodeChat(msgs, req.AddGenerationPrompt == nil || *req.AddGenerationPrompt)
+		if tokens, err = e.tok.EncodeChat(msgs, req.AddGenerationPrompt == nil || *req.AddGenerationPrompt); err != nil {
+			e.writeError(w, badRequest(err.Error()))
+			return nil, "", false
+		}
 	case req.Prompt != nil:
-		tokens = e.tok.Encode(*req.Prompt)
+		// vLLM adds the model's special tokens (BOS) to a prompt unless
+		// add_special_tokens is false.
+		if string(req.AddSpecialTokens) == "false" {
+			tokens = e.tok.Encode(*req.Prompt)
+		} else {
+			tokens = e.tok.EncodePrompt(*req.Prompt)
+		}
 	case withIDs:
 		e.writeError(w, badRequest("one of prompt, messages or tokens is required"))
 		return nil, "", false

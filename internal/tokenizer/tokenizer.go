@@ -23,9 +23,12 @@ const DefaultEncoding = "cl100k_base"
 // Tokenizer encodes text into token IDs and back. It is safe for concurrent
 // use; build one per process and share it (loading the ranks takes ~100 ms).
 type Tokenizer struct {
+	// The built-in encodings (New).
 	bpe      *tiktoken.Tiktoken
 	specials specialTokens
-	cache    *segmentCache
+	// A model's own tokenizer (Load); nil for the built-in encodings.
+	hf    *hfTokenizer
+	cache *segmentCache
 }
 
 // Segments of at least 256 bytes are cached, up to 32 MiB in total.
@@ -56,7 +59,14 @@ func New(encoding string) (*Tokenizer, error) {
 // Encode returns the token IDs of text. Chat-template markers produced by
 // ApplyChatTemplate (such as "<|eot_id|>") map to their single special IDs;
 // everything else is ordinary BPE.
+//
+// For a loaded tokenizer Encode is the engine's encoding without special
+// tokens (add_special_tokens=False, as vLLM encodes a rendered chat): added
+// tokens in the text map to their IDs, no BOS is added.
 func (t *Tokenizer) Encode(text string) []int {
+	if t.hf != nil {
+		return t.hf.encode(text, t.cache)
+	}
 	if !strings.Contains(text, "<|") {
 		return append([]int(nil), t.ordinary(text)...)
 	}
@@ -81,12 +91,27 @@ func (t *Tokenizer) ordinary(text string) []int {
 	return t.cache.encode(text, t.bpe.EncodeOrdinary)
 }
 
+// EncodePrompt returns the token IDs of a completion prompt as the engine
+// encodes it (add_special_tokens=True): a loaded tokenizer's post-processor
+// adds its special tokens (BOS for Llama-family models). The built-in
+// encodings add none, so EncodePrompt equals Encode for them.
+func (t *Tokenizer) EncodePrompt(text string) []int {
+	ids := t.Encode(text)
+	if t.hf != nil && t.hf.post != nil {
+		return t.hf.post(ids)
+	}
+	return ids
+}
+
 // Count returns the number of tokens of text.
 func (t *Tokenizer) Count(text string) int { return len(t.Encode(text)) }
 
 // Decode turns token IDs back into text. Unknown IDs are skipped, so Decode
 // never fails on client-provided input.
 func (t *Tokenizer) Decode(ids []int) string {
+	if t.hf != nil {
+		return t.hf.decode(ids)
+	}
 	var b strings.Builder
 	start := 0
 	flush := func(end int) {
@@ -111,4 +136,9 @@ func (t *Tokenizer) Decode(ids []int) string {
 }
 
 // VocabSize is the size of the ID space Encode can return.
-func (t *Tokenizer) VocabSize() int { return t.specials.lastID + 1 }
+func (t *Tokenizer) VocabSize() int {
+	if t.hf != nil {
+		return t.hf.vocabSize
+	}
+	return t.specials.lastID + 1
+}

@@ -35,7 +35,8 @@ func TestDecodeSkipsUnknownIDs(t *testing.T) {
 func TestChatTemplateUsesSpecialIDs(t *testing.T) {
 	tok, err := New("")
 	require.NoError(t, err)
-	ids := tok.EncodeChat([]Message{{Role: "user", Content: "hi"}}, true)
+	ids, err := tok.EncodeChat([]Message{{Role: "user", Content: "hi"}}, true)
+	require.NoError(t, err)
 	require.NotEmpty(t, ids)
 	assert.Equal(t, 128000, ids[0], "begins with <|begin_of_text|>")
 	assert.Contains(t, ids, 128009, "turn ends with <|eot_id|>")
@@ -59,13 +60,17 @@ func TestSegmentCacheIsExactAndBounded(t *testing.T) {
 	require.NoError(t, err)
 	long := strings.Repeat("Shared system prompt about routing and caching. ", 40)
 	msgs := []Message{{Role: "system", Content: long}, {Role: "user", Content: "first"}}
-	first := tok.EncodeChat(msgs, true)
+	first, err := tok.EncodeChat(msgs, true)
+	require.NoError(t, err)
 	msgs[1].Content = "second"
-	second := tok.EncodeChat(msgs, true)
+	second, err := tok.EncodeChat(msgs, true)
+	require.NoError(t, err)
 	// The cached system segment gives the same tokens as a fresh encode.
 	fresh, err := New("")
 	require.NoError(t, err)
-	assert.Equal(t, fresh.EncodeChat(msgs, true), second)
+	want, err := fresh.EncodeChat(msgs, true)
+	require.NoError(t, err)
+	assert.Equal(t, want, second)
 	assert.Equal(t, first[:len(first)-8], second[:len(first)-8], "shared prefix")
 	// Callers may modify what Encode returns without corrupting the cache.
 	a := tok.Encode(long)

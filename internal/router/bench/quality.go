@@ -158,7 +158,7 @@ func RunQuality(ctx context.Context, o QualityOptions) ([]QualityRow, error) {
 		// first so that the first policy does not pay for the others.
 		for _, s := range ss {
 			for _, q := range s.turns {
-				tok.EncodeChat(q.messages(), true)
+				_, _ = tok.EncodeChat(q.messages(), true)
 			}
 		}
 		for _, p := range o.Policies {
@@ -556,10 +556,11 @@ func oracle(f *sim.Fleet) func(q request) (string, func()) {
 	}
 	tok := f.Engine(0).Tokenizer()
 	return func(q request) (string, func()) {
-		ids := tok.EncodeChat(q.messages(), true)
+		ids, _ := tok.EncodeChat(q.messages(), true) // the built-in template cannot fail
 		sysTokens := 0
 		if q.system != "" {
-			sysTokens = len(tok.EncodeChat(q.messages()[:1], false))
+			sys, _ := tok.EncodeChat(q.messages()[:1], false)
+			sysTokens = len(sys)
 		}
 		best, bestCached := -1, -1
 		mu.Lock()

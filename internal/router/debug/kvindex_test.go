@@ -33,7 +33,8 @@ func TestKVIndexEndpoints(t *testing.T) {
 	tok, err := tokenizer.New("")
 	require.NoError(t, err)
 	msgs := []tokenizer.Message{{Role: "user", Content: strings.Repeat("Tell me about the sea. ", 20)}}
-	ids := tok.EncodeChat(msgs, true)
+	ids, err := tok.EncodeChat(msgs, true)
+	require.NoError(t, err)
 	hs := kvcache.NewHasher("").Chain(ids, 16, nil)
 	ev := kvevents.BlockStored{BlockSize: 16, TokenIDs: ids[:len(hs)*16]}
 	for _, h := range hs {

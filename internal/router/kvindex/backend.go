@@ -169,9 +169,12 @@ func (b *Backend) Probe(p Probe) ProbeResult {
 		for i, m := range p.Messages {
 			msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 		}
-		tokens = b.tok.EncodeChat(msgs, true)
+		var err error
+		if tokens, err = b.tok.EncodeChat(msgs, true); err != nil {
+			return ProbeResult{Error: err.Error()}
+		}
 	} else {
-		tokens = b.tok.Encode(p.Prompt)
+		tokens = b.tok.EncodePrompt(p.Prompt)
 	}
 	x := b.x
 	pods := p.Pods

@@ -52,6 +52,9 @@ type ProbeMessage struct {
 type ProbeResult struct {
 	Tokens int          `json:"tokens"`
 	Pods   []ProbeMatch `json:"pods"`
+	// Error says why the probe could not be tokenized (a chat template
+	// that fails to render).
+	Error string `json:"error,omitempty"`
 }
 
 // ProbeMatch is one pod's cached prefix of the probe.

@@ -96,7 +96,9 @@ func (e *engines) chat(t *testing.T, i int, content string) {
 func chatTokens(t *testing.T, content string) []int {
 	tok, err := sharedTok()
 	require.NoError(t, err)
-	return tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: content}}, true)
+	ids, err := tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: content}}, true)
+	require.NoError(t, err)
+	return ids
 }
 
 // warm sends throw-away prompts until every engine's events reach b (ZMQ

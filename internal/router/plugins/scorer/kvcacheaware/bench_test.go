@@ -57,7 +57,8 @@ func benchmarkScore(b *testing.B, repeat int, engine bool) {
 	defer p.Close()
 	x := p.Index().(*kvindex.Backend).Index()
 	system := strings.Repeat("Policy text seven applies. ", repeat)
-	ids := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}}, false)
+	ids, err := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}}, false)
+	require.NoError(b, err)
 	hs := kvcache.NewHasher("").Chain(ids, 16, nil)
 	ev := kvevents.BlockStored{BlockSize: 16, TokenIDs: ids[:len(hs)*16]}
 	for _, h := range hs {

@@ -359,9 +359,9 @@ var chatRoles = []string{"system", "user", "assistant", "tool", "developer", "fu
 func Tokens(tok *tokenizer.Tokenizer, path string, prompt []byte) ([]int, error) {
 	text := string(prompt)
 	if !isChat(path) {
-		return tok.Encode(text), nil
+		return tok.EncodePrompt(text), nil
 	}
-	return tok.EncodeChat(ParseFlattened(text), true), nil
+	return tok.EncodeChat(ParseFlattened(text), true)
 }
 
 // ParseFlattened splits the router's flattened chat rendering back into

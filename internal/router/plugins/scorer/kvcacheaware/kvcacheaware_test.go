@@ -221,8 +221,9 @@ func TestScoreFollowsEngines(t *testing.T) {
 	next := append(conv, map[string]string{"role": "assistant", "content": "First answer."},
 		map[string]string{"role": "user", "content": "Second question?"})
 	req := request(t, next)
-	ids := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}, {Role: "user", Content: "First question?"},
+	ids, err := tok.EncodeChat([]tokenizer.Message{{Role: "system", Content: system}, {Role: "user", Content: "First question?"},
 		{Role: "assistant", Content: "First answer."}, {Role: "user", Content: "Second question?"}}, true)
+	require.NoError(t, err)
 	var got []float64
 	deadline := time.Now().Add(10 * time.Second)
 	for {
