@@ -29,6 +29,7 @@ func flagSet(cfg *Config) (*pflag.FlagSet, *flagExtras) {
 	fs.StringVar(&cfg.Host, "host", "0.0.0.0", "listen host")
 	fs.IntVar(&cfg.Port, "port", 0, "listen port (default 8000 for vllm, 30000 for sglang)")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "address peers use to reach this engine (PD)")
+	fs.StringVar(&cfg.TokenizerDir, "tokenizer-dir", "", "directory of the model's Hugging Face tokenizer files (tokenizer.json, tokenizer_config.json); default: the built-in cl100k_base encoding")
 	fs.StringVar(&cfg.Profile, "profile", "", "performance profile (llama-3.1-8b-h100, qwen2.5-32b-2xh100, qwen2.5-7b-a10g)")
 	fs.Float64Var(&cfg.TimeScale, "time-scale", 1, "wall seconds per simulated second (0.01 = 100x faster)")
 	fs.StringVar((*string)(&cfg.Mode), "mode", "random", "output text: echo or random")

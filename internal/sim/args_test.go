@@ -88,7 +88,7 @@ func TestDefaultsAreRealistic(t *testing.T) {
 
 func TestArgsRoundTrip(t *testing.T) {
 	off := false
-	want := Config{Engine: SGLang, Model: "m", ServedModelNames: []string{"a", "b"}, Port: 9000,
+	want := Config{Engine: SGLang, Model: "m", ServedModelNames: []string{"a", "b"}, Port: 9000, TokenizerDir: "/models/m",
 		Profile: "qwen2.5-7b-a10g", TimeScale: 0.25, Mode: ModeEcho, Seed: 9,
 		TimeToFirstToken: 120 * time.Millisecond, InterTokenLatency: 15 * time.Millisecond,
 		MaxNumSeqs: 7, MaxModelLen: 4096, EnablePrefixCaching: &off, KVCacheSize: 300, BlockSize: 32,

@@ -96,6 +96,12 @@ type Config struct {
 	// handshakes); defaults to Host, or 127.0.0.1 when Host is a wildcard.
 	AdvertiseHost string
 
+	// TokenizerDir holds the served model's Hugging Face tokenizer files
+	// (tokenizer.json, tokenizer_config.json): /tokenize, token counts and
+	// KV events then use the model's own tokenizer and chat template.
+	// Empty: the built-in cl100k_base encoding with a Llama-3 template.
+	TokenizerDir string
+
 	Profile   string
 	TimeScale float64
 	Mode      Mode

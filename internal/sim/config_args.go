@@ -40,6 +40,7 @@ func (c Config) Args() []string {
 	str("host", c.Host)
 	num("port", c.Port)
 	str("advertise-host", c.AdvertiseHost)
+	str("tokenizer-dir", c.TokenizerDir)
 	str("profile", c.Profile)
 	flt("time-scale", c.TimeScale)
 	str("mode", string(c.Mode))

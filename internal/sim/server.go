@@ -61,7 +61,8 @@ type options struct {
 	reg *prometheus.Registry
 }
 
-// WithTokenizer shares an already loaded tokenizer (Fleet does this).
+// WithTokenizer shares an already loaded tokenizer (Fleet does this). A
+// Config.TokenizerDir takes precedence: that engine uses the model's own.
 func WithTokenizer(t *tokenizer.Tokenizer) Option { return func(o *options) { o.tok = t } }
 
 // WithLogger sets the structured logger.
@@ -79,6 +80,15 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 	o := options{log: logr.Discard()}
 	for _, f := range opts {
 		f(&o)
+	}
+	if cfg.TokenizerDir != "" {
+		// Load shares one Tokenizer per directory, so engines of a fleet
+		// that name the same files share it too.
+		t, err := tokenizer.Load(cfg.TokenizerDir)
+		if err != nil {
+			return nil, err
+		}
+		o.tok = t
 	}
 	if o.tok == nil {
 		t, err := tokenizer.New("")

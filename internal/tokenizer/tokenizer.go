@@ -6,6 +6,18 @@
 // 28k more, so counts for Llama-3-family prompts come close; for other
 // families (Qwen, Mistral) they approximate, which is what token budgets,
 // block hashing and routing estimates need.
+//
+// Load reads a model's own Hugging Face tokenizer files instead
+// (tokenizer.json, and the chat template with its BOS/EOS tokens from
+// chat_template.jinja, chat_template.json or tokenizer_config.json) and gives
+// a Tokenizer with the same methods that encodes exactly as the engine
+// serving that model does, which KV-cache-aware routing needs to match the
+// block hashes engines report: BPE (byte-level, or sentencepiece-style with
+// byte fallback), added tokens matched before pre-tokenization, the
+// post-processor's special tokens (EncodePrompt) and the model's Jinja chat
+// template (EncodeChat). A component it does not implement is a load error,
+// never an approximation. Parity is tested against Hugging Face's JavaScript
+// implementation (hack/tokenizer-golden).
 package tokenizer
 
 import (
