@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -23,10 +24,13 @@ type addedToken struct {
 // first byte and tried longest first, which gives the leftmost-longest match
 // the Hugging Face implementation uses.
 type addedVocab struct {
-	tokens    []addedToken
-	byFirst   [256][]int // indexes into tokens
-	byID      map[int]int
-	byContent map[string]int // content -> ID
+	tokens  []addedToken
+	byFirst [256][]int // indexes into tokens
+	// firstBytes are the distinct first bytes of the tokens, so that text
+	// is skipped with a fast byte search up to the next candidate.
+	firstBytes string
+	byID       map[int]int
+	byContent  map[string]int // content -> ID
 }
 
 func newAddedVocab(tokens []addedToken) (*addedVocab, error) {
@@ -46,7 +50,10 @@ func newAddedVocab(tokens []addedToken) (*addedVocab, error) {
 		v.byContent[t.Content] = t.ID
 		v.byFirst[t.Content[0]] = append(v.byFirst[t.Content[0]], len(v.tokens)-1)
 	}
-	for _, list := range v.byFirst {
+	for b, list := range v.byFirst {
+		if len(list) > 0 {
+			v.firstBytes += string([]byte{byte(b)})
+		}
 		sort.SliceStable(list, func(a, b int) bool { return len(v.tokens[list[a]].Content) > len(v.tokens[list[b]].Content) })
 	}
 	return v, nil
@@ -56,6 +63,11 @@ func newAddedVocab(tokens []addedToken) (*addedVocab, error) {
 // whitespace the token's lstrip/rstrip flags absorb.
 func (v *addedVocab) next(text string) (start, end, id int, found bool) {
 	for i := 0; i < len(text); i++ {
+		skip := v.skip(text[i:])
+		if skip < 0 {
+			break
+		}
+		i += skip
 		cands := v.byFirst[text[i]]
 		for _, k := range cands {
 			t := &v.tokens[k]
@@ -89,6 +101,23 @@ func (v *addedVocab) next(text string) (start, end, id int, found bool) {
 		}
 	}
 	return 0, 0, 0, false
+}
+
+// skip returns the offset of the first byte of text that can start an added
+// token, or -1.
+func (v *addedVocab) skip(text string) int {
+	switch len(v.firstBytes) {
+	case 0:
+		return -1
+	case 1:
+		return strings.IndexByte(text, v.firstBytes[0])
+	}
+	for i := 0; i < len(text); i++ {
+		if len(v.byFirst[text[i]]) > 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 func isWordChar(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsNumber(r) }
