@@ -61,7 +61,7 @@ func BenchmarkTokens(b *testing.B) {
 					}
 					reqs[i] = request(i, s)
 				}
-				ids, _ := kvcacheaware.Tokens(t.tok, reqs[0].Path, reqs[0].Prompt, reqs[0].PromptBytes)
+				ids, _ := kvcacheaware.Tokens(t.tok, reqs[0].Path, reqs[0].Prompt)
 				require.Greater(b, len(ids), 1000)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
@@ -73,7 +73,7 @@ func BenchmarkTokens(b *testing.B) {
 						}
 						b.StartTimer()
 					}
-					kvcacheaware.Tokens(t.tok, r.Path, r.Prompt, r.PromptBytes)
+					kvcacheaware.Tokens(t.tok, r.Path, r.Prompt)
 				}
 				b.ReportMetric(float64(len(ids)), "prompt-tokens")
 			})
