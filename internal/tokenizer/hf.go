@@ -44,10 +44,13 @@ type tokenizerJSON struct {
 }
 
 type tokenizerConfigJSON struct {
-	ChatTemplate  json.RawMessage `json:"chat_template"`
-	BOSToken      json.RawMessage `json:"bos_token"`
-	EOSToken      json.RawMessage `json:"eos_token"`
-	CleanUpSpaces bool            `json:"clean_up_tokenization_spaces"`
+	ChatTemplate   json.RawMessage `json:"chat_template"`
+	BOSToken       json.RawMessage `json:"bos_token"`
+	EOSToken       json.RawMessage `json:"eos_token"`
+	CleanUpSpaces  bool            `json:"clean_up_tokenization_spaces"`
+	TokenizerClass string          `json:"tokenizer_class"`
+	AddBOSToken    *bool           `json:"add_bos_token"`
+	AddEOSToken    *bool           `json:"add_eos_token"`
 }
 
 // loaded memoizes Load by directory and file versions: tokenizers are large
@@ -129,10 +132,71 @@ func loadHF(dir string) (*hfTokenizer, error) {
 		return nil, err
 	}
 	h.cleanUpSpaces = cfg.CleanUpSpaces
+	if err := h.applyBOSFlags(cfg); err != nil {
+		return nil, err
+	}
 	if h.template, err = loadChatTemplate(dir, cfg); err != nil {
 		return nil, err
 	}
 	return h, nil
+}
+
+// bosFlagClasses are the tokenizer classes whose Hugging Face implementation
+// rebuilds the post-processor from add_bos_token and add_eos_token, so
+// these flags, not tokenizer.json, decide the special tokens of a prompt.
+var bosFlagClasses = map[string]bool{
+	"LlamaTokenizer": true, "LlamaTokenizerFast": true, "CodeLlamaTokenizer": true, "CodeLlamaTokenizerFast": true,
+	"GemmaTokenizer": true, "GemmaTokenizerFast": true,
+}
+
+func (h *hfTokenizer) applyBOSFlags(cfg tokenizerConfigJSON) error {
+	if !bosFlagClasses[cfg.TokenizerClass] || (cfg.AddBOSToken == nil && cfg.AddEOSToken == nil) {
+		return nil
+	}
+	addBOS := cfg.AddBOSToken == nil || *cfg.AddBOSToken
+	addEOS := cfg.AddEOSToken != nil && *cfg.AddEOSToken
+	var before, after []int
+	for _, t := range []struct {
+		add  bool
+		raw  json.RawMessage
+		name string
+		into *[]int
+	}{{addBOS, cfg.BOSToken, "bos_token", &before}, {addEOS, cfg.EOSToken, "eos_token", &after}} {
+		if !t.add {
+			continue
+		}
+		text, err := tokenText(t.raw)
+		if err != nil {
+			return fmt.Errorf("tokenizer_config.json %s: %w", t.name, err)
+		}
+		id, ok := h.tokenID(text)
+		if text == "" || !ok {
+			return fmt.Errorf("tokenizer_config.json asks to add %s %q, which is not in the vocabulary", t.name, text)
+		}
+		*t.into = append(*t.into, id)
+	}
+	h.post = func(ids []int) []int {
+		out := make([]int, 0, len(before)+len(ids)+len(after))
+		return append(append(append(out, before...), ids...), after...)
+	}
+	return nil
+}
+
+// tokenID returns the ID of a token given by its text: an added token or a
+// vocabulary entry.
+func (h *hfTokenizer) tokenID(text string) (int, bool) {
+	if id, ok := h.added.byContent[text]; ok {
+		return id, true
+	}
+	key := text
+	if h.model.byteLevel {
+		var ok bool
+		if key, ok = byteLevelDecodeString(text); !ok {
+			return 0, false
+		}
+	}
+	id, ok := h.model.vocab[key]
+	return id, ok
 }
 
 // readTokenizerConfig reads tokenizer_config.json; a directory without one

@@ -319,3 +319,29 @@ func FuzzParseTokenizerJSON(f *testing.F) {
 }
 
 func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// Llama-family tokenizer classes take BOS/EOS from tokenizer_config.json's
+// add_bos_token and add_eos_token, over tokenizer.json's post-processor.
+func TestLlamaClassBOSFlags(t *testing.T) {
+	base := mustRead(t, "testdata/tiny/tokenizer.json")
+	load := func(config string) *Tokenizer {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), base, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(config), 0o644))
+		tok, err := Load(dir)
+		require.NoError(t, err)
+		return tok
+	}
+	const bos, eos = 4000, 4004
+	plain := load(`{}`).Encode("hi there")
+	assert.Equal(t, append([]int{bos}, plain...), load(`{"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": false}`).EncodePrompt("hi there"),
+		"other classes keep tokenizer.json's post-processor")
+	assert.Equal(t, plain, load(`{"tokenizer_class": "LlamaTokenizerFast", "add_bos_token": false, "bos_token": "<|begin_of_text|>"}`).EncodePrompt("hi there"))
+	assert.Equal(t, append(append([]int{bos}, plain...), eos), load(`{"tokenizer_class": "LlamaTokenizerFast", "add_eos_token": true,
+		"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}`).EncodePrompt("hi there"))
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), base, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"tokenizer_class": "LlamaTokenizer", "add_bos_token": true, "bos_token": "<nope>"}`), 0o644))
+	_, err := Load(dir)
+	assert.ErrorContains(t, err, "not in the vocabulary")
+}
