@@ -342,7 +342,7 @@ func tokenText(raw json.RawMessage) (string, error) {
 // tokens: added tokens are matched first, the text between them goes through
 // normalizer, pre-tokenizer and BPE (through the segment cache).
 func (h *hfTokenizer) encode(text string, cache *segmentCache) []int {
-	ids := make([]int, 0, len(text)/3+8)
+	ids := make([]int, 0, len(text)/4+8) // ~4 bytes per token in English
 	atStart := true
 	for text != "" {
 		start, end, id, found := h.added.next(text)

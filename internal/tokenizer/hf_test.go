@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,10 @@ func TestLoadIsSharedAndSafeConcurrently(t *testing.T) {
 			if assert.NoError(t, err) {
 				toks[i] = tok
 				assert.NotEmpty(t, tok.Encode(strings.Repeat("shared prompt text ", 30+i)))
+				ids, err := tok.EncodeChat([]Message{{Role: "system", Content: strings.Repeat("long system prompt ", 40)},
+					{Role: "user", Content: fmt.Sprint("question ", i)}}, true)
+				assert.NoError(t, err)
+				assert.Greater(t, len(ids), 40)
 			}
 		})
 	}
