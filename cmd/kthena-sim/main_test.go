@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,6 +59,11 @@ func TestRunServesAndStopsGracefully(t *testing.T) {
 func TestRunRejectsBadFlags(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"--lora-modules", "not-a-module"}))
 	assert.Equal(t, 1, run(context.Background(), []string{"--engine", "tgi"}))
+	// Tokenizer files the simulator cannot reproduce stop it at start.
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(`{"model": {"type": "Unigram", "vocab": []}}`), 0o644))
+	assert.Equal(t, 1, run(context.Background(), []string{"--tokenizer-dir", dir}))
+	assert.Equal(t, 1, run(context.Background(), []string{"--tokenizer-dir", filepath.Join(dir, "missing")}))
 }
 
 func TestLMCacheServerAnswersLookups(t *testing.T) {
