@@ -236,6 +236,10 @@ func TestChatTemplateSources(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "jinja 1", out, "chat_template.jinja wins over both")
 
+	out, err = render(write(map[string]string{"chat_template.jinja": "{% if tools is not none %}tools{% endif %}{% if documents is none %}none{% endif %}"}))
+	require.NoError(t, err)
+	assert.Equal(t, "none", out, "tools and documents are None, as Hugging Face passes them")
+
 	_, err = render(write(nil))
 	assert.ErrorIs(t, err, errNoChatTemplate)
 

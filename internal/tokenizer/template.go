@@ -73,6 +73,10 @@ func (c *chatTemplate) render(messages []Message, addGenerationPrompt bool) (s s
 		"bos_token":             c.bos,
 		"eos_token":             c.eos,
 		"add_generation_prompt": addGenerationPrompt,
+		// Passed as None, not left undefined: Hugging Face does so, and
+		// templates test "tools is not none".
+		"tools":     nil,
+		"documents": nil,
 	}))
 	if err != nil {
 		return "", fmt.Errorf("render chat template: %w", err)
