@@ -5,6 +5,7 @@
 // Llama-3 pre-tokenizer pattern, a BOS post-processor and a chat template.
 //
 //	go run ./hack/tokenizer-golden/mktiny -n 4000 -out internal/tokenizer/testdata/tiny
+//	go run ./hack/tokenizer-golden/mktiny -metaspace -n 4000 -out internal/tokenizer/testdata/metaspace
 package main
 
 import (
@@ -51,10 +52,18 @@ type added struct {
 func main() {
 	n := flag.Int("n", 4000, "how many cl100k_base ranks to keep")
 	out := flag.String("out", "internal/tokenizer/testdata/tiny", "output directory")
+	metaspace := flag.Bool("metaspace", false, "write the sentencepiece-style tokenizer instead")
 	flag.Parse()
 	ranks, err := tiktokenloader.NewOfflineLoader().LoadTiktokenBpe(cl100kURL)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if *metaspace {
+		writeMetaspace(ranks, *n, *out)
+		return
 	}
 	byRank := make([]string, 0, *n)
 	for tok, r := range ranks {
