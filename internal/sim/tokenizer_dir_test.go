@@ -134,3 +134,21 @@ func TestTokenizerDirIsUsedForTokenizeCountsAndKVEvents(t *testing.T) {
 		}
 	}
 }
+
+// Continuing a partial answer renders the model's template up to the end of
+// the final message.
+func TestTokenizerDirContinuesFinalMessage(t *testing.T) {
+	f := startFleet(t, fastConfig(func(c *Config) { c.TokenizerDir = tinyTokenizerDir }))
+	tok, err := tokenizer.Load(tinyTokenizerDir)
+	require.NoError(t, err)
+	code, out := postJSON(t, f.URL(0)+"/v1/chat/completions", map[string]any{"model": DefaultModel, "max_tokens": 1,
+		"continue_final_message": true, "add_generation_prompt": false,
+		"messages": []map[string]string{{"role": "user", "content": "Count to three."}, {"role": "assistant", "content": "One, two,"}}})
+	require.Equal(t, 200, code, out)
+	text, err := tok.RenderContinuation([]tokenizer.Message{{Role: "user", Content: "Count to three."}, {Role: "assistant", Content: "One, two,"}})
+	require.NoError(t, err)
+	require.True(t, strings.HasSuffix(text, "assistant<|end_header_id|>\n\nOne, two,"), "%q", text)
+	usage, ok := out["usage"].(map[string]any)
+	require.True(t, ok, out)
+	assert.Equal(t, float64(len(tok.Encode(text))), usage["prompt_tokens"])
+}
