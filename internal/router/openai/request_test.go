@@ -139,6 +139,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) > 0 && body[0] == '"' {
+			checkStr(t, body)
 			v := scanner{b: body}
 			if esc, ok := v.str(); ok {
 				tr := scanner{b: body, trusted: true}
