@@ -119,6 +119,19 @@ func TestUsageChunks(t *testing.T) {
 	if !u.Found || u.PromptTokens != 3 || u.CompletionTokens != 4 {
 		t.Fatalf("usage %+v", u)
 	}
+	// The null-usage shortcut agrees with a full parse.
+	for body, want := range map[string]Usage{
+		`{"id":"x","choices":[{"delta":{"content":"a"}}],"usage":null}`: {},
+		`{"usage":null}`: {},
+		`{"choices":[{"delta":{"content":"say \"usage"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}`: {1, 2, true},
+		`{"usage":{"prompt_tokens":5,"completion_tokens":6},"x":{"usage":null}}`:                              {5, 6, true},
+		`{"x":"\"usage":null}`: {},
+		`{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":8}}`: {7, 8, true},
+	} {
+		if got := UsageOf([]byte(body)); got != want {
+			t.Errorf("UsageOf(%s) = %+v, want %+v", body, got, want)
+		}
+	}
 }
 
 // FuzzParse checks that parsing never panics and that a rewritten body is

@@ -15,7 +15,7 @@ type Usage struct {
 
 // UsageOf reads "usage" from a JSON object (a response or a stream chunk).
 func UsageOf(b []byte) Usage {
-	if len(b) == 0 {
+	if len(b) == 0 || nullUsage(b) {
 		return Usage{}
 	}
 	u := gjson.Get(unsafe.String(unsafe.SliceData(b), len(b)), "usage")
@@ -23,6 +23,19 @@ func UsageOf(b []byte) Usage {
 		return Usage{}
 	}
 	return Usage{PromptTokens: u.Get("prompt_tokens").Int(), CompletionTokens: u.Get("completion_tokens").Int(), Found: true}
+}
+
+var (
+	usageKey      = []byte(`"usage"`)
+	nullUsageTail = []byte(`"usage":null}`)
+)
+
+// nullUsage reports whether the first "usage" in b is the object's last
+// member and null, as in every chunk but the last of a stream with
+// include_usage: such chunks need no JSON parse.
+func nullUsage(b []byte) bool {
+	i := bytes.Index(b, usageKey)
+	return i > 0 && i == len(b)-len(nullUsageTail) && bytes.HasSuffix(b, nullUsageTail) && (b[i-1] == ',' || b[i-1] == '{')
 }
 
 // SSEData returns the payload of an SSE "data:" line (without the line
