@@ -222,19 +222,38 @@ func (d *Director) finish(c *call) {
 		e.Stages = &c.stages
 	}
 	if m := d.o.Metrics; m != nil {
-		status := strconv.Itoa(e.StatusCode)
+		status := statusLabel(e.StatusCode)
 		errType := ""
 		if e.Error != nil {
 			errType = e.Error.Type
 		}
-		m.Requests.WithLabelValues(e.ModelName, e.Path, status, errType, e.ModelRoute, e.BackendType, e.BackendName, e.UpstreamModel).Inc()
-		m.Duration.WithLabelValues(e.ModelName, e.Path, status).Observe(now.Sub(c.start).Seconds())
+		rm := m.Request(metrics.RequestLabels{Model: e.ModelName, Path: e.Path, Status: status, ErrorType: errType, Route: e.ModelRoute,
+			BackendType: e.BackendType, BackendName: e.BackendName, UpstreamModel: e.UpstreamModel})
+		rm.Count.Inc()
+		rm.Duration.Observe(now.Sub(c.start).Seconds())
 		if c.usage.Found {
-			m.Tokens.WithLabelValues(e.ModelName, "input").Add(float64(c.usage.PromptTokens))
-			m.Tokens.WithLabelValues(e.ModelName, "output").Add(float64(c.usage.CompletionTokens))
+			in, out := m.TokenCounters(e.ModelName)
+			in.Add(float64(c.usage.PromptTokens))
+			out.Add(float64(c.usage.CompletionTokens))
 		}
 	}
 	d.o.AccessLog.Log(e)
+}
+
+// statusLabels are the status codes' label values, formatted once
+// (strconv.Itoa allocates for codes of three digits).
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 func (d *Director) serve(c *call) error {
@@ -292,7 +311,7 @@ func (d *Director) serve(c *call) error {
 	}
 	c.entry.BackendType, c.entry.BackendName, c.entry.ModelServer = "ModelServer", tgt.ModelServer, tgt.ModelServer
 	if m := d.o.Metrics; m != nil {
-		g := m.ServerInFlight.WithLabelValues(tgt.ModelServer)
+		g := m.InFlight(tgt.ModelServer)
 		g.Inc()
 		defer g.Dec()
 	}

@@ -174,7 +174,7 @@ func (d *Director) proxy(c *call, pre func(*framework.Endpoint), describe func(c
 
 func (d *Director) count(result string) {
 	if d.o.Metrics != nil {
-		d.o.Metrics.UpstreamAttempts.WithLabelValues(result).Inc()
+		d.o.Metrics.Attempt(result)
 	}
 }
 

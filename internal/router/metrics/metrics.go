@@ -3,8 +3,6 @@
 package metrics
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,6 +50,8 @@ type Metrics struct {
 	FairnessRequests *prometheus.CounterVec
 	FairnessWait     *prometheus.HistogramVec
 	TenantTokens     *prometheus.CounterVec
+
+	c caches
 }
 
 // New creates and registers the metrics on reg.
@@ -151,10 +151,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.Requests, m.Duration, m.Tokens, m.PluginDuration, m.Active, m.ActiveDownstream,
 		m.ActiveUpstream, m.UpstreamAttempts, m.PrefixEvictions, m.ScrapeErrors, m.ConfigReloads,
 		m.PrefillDuration, m.DecodeDuration, m.PDRequests)
+	m.initCaches()
 	return m
 }
 
-// ObservePlugin implements the scheduler's Recorder.
-func (m *Metrics) ObservePlugin(plugin, kind string, d time.Duration) {
-	m.PluginDuration.WithLabelValues(plugin, kind).Observe(d.Seconds())
-}
