@@ -154,4 +154,3 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.initCaches()
 	return m
 }
-
