@@ -51,7 +51,8 @@ func New() *Transport { return &Transport{} }
 type conn struct {
 	net.Conn
 	br       *bufio.Reader
-	hdr      []byte // reused request-head buffer
+	hdr      []byte      // reused request-head buffer
+	bufs     net.Buffers // reused writev vector
 	addr     string
 	idleFrom time.Time
 }
@@ -61,6 +62,9 @@ type conn struct {
 type Body struct {
 	segs [][]byte
 	i    int
+	// owned: segs is a copy that Read may consume (made on the first
+	// Read: Transport only reads segs).
+	owned bool
 	// stamp asks Transport to note in sent when the request was written
 	// (the router's stage timings); off, no clock is read.
 	stamp bool
@@ -86,10 +90,14 @@ func (b *Body) StampSent() { b.stamp = true }
 func (b *Body) Sent() time.Time { return b.sent }
 
 // NewBody returns a body of the given segments; the slice is not modified.
-func NewBody(segs [][]byte) *Body { return &Body{segs: slices.Clone(segs)} }
+func NewBody(segs [][]byte) *Body { return &Body{segs: segs} }
 
 // Read implements io.Reader.
 func (b *Body) Read(p []byte) (int, error) {
+	if !b.owned {
+		b.segs, b.owned = slices.Clone(b.segs[b.i:]), true
+		b.i = 0
+	}
 	n := 0
 	for n < len(p) && b.i < len(b.segs) {
 		c := copy(p[n:], b.segs[b.i])
@@ -135,7 +143,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if b.fwd != nil {
 			fwd = b
 		}
-		segs = slices.Clone(b.rest())
+		segs = b.rest() // only read: writeRequest copies the headers into its vector
 		replayable = true
 		length = 0
 		for _, s := range segs {
@@ -267,10 +275,13 @@ func (c *conn) writeRequest(req *http.Request, segs [][]byte, length int64, fwd 
 	c.hdr = h
 	switch {
 	case segs != nil:
-		bufs := make(net.Buffers, 0, 1+len(segs))
-		bufs = append(bufs, h)
-		bufs = append(bufs, segs...)
-		_, err := bufs.WriteTo(c.Conn)
+		// WriteTo consumes the vector; the connection keeps its array,
+		// cleared after the write so that it pins no request body.
+		full := append(append(c.bufs[:0], h), segs...)
+		c.bufs = full
+		_, err := c.bufs.WriteTo(c.Conn)
+		clear(full)
+		c.bufs = full[:0]
 		return err
 	case chunked:
 		if _, err := c.Write(h); err != nil {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -440,5 +441,34 @@ func TestForwardedFields(t *testing.T) {
 	if h.Get("Authorization") != "Bearer x" || len(h["X-A"]) != 2 || h.Get("Keep-Alive") != "" ||
 		len(h["Content-Type"]) != 1 || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("engine got %v", h)
+	}
+}
+
+// The caller's segments are neither consumed by Read (another
+// RoundTripper) nor by Transport's writev: a failover sends the same
+// segments again.
+func TestBodySegmentsKept(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s", b)
+	}))
+	defer srv.Close()
+	segs := [][]byte{[]byte("ab"), []byte("cd"), []byte("ef")}
+	if b, _ := io.ReadAll(NewBody(segs)); string(b) != "abcdef" {
+		t.Fatalf("read %q", b)
+	}
+	tr := New()
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, NewBody(segs))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != "abcdef" {
+			t.Fatalf("request %d: engine saw %q", i, got)
+		}
+	}
+	if string(bytes.Join(segs, nil)) != "abcdef" || len(segs) != 3 {
+		t.Fatalf("segments changed: %q", segs)
 	}
 }
