@@ -155,6 +155,10 @@ type call struct {
 	// marks says whether stages are recorded (Options.Stages).
 	marks  bool
 	stages accesslog.Stages
+	// eps backs the ModelServer's endpoint list (the store appends to it;
+	// in the call, which is allocated anyway, rather than a heap array of
+	// its own).
+	eps [16]*datastore.Endpoint
 }
 
 // mark records that the request reached a step now.
@@ -334,7 +338,7 @@ func (d *Director) serve(c *call) error {
 	if d.o.Tokenizer != nil && len(parsed.Prompt) > 0 {
 		req.InputTokens = d.inputTokens(c)
 	}
-	var buf [16]*datastore.Endpoint
+	buf := &c.eps
 	for retried := false; ; retried = true {
 		eps, total := d.o.Store.Endpoints(tgt.ModelServer, buf[:0])
 		if d.o.Hold.Enabled() && (!servable(ms, eps, total, retried) || d.o.Hold.Holds(tgt.ModelServer)) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,7 +181,9 @@ func (d *Director) count(result string) {
 
 // target is where one attempt goes.
 type target struct {
+	// url is parsed per attempt; u (engines) is used as is.
 	url string
+	u   *url.URL
 	rt  http.RoundTripper
 	// header fills the outgoing headers; nil forwards the client's
 	// (end-to-end ones) as for engines.
@@ -196,7 +199,8 @@ func (d *Director) attempt(c *call, ep *datastore.Endpoint, segs [][]byte, n int
 }
 
 func (d *Director) engineTarget(c *call, ep *datastore.Endpoint) target {
-	return target{url: "http://" + ep.Address + c.r.URL.RequestURI(), rt: d.o.Transport}
+	in := c.r.URL
+	return target{u: &url.URL{Scheme: "http", Host: ep.Address, Path: in.Path, RawPath: in.RawPath, RawQuery: in.RawQuery, ForceQuery: in.ForceQuery}, rt: d.o.Transport}
 }
 
 // send sends one attempt under parent (the client's context, or one the
@@ -368,9 +372,17 @@ func (d *Director) roundTrip(ctx context.Context, cancel context.CancelCauseFunc
 	if c.marks {
 		body.StampSent()
 	}
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url, body)
-	if err != nil {
-		return nil, &attemptError{msg: err.Error()}
+	var out *http.Request
+	if up.u != nil {
+		// An engine's URL is built rather than formatted and parsed again;
+		// the literal stays on the stack, WithContext makes the request.
+		out = (&http.Request{Method: http.MethodPost, URL: up.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Body: body, Host: up.u.Host}).WithContext(ctx)
+	} else {
+		var err error
+		if out, err = http.NewRequestWithContext(ctx, http.MethodPost, up.url, body); err != nil {
+			return nil, &attemptError{msg: err.Error()}
+		}
 	}
 	out.ContentLength = int64(n)
 	if _, ok := up.rt.(*upstream.Transport); ok && up.header == nil {
