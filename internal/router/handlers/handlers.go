@@ -185,7 +185,13 @@ func (h *Handler) inference(w http.ResponseWriter, r *http.Request) {
 	rc, deadline := w.(readDeadliner)
 	deadline = deadline && rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout)) == nil
 	body := waitForBody(r.Context(), r.Body, r.ContentLength)
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, io.NopCloser(body), h.o.MaxBodyBytes))
+	if r.ContentLength < 0 {
+		// A chunked body has no declared length to check above: the
+		// limit applies as it is read. (net/http stops a body with a
+		// length at that length.)
+		body = http.MaxBytesReader(w, io.NopCloser(body), h.o.MaxBodyBytes)
+	}
+	_, err := buf.ReadFrom(body)
 	if bw, ok := body.(*bodyWaiter); ok {
 		bw.done()
 	}

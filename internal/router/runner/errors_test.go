@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -82,5 +83,23 @@ spec: {modelName: hdr, rules: [{modelMatch: {headers: {x: {exact: "y"}}}, target
 				}
 			}
 		})
+	}
+	// A chunked body has no length to check up front: the limit applies as
+	// it is read.
+	for _, tc := range []struct {
+		size, status int
+	}{{100, 200}, {2 << 20, 413}} {
+		body := `{"model":"ok","prompt":"` + strings.Repeat("x", tc.size) + `"}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.r.Addr()+"/v1/chat/completions", io.MultiReader(strings.NewReader(body)))
+		req.ContentLength = -1 // sent chunked
+		res, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.status {
+			t.Fatalf("chunked body of %d bytes: status %d, want %d: %s", len(body), res.StatusCode, tc.status, b)
+		}
 	}
 }
