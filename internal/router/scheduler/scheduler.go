@@ -4,10 +4,11 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/kthena/kthena/internal/router/framework"
@@ -117,12 +118,13 @@ func (s *Scheduler) schedule(ctx context.Context, req *framework.Request, eps []
 	}
 	n, k := len(eps), len(s.scorers)
 	cands := make([]framework.Candidate, n)
-	flat := make([]float64, n*k)
+	// The candidates' scores and the scorers' buffer in one allocation.
+	flat := make([]float64, n*k+n)
 	for i, ep := range eps {
 		cands[i] = framework.Candidate{Endpoint: ep, Scores: flat[i*k : (i+1)*k : (i+1)*k]}
 	}
 	if k > 0 {
-		buf := make([]float64, n)
+		buf := flat[n*k:]
 		for j, sc := range s.scorers {
 			clear(buf)
 			start := time.Now()
@@ -204,7 +206,7 @@ func (p MaxScorePicker) Pick(_ context.Context, _ *framework.Request, c []framew
 		j := rand.IntN(i + 1)
 		c[i], c[j] = c[j], c[i]
 	}
-	sort.SliceStable(c, func(a, b int) bool { return c[a].Total > c[b].Total })
+	slices.SortStableFunc(c, func(a, b framework.Candidate) int { return cmp.Compare(b.Total, a.Total) })
 	n := 1
 	for n < len(c) && c[n].Total >= c[0].Total-p.Near {
 		n++
