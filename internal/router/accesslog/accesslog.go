@@ -247,8 +247,10 @@ func appendText(b []byte, e *Entry) []byte {
 	kv("backend_type", e.BackendType)
 	kv("upstream_model", e.UpstreamModel)
 	if e.UpstreamAttempts > 0 {
-		kv("upstream_status_code", strconv.Itoa(e.UpstreamStatusCode))
-		kv("upstream_attempts", strconv.Itoa(e.UpstreamAttempts))
+		b = append(b, " upstream_status_code="...) // appended, not Itoa'd: no string per entry
+		b = strconv.AppendInt(b, int64(e.UpstreamStatusCode), 10)
+		b = append(b, " upstream_attempts="...)
+		b = strconv.AppendInt(b, int64(e.UpstreamAttempts), 10)
 	}
 	if e.Error != nil {
 		kv("error_origin", e.ErrorOrigin)
