@@ -354,6 +354,7 @@ func (s *scanner) elements(fn func(v int) bool) {
 // becomes U+FFFD (the pair is consumed).
 func appendStr(dst, b []byte, p, room int) []byte {
 	i := p + 1
+	q := -1 // the first quote at or after i, once searched for
 	var tmp [utf8.UTFMax]byte
 	for room > 0 {
 		c := b[i]
@@ -361,9 +362,18 @@ func appendStr(dst, b []byte, p, room int) []byte {
 			break
 		}
 		if c != '\\' {
-			j := i + 1
-			for j < len(b) && j-i < room && b[j] != '"' && b[j] != '\\' {
-				j++
+			// A run of plain bytes up to the quote or a backslash, both
+			// found with bytes.IndexByte; the quote is searched for again
+			// only once passed (an escaped one).
+			if q < i {
+				q = len(b)
+				if k := bytes.IndexByte(b[i:], '"'); k >= 0 {
+					q = i + k
+				}
+			}
+			j := min(q, i+room)
+			if k := bytes.IndexByte(b[i:j], '\\'); k >= 0 {
+				j = i + k
 			}
 			dst = append(dst, b[i:j]...)
 			room -= j - i

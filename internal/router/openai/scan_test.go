@@ -3,6 +3,8 @@ package openai
 import (
 	"strings"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // refStr is the string grammar of RFC 8259 byte by byte: the end of the
@@ -39,6 +41,50 @@ func refStr(b []byte) (end int, esc, ok bool) {
 	return 0, esc, false
 }
 
+// appendStrRef is appendStr as it was, byte by byte: the reference of
+// the faster one.
+func appendStrRef(dst, b []byte, p, room int) []byte {
+	i := p + 1
+	var tmp [utf8.UTFMax]byte
+	for room > 0 {
+		c := b[i]
+		if c == '"' {
+			break
+		}
+		if c != '\\' {
+			j := i + 1
+			for j < len(b) && j-i < room && b[j] != '"' && b[j] != '\\' {
+				j++
+			}
+			dst = append(dst, b[i:j]...)
+			room -= j - i
+			i = j
+			continue
+		}
+		var out []byte
+		switch e := b[i+1]; e {
+		case 'u':
+			r := hexRune(b[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+				r = utf16.DecodeRune(r, hexRune(b[i+2:i+6]))
+				i += 6
+			}
+			out = utf8.AppendRune(tmp[:0], r)
+		default:
+			tmp[0] = unescapeByte(e)
+			out = tmp[:1]
+			i += 2
+		}
+		if len(out) > room {
+			out = out[:room]
+		}
+		dst = append(dst, out...)
+		room -= len(out)
+	}
+	return dst
+}
+
 // checkStr fails when the scanner and refStr disagree on b.
 func checkStr(t *testing.T, b []byte) {
 	t.Helper()
@@ -47,6 +93,14 @@ func checkStr(t *testing.T, b []byte) {
 	end, resc, rok := refStr(b)
 	if ok != rok || ok && (s.i != end || esc != resc) {
 		t.Fatalf("str(%q) = end %d, esc %v, ok %v; want end %d, esc %v, ok %v", b, s.i, esc, ok, end, resc, rok)
+	}
+	if !ok {
+		return
+	}
+	for _, room := range []int{1, 3, 8, 33, len(b)} {
+		if got, want := appendStr(nil, b, 0, room), appendStrRef(nil, b, 0, room); string(got) != string(want) {
+			t.Fatalf("appendStr(%q, room %d) = %q, want %q", b, room, got, want)
+		}
 	}
 }
 
