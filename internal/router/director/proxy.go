@@ -485,6 +485,39 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	// The lines of one engine read are gathered and written to the client
+	// at once when the read is used up (one ResponseWriter.Write per read
+	// instead of two per chunk, its data and blank lines), then flushed.
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	out := (*bp)[:0]
+	emit := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		_, err := c.w.Write(out)
+		out = out[:0]
+		return err
+	}
+	put := func(p []byte) error {
+		if len(out)+len(p) > cap(out) {
+			if err := emit(); err != nil {
+				return err
+			}
+			if len(p) > cap(out) {
+				_, err := c.w.Write(p)
+				return err
+			}
+		}
+		out = append(out, p...)
+		return nil
+	}
+	// fail returns err once the lines before it are written, as they were
+	// received by the client (a migration continues after them).
+	fail := func(err error) error {
+		_ = emit()
+		return err
+	}
 	fl, _ := c.w.(http.Flusher)
 	st := &c.stream
 	skipBlank := false
@@ -493,10 +526,11 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 		buffered := br.Buffered()
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
+			fresh := len(line) > buffered // this line needed a read
 			wasStarted := st.started
 			if st.on && err != nil && err != bufio.ErrBufferFull {
 				// A fragment cut by the failure: the client never sees it.
-				return streamErr(err)
+				return fail(streamErr(err))
 			}
 			drop := false
 			if !partial {
@@ -509,7 +543,7 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 						line = d
 					}
 					if isErrorEvent(data) {
-						return &engineEventError{errorMessage(data)}
+						return fail(&engineEventError{errorMessage(data)})
 					}
 				case ok && len(data) > 0 && data[0] == '{' && bytes.Contains(data, usageKey):
 					if u := openai.UsageOf(data); u.Found {
@@ -528,19 +562,23 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 			}
 			partial = err == bufio.ErrBufferFull
 			if !drop {
-				if _, werr := c.w.Write(line); werr != nil {
+				if werr := put(line); werr != nil {
 					return werr
 				}
 			}
-			if fl != nil && br.Buffered() == 0 {
-				fl.Flush()
+			if br.Buffered() == 0 {
+				if werr := emit(); werr != nil {
+					return werr
+				}
+				if fl != nil {
+					fl.Flush()
+				}
 			}
 			// The idle timeout counts from the engine's last bytes: the
-			// timer is reset once per read (the line is longer than what
-			// was buffered), not per line (a reset per line was ~7 % of a
-			// stream's CPU), and when the first chunk switches to the
-			// migration idle timeout.
-			if len(line) > buffered || st.started != wasStarted {
+			// timer is reset once per read, not per line (a reset per line
+			// was ~7 % of a stream's CPU), and when the first chunk
+			// switches to the migration idle timeout.
+			if fresh || st.started != wasStarted {
 				idle.Reset(d.idleFor(c))
 			}
 		}
@@ -548,6 +586,9 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 			continue
 		}
 		if err == io.EOF {
+			if werr := emit(); werr != nil {
+				return werr
+			}
 			if fl != nil {
 				fl.Flush()
 			}
@@ -557,7 +598,7 @@ func (d *Director) relayStream(c *call, body io.Reader, idle *time.Timer, inject
 			return nil
 		}
 		if err != nil {
-			return err
+			return fail(err)
 		}
 	}
 }
