@@ -169,3 +169,37 @@ func FuzzDecodeTokens(f *testing.F) {
 		}
 	})
 }
+
+// A model's own tokenizer files, loaded in process, tokenise requests as
+// an engine serving that model (kthena-sim --tokenizer-dir) does: its chat
+// template, special tokens and BOS on completions.
+func TestModelFilesTokenizeAsTheEngine(t *testing.T) {
+	const dir = "../../../../tokenizer/testdata/tiny"
+	cfg := sim.Config{TimeScale: 0.005, Mode: sim.ModeEcho, TokenizerDir: dir}
+	f, err := sim.StartFleet(context.Background(), sim.FleetOptions{Logger: logr.Discard()}, cfg)
+	require.NoError(t, err)
+	defer f.Close()
+	eps := []*framework.Endpoint{{Key: "a", Address: f.Addrs[0]}}
+	ts, err := newTokenizers([]TokenizerSource{{Models: []string{"tiny-*"}, Path: dir}}, "", newEngineTokenizer(5*time.Second, 16, 0, 0))
+	require.NoError(t, err)
+	local := ts.For("tiny-model")
+	require.IsType(t, localTokenizer{}, local)
+	engine := newEngineTokenizer(5*time.Second, 16, 0, 0)
+	for _, c := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Héllo 東京 🙂, what is 12345?"}]}`},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"one"},{"role":"assistant","content":"two"},{"role":"user","content":"three\nlines\n\nhere"}]}`},
+		{"/v1/completions", `{"model":"m","prompt":"def f(x):\n    return x  # code"}`},
+	} {
+		req := parsed(t, c.path, c.body)
+		want, err := engine.Tokens(context.Background(), req, eps)
+		require.NoError(t, err, c.body)
+		got, err := local.Tokens(context.Background(), req, eps)
+		require.NoError(t, err, c.body)
+		assert.Equal(t, want, got, c.body)
+	}
+
+	_, err = newTokenizers([]TokenizerSource{{Path: t.TempDir()}}, "", nil)
+	require.ErrorContains(t, err, "tokenizers[0].path")
+	_, err = newTokenizers([]TokenizerSource{{Path: dir, Engine: true}}, "", nil)
+	require.ErrorContains(t, err, "exactly one")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,11 +14,16 @@ import (
 )
 
 // TokenizerSource says how the requests of some models are tokenised.
-// Exactly one of Encoding and Engine is set.
+// Exactly one of Path, Encoding and Engine is set.
 type TokenizerSource struct {
 	// Models are globs (path.Match) over the model name sent to the engine;
 	// empty matches every model.
 	Models []string `json:"models,omitempty"`
+	// Path is a directory holding the model's Hugging Face tokenizer files
+	// (tokenizer.json, and the chat template in tokenizer_config.json,
+	// chat_template.jinja or chat_template.json), such as the model's own
+	// directory or a mounted ConfigMap; tokenised in process.
+	Path string `json:"path,omitempty"`
 	// Encoding is a built-in BPE (cl100k_base or o200k_base) with Llama 3's
 	// chat markers: the tokenizer of kthena-sim engines.
 	Encoding string `json:"encoding,omitempty"`
@@ -53,11 +59,19 @@ type tokenizers struct {
 // engine's /tokenize the fallback.
 func newTokenizers(sources []TokenizerSource, fallbackEncoding string, engine *engineTokenizer) (*tokenizers, error) {
 	t := &tokenizers{sources: sources, local: map[string]localTokenizer{}, engine: engine}
+	// local holds built-in encodings by name and loaded files by "path:"
+	// and directory.
 	loadLocal := func(enc string) (localTokenizer, error) {
 		if l, ok := t.local[enc]; ok {
 			return l, nil
 		}
-		tok, err := tokenizer.New(enc)
+		var tok *tokenizer.Tokenizer
+		var err error
+		if dir, ok := strings.CutPrefix(enc, "path:"); ok {
+			tok, err = tokenizer.Load(dir)
+		} else {
+			tok, err = tokenizer.New(enc)
+		}
 		if err != nil {
 			return localTokenizer{}, err
 		}
@@ -65,8 +79,14 @@ func newTokenizers(sources []TokenizerSource, fallbackEncoding string, engine *e
 		return t.local[enc], nil
 	}
 	for i, s := range sources {
-		if (s.Encoding != "") == s.Engine {
-			return nil, fmt.Errorf("tokenizers[%d]: set exactly one of encoding and engine", i)
+		set := 0
+		for _, on := range []bool{s.Path != "", s.Encoding != "", s.Engine} {
+			if on {
+				set++
+			}
+		}
+		if set != 1 {
+			return nil, fmt.Errorf("tokenizers[%d]: set exactly one of path, encoding and engine", i)
 		}
 		for _, g := range s.Models {
 			if _, err := path.Match(g, ""); err != nil {
@@ -76,6 +96,11 @@ func newTokenizers(sources []TokenizerSource, fallbackEncoding string, engine *e
 		if s.Encoding != "" {
 			if _, err := loadLocal(s.Encoding); err != nil {
 				return nil, fmt.Errorf("tokenizers[%d].encoding: %w", i, err)
+			}
+		}
+		if s.Path != "" {
+			if _, err := loadLocal("path:" + s.Path); err != nil {
+				return nil, fmt.Errorf("tokenizers[%d].path: %w", i, err)
 			}
 		}
 	}
@@ -106,8 +131,11 @@ func (t *tokenizers) resolve(model string) requestTokenizer {
 		if !matchesAny(s.Models, model) {
 			continue
 		}
-		if s.Engine {
+		switch {
+		case s.Engine:
 			return t.engine
+		case s.Path != "":
+			return t.local["path:"+s.Path]
 		}
 		return t.local[s.Encoding]
 	}
