@@ -370,6 +370,22 @@ func TestRBAC(t *testing.T) {
 // TestDeployments: the pods run hardened, their probes and Services point at
 // ports the containers declare, every flag the chart passes is one the
 // binary defines, and PDBs and spread constraints select the pods.
+// Extra volumes reach the router pod, mounted in its container (a model's
+// tokenizer files for kvcache-aware).
+func TestRouterExtraVolumes(t *testing.T) {
+	objs := render(t, "networking.router.extraVolumes[0].name=tok", "networking.router.extraVolumes[0].configMap.name=llama-tokenizer",
+		"networking.router.extraVolumeMounts[0].name=tok", "networking.router.extraVolumeMounts[0].mountPath=/models/llama")
+	var d appsv1.Deployment
+	into(t, find(objs, "Deployment", "kthena-router"), &d)
+	pod := d.Spec.Template.Spec
+	if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == "tok" && v.ConfigMap != nil && v.ConfigMap.Name == "llama-tokenizer" }) {
+		t.Errorf("volumes %+v lack the extra one", pod.Volumes)
+	}
+	if !slices.ContainsFunc(pod.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "tok" && m.MountPath == "/models/llama" }) {
+		t.Errorf("mounts %+v lack the extra one", pod.Containers[0].VolumeMounts)
+	}
+}
+
 func TestDeployments(t *testing.T) {
 	for _, sets := range [][]string{nil, {"certificates.mode=certManager", "networking.router.tls.secretName=router-tls", "networking.router.watchNamespace=models"}} {
 		objs := render(t, sets...)
