@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -34,16 +35,25 @@ func BenchmarkScore(b *testing.B) {
 		name   string
 		repeat int
 	}{{"short", 250}, {"long", 1000}} {
-		for _, mode := range []string{"in-process", "engine"} {
-			b.Run(size.name+"/"+mode, func(b *testing.B) { benchmarkScore(b, size.repeat, mode == "engine") })
+		for _, mode := range []string{"in-process", "llama3-files", "engine"} {
+			b.Run(size.name+"/"+mode, func(b *testing.B) { benchmarkScore(b, size.repeat, mode) })
 		}
 	}
 }
 
-func benchmarkScore(b *testing.B, repeat int, engine bool) {
+// llama3Dir holds Llama 3's tokenizer files (installed by hack/system-deps.sh).
+var llama3Dir = filepath.Join("..", "..", "..", "..", "..", "hack", "tokenizer-golden", "node_modules", "@lenml", "tokenizer-llama3", "models")
+
+func benchmarkScore(b *testing.B, repeat int, mode string) {
 	args := kvcacheaware.Args{TokenizerEncoding: tokenizer.DefaultEncoding}
 	tok, err := sharedTok()
 	require.NoError(b, err)
+	engine := mode == "engine"
+	if mode == "llama3-files" {
+		args = kvcacheaware.Args{Tokenizers: []kvcacheaware.TokenizerSource{{Path: llama3Dir}}}
+		tok, err = tokenizer.Load(llama3Dir)
+		require.NoError(b, err, "run hack/system-deps.sh to install the models' tokenizer files")
+	}
 	engineAddr := ""
 	if engine {
 		args = kvcacheaware.Args{EngineTokenizeCacheSize: 1}
@@ -100,7 +110,9 @@ func benchmarkScore(b *testing.B, repeat int, engine bool) {
 	cpu0 := threadCPU()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p.Score(context.Background(), reqs[i%len(reqs)], eps, out)
+		req := reqs[i%len(reqs)]
+		req.PromptTokens = nil // a new request: the plugin's per-request token cache is empty
+		p.Score(context.Background(), req, eps, out)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
