@@ -378,7 +378,9 @@ func TestRouterExtraVolumes(t *testing.T) {
 	var d appsv1.Deployment
 	into(t, find(objs, "Deployment", "kthena-router"), &d)
 	pod := d.Spec.Template.Spec
-	if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == "tok" && v.ConfigMap != nil && v.ConfigMap.Name == "llama-tokenizer" }) {
+	if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool {
+		return v.Name == "tok" && v.ConfigMap != nil && v.ConfigMap.Name == "llama-tokenizer"
+	}) {
 		t.Errorf("volumes %+v lack the extra one", pod.Volumes)
 	}
 	if !slices.ContainsFunc(pod.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "tok" && m.MountPath == "/models/llama" }) {
