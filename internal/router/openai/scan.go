@@ -381,20 +381,7 @@ func appendStr(dst, b []byte, p, room int) []byte {
 			continue
 		}
 		var out []byte
-		switch e := b[i+1]; e {
-		case 'u':
-			r := hexRune(b[i+2 : i+6])
-			i += 6
-			if utf16.IsSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
-				r = utf16.DecodeRune(r, hexRune(b[i+2:i+6]))
-				i += 6
-			}
-			out = utf8.AppendRune(tmp[:0], r)
-		default:
-			tmp[0] = unescapeByte(e)
-			out = tmp[:1]
-			i += 2
-		}
+		out, i = unescapeAt(b, i, &tmp)
 		if len(out) > room {
 			out = out[:room]
 		}
@@ -402,6 +389,25 @@ func appendStr(dst, b []byte, p, room int) []byte {
 		room -= len(out)
 	}
 	return dst
+}
+
+// unescapeAt decodes the escape at b[i] (a backslash) into tmp and returns
+// its bytes and the index after it; a surrogate pair of \u escapes is one
+// rune.
+func unescapeAt(b []byte, i int, tmp *[utf8.UTFMax]byte) ([]byte, int) {
+	switch e := b[i+1]; e {
+	case 'u':
+		r := hexRune(b[i+2 : i+6])
+		i += 6
+		if utf16.IsSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+			r = utf16.DecodeRune(r, hexRune(b[i+2:i+6]))
+			i += 6
+		}
+		return utf8.AppendRune(tmp[:0], r), i
+	default:
+		tmp[0] = unescapeByte(e)
+		return tmp[:1], i + 2
+	}
 }
 
 func unescapeByte(e byte) byte {

@@ -3,7 +3,6 @@ package openai
 import (
 	"strings"
 	"testing"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -62,20 +61,7 @@ func appendStrRef(dst, b []byte, p, room int) []byte {
 			continue
 		}
 		var out []byte
-		switch e := b[i+1]; e {
-		case 'u':
-			r := hexRune(b[i+2 : i+6])
-			i += 6
-			if utf16.IsSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
-				r = utf16.DecodeRune(r, hexRune(b[i+2:i+6]))
-				i += 6
-			}
-			out = utf8.AppendRune(tmp[:0], r)
-		default:
-			tmp[0] = unescapeByte(e)
-			out = tmp[:1]
-			i += 2
-		}
+		out, i = unescapeAt(b, i, &tmp)
 		if len(out) > room {
 			out = out[:room]
 		}
