@@ -2,6 +2,7 @@ package kvindex
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"sort"
 
@@ -23,6 +24,8 @@ type Backend struct {
 	maxKeys int
 	// counters are the scorer's own, reported with the index's.
 	counters func() map[string]int64
+	// modelTok is a model's in-process tokenizer, for probes naming one.
+	modelTok func(model string) *tokenizer.Tokenizer
 }
 
 var (
@@ -47,7 +50,7 @@ func NewBackend(o kvcacheaware.IndexOptions, log logr.Logger) (*Backend, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	x := New(o.MaxBlocks)
 	b := &Backend{x: x, subs: NewSubscriptions(ctx, x, log), cancel: cancel, weights: o.TierWeights, tok: tok,
-		maxKeys: o.MaxBlocksToMatch, counters: o.Counters}
+		maxKeys: o.MaxBlocksToMatch, counters: o.Counters, modelTok: o.ModelTokenizer}
 	b.unreg = Register(b)
 	return b, nil
 }
@@ -163,6 +166,13 @@ func (b *Backend) Size() Size {
 
 // Probe implements Inspector.
 func (b *Backend) Probe(p Probe) ProbeResult {
+	tok := b.tok
+	if p.Model != "" && b.modelTok != nil {
+		if tok = b.modelTok(p.Model); tok == nil {
+			return ProbeResult{Error: fmt.Sprintf("model %q is tokenised by its engines' /tokenize; probes tokenise in process only: "+
+				"give the model a path or encoding in kvcache-aware's tokenizers, or probe without a model (the built-in tokenizer)", p.Model)}
+		}
+	}
 	var tokens []int
 	if p.Messages != nil {
 		msgs := make([]tokenizer.Message, len(p.Messages))
@@ -170,11 +180,11 @@ func (b *Backend) Probe(p Probe) ProbeResult {
 			msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 		}
 		var err error
-		if tokens, err = b.tok.EncodeChat(msgs, true); err != nil {
+		if tokens, err = tok.EncodeChat(msgs, true); err != nil {
 			return ProbeResult{Error: err.Error()}
 		}
 	} else {
-		tokens = b.tok.EncodePrompt(p.Prompt)
+		tokens = tok.EncodePrompt(p.Prompt)
 	}
 	x := b.x
 	pods := p.Pods

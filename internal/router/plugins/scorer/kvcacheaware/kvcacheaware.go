@@ -114,6 +114,9 @@ type IndexOptions struct {
 	// Counters are the plugin's own counters (engine /tokenize calls),
 	// reported with the index's.
 	Counters func() map[string]int64
+	// ModelTokenizer is the in-process tokenizer of a model, for probes
+	// that name one (nil: the model is tokenised by its engines).
+	ModelTokenizer func(model string) *tokenizer.Tokenizer
 }
 
 // Opener creates an Index.
@@ -215,7 +218,7 @@ func New(a Args, open Opener) (*Plugin, error) {
 		return nil, err
 	}
 	idx, err := open(IndexOptions{MaxBlocks: a.MaxIndexedBlocks, TierWeights: w, TokenizerEncoding: a.TokenizerEncoding,
-		Tokenizer: probeTok, MaxBlocksToMatch: a.MaxBlocksToMatch, Counters: toks.engine.counters})
+		Tokenizer: probeTok, MaxBlocksToMatch: a.MaxBlocksToMatch, Counters: toks.engine.counters, ModelTokenizer: toks.Local})
 	if err != nil {
 		return nil, err
 	}

@@ -339,3 +339,27 @@ func TestDroppedInstanceClosesItsIndex(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A debug probe naming a model tokenises with that model's in-process
+// tokenizer, and says so plainly for a model its engines tokenise.
+func TestProbeUsesTheModelsTokenizer(t *testing.T) {
+	const dir = "../../../../tokenizer/testdata/tiny"
+	p, err := kvcacheaware.New(kvcacheaware.Args{Tokenizers: []kvcacheaware.TokenizerSource{{Models: []string{"tiny-*"}, Path: dir}}}, kvindex.Open)
+	require.NoError(t, err)
+	defer p.Close()
+	in := p.Index().(*kvindex.Backend)
+	tiny, err := tokenizer.Load(dir)
+	require.NoError(t, err)
+	builtin, err := sharedTok()
+	require.NoError(t, err)
+	const text = "Héllo 東京, the probe's prompt 12345"
+	require.NotEqual(t, len(tiny.EncodePrompt(text)), len(builtin.EncodePrompt(text)), "the test needs tokenizers that differ")
+
+	res := in.Probe(kvindex.Probe{Model: "tiny-1", Prompt: text})
+	assert.Empty(t, res.Error)
+	assert.Equal(t, len(tiny.EncodePrompt(text)), res.Tokens)
+	res = in.Probe(kvindex.Probe{Prompt: text})
+	assert.Equal(t, len(builtin.EncodePrompt(text)), res.Tokens)
+	res = in.Probe(kvindex.Probe{Model: "llama", Prompt: text})
+	assert.Contains(t, res.Error, "tokenised by its engines")
+}
